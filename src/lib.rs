@@ -1,0 +1,42 @@
+//! vdeliver: the delivery agent qmail-local runs for PostgreSQL-backed
+//! virtual domains.
+//!
+//! # What it guarantees
+//!
+//! * A message is reported delivered (exit 0) only when every copy is on
+//!   disk: the file fsynced, linked into `new/`, and `new/` fsynced.
+//! * Every doubt defers (111). A bounce (100) comes only from a definite
+//!   answer: no such user, disabled, relocated, over quota, a loop. A
+//!   database error is never read as "no such user".
+//! * The message is stored byte-for-byte behind the `Return-Path:` and
+//!   `Delivered-To:` lines vdeliver adds, whatever it contains.
+//! * Nothing is written outside `mail.root`: Maildir paths from the database
+//!   are resolved beneath it without following symlinks.
+//!
+//! # Layout
+//!
+//! Pure modules (no filesystem, database, environment or clock) take inputs
+//! and return decisions: [`recipient`], [`header`], [`names`], [`plan`],
+//! [`outcome`]. I/O modules carry them out: [`config`], [`db`], [`maildir`],
+//! [`deadline`], [`privs`]. [`deliver`] reads top to bottom as the data path:
+//! environment → recipient → plan (one database answer) → write → outcome.
+//! [`admin`] and [`schema`] serve `vmailctl`.
+
+#![forbid(unsafe_code)]
+
+pub mod admin;
+pub mod config;
+pub mod db;
+pub mod deadline;
+pub mod deliver;
+pub mod fuzzing;
+pub mod header;
+pub mod invocation;
+pub mod maildir;
+pub mod names;
+pub mod outcome;
+pub mod password;
+pub mod plan;
+pub mod privs;
+pub mod recipient;
+pub mod schema;

@@ -1,0 +1,243 @@
+//! A whole installation for one test: a fresh database (migrated with the
+//! real `vmailctl`), a mail root owned by the unprivileged user, a config
+//! file, and the real `vdeliver` run the way qmail-local runs it.
+
+use super::pg::{Pg, TestDb};
+use super::unpriv::{chown_for_unpriv, command_as_unprivileged, is_root, temp_dir_for_unpriv};
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+
+/// The product binaries, copied where the unprivileged user can run them
+/// (the checkout itself may sit in a directory only root can enter).
+pub fn bin(name: &str) -> PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    let dir = DIR.get_or_init(|| {
+        let base = super::base_temp_dir();
+        // Remove copies left by earlier runs whose process is gone.
+        if let Ok(entries) = fs::read_dir(&base) {
+            for e in entries.flatten() {
+                let n = e.file_name().to_string_lossy().into_owned();
+                if let Some(pid) = n.strip_prefix("vdeliver-it-bin-") {
+                    if !Path::new(&format!("/proc/{pid}")).exists() {
+                        let _ = fs::remove_dir_all(e.path());
+                    }
+                }
+            }
+        }
+        let dir = base.join(format!("vdeliver-it-bin-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
+        for (n, src) in [
+            ("vdeliver", env!("CARGO_BIN_EXE_vdeliver")),
+            ("vmailctl", env!("CARGO_BIN_EXE_vmailctl")),
+        ] {
+            let tmp = dir.join(format!(".{n}.tmp"));
+            fs::copy(src, &tmp).unwrap();
+            fs::set_permissions(&tmp, fs::Permissions::from_mode(0o755)).unwrap();
+            fs::rename(&tmp, dir.join(n)).unwrap();
+        }
+        dir
+    });
+    dir.join(name)
+}
+
+/// The result of one vdeliver run.
+#[derive(Debug)]
+pub struct Run {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl From<Output> for Run {
+    fn from(o: Output) -> Run {
+        Run {
+            code: o.status.code(),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+}
+
+pub struct Site {
+    pub db: TestDb,
+    /// Holds the mail root, the config and scratch files.
+    pub dir: tempfile::TempDir,
+    pub root: PathBuf,
+    pub config: PathBuf,
+}
+
+impl Site {
+    /// A migrated database with `example.com`, and an empty mail root.
+    pub fn new() -> Site {
+        Site::with_config("")
+    }
+
+    /// As [`Site::new`], with extra TOML appended to the `[mail]`-less
+    /// config (give whole sections).
+    pub fn with_config(extra: &str) -> Site {
+        Site::on(Pg::shared(), extra, true)
+    }
+
+    /// A site on a given cluster; `migrate` false leaves the database empty.
+    pub fn on(pg: &Pg, extra: &str, migrate: bool) -> Site {
+        let db = pg.fresh_db();
+        let dir = temp_dir_for_unpriv();
+        let root = dir.path().join("vmail");
+        fs::create_dir(&root).unwrap();
+        fs::set_permissions(&root, fs::Permissions::from_mode(0o700)).unwrap();
+        chown_for_unpriv(&root);
+        let config = dir.path().join("config.toml");
+        let text = format!(
+            "[database]\nurl = \"{}\"\nconnect_timeout = \"5s\"\nstatement_timeout = \"10s\"\n\
+             [mail]\nroot = \"{}\"\n{extra}",
+            db.url,
+            root.display()
+        );
+        fs::write(&config, text).unwrap();
+        fs::set_permissions(&config, fs::Permissions::from_mode(0o644)).unwrap();
+        let site = Site { db, dir, root, config };
+        if migrate {
+            site.ctl_ok(&["migrate"]);
+            site.ctl_ok(&["domain", "add", "example.com"]);
+        }
+        site
+    }
+
+    /// Run vmailctl (as the current user: it is an admin tool).
+    pub fn ctl(&self, args: &[&str], stdin: &[u8]) -> Run {
+        let mut child = Command::new(bin("vmailctl"))
+            .arg("--config")
+            .arg(&self.config)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(stdin).unwrap();
+        child.wait_with_output().unwrap().into()
+    }
+
+    pub fn ctl_ok(&self, args: &[&str]) -> String {
+        let r = self.ctl(args, b"");
+        assert_eq!(r.code, Some(0), "vmailctl {args:?}: {r:?}");
+        r.stdout
+    }
+
+    /// Add an account with the default Maildir path.
+    pub fn account(&self, address: &str) {
+        self.ctl_ok(&["account", "add", address]);
+    }
+
+    /// Write a message into a file and open it, the way qmail-local hands
+    /// over its queue file: a regular, seekable file at offset 0.
+    pub fn message_file(&self, msg: &[u8]) -> fs::File {
+        let mut f = tempfile::tempfile_in(self.dir.path()).unwrap();
+        f.write_all(msg).unwrap();
+        use std::io::Seek;
+        f.seek(std::io::SeekFrom::Start(0)).unwrap();
+        f
+    }
+
+    /// vdeliver with exactly the given environment (plus VDELIVER_CONFIG),
+    /// run as the unprivileged user, cwd = mail root, the message as a
+    /// regular file on stdin.
+    pub fn deliver_env(&self, env: &[(String, String)], msg: &[u8]) -> Run {
+        self.command(env, &[]).stdin(self.message_file(msg)).output().unwrap().into()
+    }
+
+    /// The command, not yet run.
+    pub fn command(&self, env: &[(String, String)], args: &[&str]) -> Command {
+        let mut c = command_as_unprivileged(&bin("vdeliver"));
+        c.args(args)
+            .env_clear()
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .env("VDELIVER_CONFIG", &self.config)
+            .current_dir(&self.root)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        c
+    }
+
+    /// Deliver to `to` (e.g. `Alice@Example.COM`) from `from`, with the
+    /// environment qmail-local gives for `control/virtualdomains` =
+    /// `example.com:vmail-example.com` and `|vdeliver` in `.qmail-default`.
+    pub fn deliver(&self, to: &str, from: &str, msg: &[u8]) -> Run {
+        self.deliver_env(&qmail_env(to, from), msg)
+    }
+
+    /// The absolute path of a Maildir (relative to the root).
+    pub fn maildir(&self, rel: &str) -> PathBuf {
+        self.root.join(rel)
+    }
+
+    /// The files in `<maildir>/<sub>`, sorted.
+    pub fn files(&self, rel: &str, sub: &str) -> Vec<String> {
+        let mut v: Vec<String> = match fs::read_dir(self.maildir(rel).join(sub)) {
+            Ok(d) => d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect(),
+            Err(_) => Vec::new(),
+        };
+        v.sort();
+        v
+    }
+
+    /// The one message in `<maildir>/new`, asserting there is exactly one.
+    pub fn only_message(&self, rel: &str) -> (String, Vec<u8>) {
+        let files = self.files(rel, "new");
+        assert_eq!(files.len(), 1, "{rel}new/ holds {files:?}");
+        let bytes = fs::read(self.maildir(rel).join("new").join(&files[0])).unwrap();
+        (files[0].clone(), bytes)
+    }
+}
+
+/// qmail-local's environment for a virtual-domain delivery (SPEC §2).
+pub fn qmail_env(to: &str, from: &str) -> Vec<(String, String)> {
+    let (local, host) = to.rsplit_once('@').unwrap();
+    let prefix = host.to_ascii_lowercase();
+    let user_local = format!("vmail-{prefix}-{local}");
+    let ext = format!("{prefix}-{local}");
+    let mut v: Vec<(String, String)> = vec![
+        ("USER", "vmail".to_string()),
+        ("HOME", "/home/vmail".to_string()),
+        ("PATH", "/usr/bin:/bin".to_string()),
+        ("LOCAL", user_local.clone()),
+        ("HOST", host.to_string()),
+        ("RECIPIENT", format!("{user_local}@{host}")),
+        ("SENDER", from.to_string()),
+        ("NEWSENDER", from.to_string()),
+        ("EXT", ext.clone()),
+        ("EXT2", local.to_string()),
+        ("DEFAULT", ext),
+        ("DTLINE", format!("Delivered-To: {user_local}@{host}\n")),
+        ("RPLINE", format!("Return-Path: <{from}>\n")),
+        ("UFLINE", format!("From {} Thu Jan  1 00:00:00 2026\n", if from.is_empty() { "MAILER-DAEMON" } else { from })),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    if let Some(pos) = local.find('-') {
+        v.push(("EXT3".into(), local[pos + 1..].to_string()));
+    }
+    v
+}
+
+/// Replace (or add) one variable.
+pub fn set(env: &mut Vec<(String, String)>, k: &str, val: &str) {
+    env.retain(|(n, _)| n != k);
+    env.push((k.to_string(), val.to_string()));
+}
+
+/// Remove one variable.
+pub fn unset(env: &mut Vec<(String, String)>, k: &str) {
+    env.retain(|(n, _)| n != k);
+}
+
+/// Whether the tests run as root (CI does).
+pub fn running_as_root() -> bool {
+    is_root()
+}
