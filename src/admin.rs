@@ -62,7 +62,8 @@ fn conflict(e: postgres::Error, what: impl FnOnce() -> String) -> AdminError {
 
 /// A domain as an administrator types it, normalised for storage.
 pub fn domain_name(raw: &str) -> Result<String> {
-    normalize_domain(raw.trim()).map_err(|w| AdminError::Invalid(format!("bad domain {raw:?}: {w}")))
+    normalize_domain(raw.trim())
+        .map_err(|w| AdminError::Invalid(format!("bad domain {raw:?}: {w}")))
 }
 
 /// Local parts vdeliver accepts for accounts: RFC 5322 atoms and dots, but
@@ -189,7 +190,11 @@ pub fn check_maildir(m: &str) -> Result<String> {
     if m.chars().any(char::is_control) {
         return Err(bad("contains a control character"));
     }
-    Ok(if m.ends_with('/') { m.to_string() } else { format!("{m}/") })
+    Ok(if m.ends_with('/') {
+        m.to_string()
+    } else {
+        format!("{m}/")
+    })
 }
 
 /// Enable or disable an account.
@@ -212,8 +217,20 @@ mod tests {
 
     #[test]
     fn names() {
-        assert_eq!(address("Alice@Example.COM").unwrap(), ("alice".into(), "example.com".into()));
-        for bad in ["alice", "@x.org", "a/b@x.org", "a..b@x.org", ".a@x.org", "a@", "a@x_y.org", "a b@x.org"] {
+        assert_eq!(
+            address("Alice@Example.COM").unwrap(),
+            ("alice".into(), "example.com".into())
+        );
+        for bad in [
+            "alice",
+            "@x.org",
+            "a/b@x.org",
+            "a..b@x.org",
+            ".a@x.org",
+            "a@",
+            "a@x_y.org",
+            "a b@x.org",
+        ] {
             let e = address(bad).unwrap_err();
             assert_eq!(e.exit_code(), 2, "{bad}: {e}");
         }

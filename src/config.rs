@@ -13,7 +13,7 @@ use std::time::Duration;
 pub const DEFAULT_PATH: &str = "/etc/vdeliver/config.toml";
 
 /// The whole configuration.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub database: Database,
@@ -51,16 +51,6 @@ pub struct Delivery {
     /// Give up with 111 after this long.
     #[serde(with = "duration")]
     pub deadline: Duration,
-}
-
-impl Default for Config {
-    fn default() -> Config {
-        Config {
-            database: Database::default(),
-            mail: Mail::default(),
-            delivery: Delivery::default(),
-        }
-    }
 }
 
 impl Default for Database {
@@ -262,11 +252,23 @@ mod tests {
     #[test]
     fn errors_name_file_key_and_problem() {
         let cases = [
-            ("[mail]\nrot = \"/x\"\n", Some("mail.rot"), "unknown field `rot`"),
+            (
+                "[mail]\nrot = \"/x\"\n",
+                Some("mail.rot"),
+                "unknown field `rot`",
+            ),
             ("[mail]\nroot = \"x\"\n", Some("mail.root"), "absolute"),
             ("[mail]\nroot = 3\n", Some("mail.root"), "invalid type"),
-            ("[database]\nconnect_timeout = \"soon\"\n", Some("database.connect_timeout"), "not a duration"),
-            ("[database]\nurl = \"postgres://u:secret@h:notaport/db\"\n", Some("database.url"), "neither"),
+            (
+                "[database]\nconnect_timeout = \"soon\"\n",
+                Some("database.connect_timeout"),
+                "not a duration",
+            ),
+            (
+                "[database]\nurl = \"postgres://u:secret@h:notaport/db\"\n",
+                Some("database.url"),
+                "neither",
+            ),
             ("[mail]\nfolders = [\"a/b\"]\n", Some("mail.folders"), "'/'"),
             ("[mail\n", None, "line 1"),
             ("[bogus]\n", Some("bogus"), "unknown field `bogus`"),
@@ -286,7 +288,10 @@ mod tests {
 
     #[test]
     fn path_choice() {
-        assert_eq!(choose_path(Some(Path::new("/a")), Some("/b")), PathBuf::from("/a"));
+        assert_eq!(
+            choose_path(Some(Path::new("/a")), Some("/b")),
+            PathBuf::from("/a")
+        );
         assert_eq!(choose_path(None, Some("/b")), PathBuf::from("/b"));
         assert_eq!(choose_path(None, Some("")), PathBuf::from(DEFAULT_PATH));
         assert_eq!(choose_path(None, None), PathBuf::from(DEFAULT_PATH));

@@ -46,7 +46,12 @@ impl fmt::Display for DbError {
         match self {
             DbError::BadUrl => f.write_str("database.url does not parse"),
             DbError::Postgres { what, source } => match source.as_db_error() {
-                Some(db) => write!(f, "{what}: {} (SQLSTATE {})", db.message(), db.code().code()),
+                Some(db) => write!(
+                    f,
+                    "{what}: {} (SQLSTATE {})",
+                    db.message(),
+                    db.code().code()
+                ),
                 None => write!(f, "{what}: {source}"),
             },
         }
@@ -63,7 +68,10 @@ impl std::error::Error for DbError {
 }
 
 /// The client configuration: the URL plus timeouts and our name.
-pub fn client_config(cfg: &config::Database, application: &str) -> Result<postgres::Config, DbError> {
+pub fn client_config(
+    cfg: &config::Database,
+    application: &str,
+) -> Result<postgres::Config, DbError> {
     let mut c: postgres::Config = cfg.url.parse().map_err(|_| DbError::BadUrl)?;
     c.connect_timeout(cfg.connect_timeout);
     if c.get_application_name().is_none() {
@@ -85,7 +93,8 @@ pub fn client_config(cfg: &config::Database, application: &str) -> Result<postgr
 /// local PgBouncer).
 pub fn connect(cfg: &config::Database, application: &str) -> Result<Client, DbError> {
     client_config(cfg, application)?
-        .connect(NoTls).map_err(DbError::new("connect"))
+        .connect(NoTls)
+        .map_err(DbError::new("connect"))
 }
 
 /// Domain (directly or through an alias domain) and account in one query.

@@ -33,7 +33,9 @@ pub fn start(overall: Duration, on_expiry: fn()) {
     let now = Instant::now();
     let dog = Watchdog {
         state: Mutex::new(State {
-            overall: now.checked_add(overall).unwrap_or(now + Duration::from_secs(86400 * 365)),
+            overall: now
+                .checked_add(overall)
+                .unwrap_or(now + Duration::from_secs(86400 * 365)),
             phase: None,
         }),
         wake: Condvar::new(),
@@ -45,7 +47,9 @@ pub fn start(overall: Duration, on_expiry: fn()) {
         .name("deadline".into())
         .spawn(watch);
     if let Err(e) = spawned {
-        report_and_exit(&Failure::temporary(format!("cannot start the deadline thread: {e}")).into());
+        report_and_exit(
+            &Failure::temporary(format!("cannot start the deadline thread: {e}")).into(),
+        );
     }
 }
 
@@ -83,9 +87,7 @@ fn watch() {
             if let Some(f) = ON_EXPIRY.get() {
                 f();
             }
-            report_and_exit(
-                &Failure::temporary(format!("{what} did not finish in time")).into(),
-            );
+            report_and_exit(&Failure::temporary(format!("{what} did not finish in time")).into());
         }
         s = match dog.wake.wait_timeout(s, when - now) {
             Ok((g, _)) => g,

@@ -21,7 +21,12 @@ use rustix::io::Errno;
 const CHUNK: usize = 128 * 1024;
 
 /// Deliver the message on `input` for the recipient `env`/`over` name.
-pub fn deliver(cfg: &Config, env: &QmailEnv<'_>, over: &Overrides<'_>, input: BorrowedFd<'_>) -> Outcome {
+pub fn deliver(
+    cfg: &Config,
+    env: &QmailEnv<'_>,
+    over: &Overrides<'_>,
+    input: BorrowedFd<'_>,
+) -> Outcome {
     match try_deliver(cfg, env, over, input) {
         Ok(o) => o,
         Err(f) => Outcome::Failed(f),
@@ -35,8 +40,8 @@ fn try_deliver(
     input: BorrowedFd<'_>,
 ) -> Result<Outcome, Failure> {
     // Environment → recipient.
-    let rcpt = recipient::recipient(env, over, cfg.mail.lowercase_local_part)
-        .map_err(Failure::config)?;
+    let rcpt =
+        recipient::recipient(env, over, cfg.mail.lowercase_local_part).map_err(Failure::config)?;
     let return_path = recipient::return_path(env, over).map_err(Failure::config)?;
     let delivered_to = rcpt.delivered_to();
 
@@ -103,7 +108,9 @@ fn write_one(
             )))
         }
         Verdict::TooManyHops(n) => {
-            return Err(Failure::looping(format_args!("{n} Received/Delivered-To lines")))
+            return Err(Failure::looping(format_args!(
+                "{n} Received/Delivered-To lines"
+            )))
         }
     }
     tmp.sync().map_err(maildir_failure)?;

@@ -148,7 +148,10 @@ fn starts_with_ci(line: &[u8], prefix: &[u8]) -> bool {
 fn address_value(v: &[u8]) -> &[u8] {
     let is_blank = |b: &u8| *b == b' ' || *b == b'\t' || *b == b'\r';
     let start = v.iter().position(|b| !is_blank(b)).unwrap_or(v.len());
-    let end = v.iter().rposition(|b| !is_blank(b)).map_or(start, |e| e + 1);
+    let end = v
+        .iter()
+        .rposition(|b| !is_blank(b))
+        .map_or(start, |e| e + 1);
     let v = &v[start..end];
     match v {
         [b'<', inner @ .., b'>'] => inner,
@@ -211,17 +214,61 @@ mod tests {
         let hops100_body = format!("Subject: a\n\n{hops100}");
         let cases: &[(&str, &[u8], Verdict)] = &[
             ("clean", b"Subject: hi\n\nbody\n", Verdict::Clean),
-            ("loop", b"Delivered-To: alice@example.com\n\n", Verdict::Loop(0)),
-            ("loop case", b"DELIVERED-TO: Alice@Example.COM\n\n", Verdict::Loop(0)),
-            ("loop crlf", b"Delivered-To: alice@example.com\r\n\r\nx", Verdict::Loop(0)),
-            ("loop brackets", b"Delivered-To:  <alice@example.com> \n\n", Verdict::Loop(0)),
-            ("loop no lf", b"Subject: x\nDelivered-To: alice@example.com", Verdict::Loop(0)),
-            ("substring", b"Delivered-To: malice@example.com\n\n", Verdict::Clean),
-            ("superstring", b"Delivered-To: alice@example.com.au\n\n", Verdict::Clean),
-            ("other dt", b"Delivered-To: vmail-example.com-alice@example.com\n\n", Verdict::Clean),
-            ("in body", b"Subject: x\n\nDelivered-To: alice@example.com\n", Verdict::Clean),
-            ("after crlf end", b"A: b\r\n\r\nDelivered-To: alice@example.com\n", Verdict::Clean),
-            ("continuation", b"X: y\n Delivered-To: alice@example.com\n\n", Verdict::Clean),
+            (
+                "loop",
+                b"Delivered-To: alice@example.com\n\n",
+                Verdict::Loop(0),
+            ),
+            (
+                "loop case",
+                b"DELIVERED-TO: Alice@Example.COM\n\n",
+                Verdict::Loop(0),
+            ),
+            (
+                "loop crlf",
+                b"Delivered-To: alice@example.com\r\n\r\nx",
+                Verdict::Loop(0),
+            ),
+            (
+                "loop brackets",
+                b"Delivered-To:  <alice@example.com> \n\n",
+                Verdict::Loop(0),
+            ),
+            (
+                "loop no lf",
+                b"Subject: x\nDelivered-To: alice@example.com",
+                Verdict::Loop(0),
+            ),
+            (
+                "substring",
+                b"Delivered-To: malice@example.com\n\n",
+                Verdict::Clean,
+            ),
+            (
+                "superstring",
+                b"Delivered-To: alice@example.com.au\n\n",
+                Verdict::Clean,
+            ),
+            (
+                "other dt",
+                b"Delivered-To: vmail-example.com-alice@example.com\n\n",
+                Verdict::Clean,
+            ),
+            (
+                "in body",
+                b"Subject: x\n\nDelivered-To: alice@example.com\n",
+                Verdict::Clean,
+            ),
+            (
+                "after crlf end",
+                b"A: b\r\n\r\nDelivered-To: alice@example.com\n",
+                Verdict::Clean,
+            ),
+            (
+                "continuation",
+                b"X: y\n Delivered-To: alice@example.com\n\n",
+                Verdict::Clean,
+            ),
             ("empty", b"", Verdict::Clean),
             ("hops 99", hops99.as_bytes(), Verdict::Clean),
             ("hops 100", hops100.as_bytes(), Verdict::TooManyHops(100)),

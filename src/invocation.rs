@@ -62,7 +62,12 @@ where
     match positional.len() {
         0 => {}
         2 => inv.fallback = positional.pop(),
-        1 => return Err(format!("a fallback needs two arguments, as in vdeliver '' {}", positional[0])),
+        1 => {
+            return Err(format!(
+                "a fallback needs two arguments, as in vdeliver '' {}",
+                positional[0]
+            ))
+        }
         _ => return Err("too many arguments".into()),
     }
     Ok(inv)

@@ -300,7 +300,7 @@ impl Namer {
         }
     }
 
-    pub fn next(&mut self) -> String {
+    pub fn next_name(&mut self) -> String {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default();
@@ -370,7 +370,7 @@ impl<'m> TmpFile<'m> {
     /// Create `tmp/<unique>` exclusively, mode 0600.
     pub fn create(md: &'m Maildir, namer: &mut Namer) -> Result<TmpFile<'m>> {
         for _ in 0..16 {
-            let name = namer.next();
+            let name = namer.next_name();
             let r = retry(|| {
                 rfs::openat(
                     &md.tmp,
@@ -391,7 +391,7 @@ impl<'m> TmpFile<'m> {
                         fd: Some(fd),
                         name,
                         size: 0,
-                    })
+                    });
                 }
                 Err(Errno::EXIST) => continue,
                 Err(e) => return Err(MaildirError::io("create", format!("{}tmp/", md.rel), e)),
@@ -406,7 +406,10 @@ impl<'m> TmpFile<'m> {
 
     /// Append bytes, all of them or an error.
     pub fn write_all(&mut self, mut buf: &[u8]) -> Result<()> {
-        let fd = self.fd.as_ref().ok_or_else(|| self.err("write", Errno::BADF))?;
+        let fd = self
+            .fd
+            .as_ref()
+            .ok_or_else(|| self.err("write", Errno::BADF))?;
         while !buf.is_empty() {
             match retry(|| rustix::io::write(fd, buf)) {
                 Ok(0) => return Err(self.err("write", Errno::IO)),
@@ -432,11 +435,15 @@ impl<'m> TmpFile<'m> {
     /// fsync and close (checking both). After this the file is complete on
     /// disk, still only in `tmp/`.
     pub fn sync(&mut self) -> Result<()> {
-        let fd = self.fd.take().ok_or_else(|| self.err("fsync", Errno::BADF))?;
+        let fd = self
+            .fd
+            .take()
+            .ok_or_else(|| self.err("fsync", Errno::BADF))?;
         retry(|| rfs::fsync(&fd)).map_err(|e| self.err("fsync", e))?;
         // close(2) can report a deferred write error (NFS and friends);
         // std and rustix drop it, nix returns it.
-        nix::unistd::close(fd).map_err(|e| self.err("close", Errno::from_raw_os_error(e as i32)))?;
+        nix::unistd::close(fd)
+            .map_err(|e| self.err("close", Errno::from_raw_os_error(e as i32)))?;
         Ok(())
     }
 
@@ -463,7 +470,7 @@ impl<'m> TmpFile<'m> {
                     }
                     break;
                 }
-                Err(Errno::EXIST) => unique = namer.next(),
+                Err(Errno::EXIST) => unique = namer.next_name(),
                 Err(e) => {
                     last = e;
                     break;
@@ -492,7 +499,8 @@ impl<'m> TmpFile<'m> {
     fn remove_tmp(&mut self) {
         self.fd = None;
         if !self.name.is_empty() {
-            let _ = retry(|| rfs::unlinkat(&self.md.tmp, self.name.as_str(), rfs::AtFlags::empty()));
+            let _ =
+                retry(|| rfs::unlinkat(&self.md.tmp, self.name.as_str(), rfs::AtFlags::empty()));
             untrack(&self.name);
             self.name.clear();
         }

@@ -56,7 +56,9 @@ pub fn new_name(unique: &str, size: u64) -> String {
 /// info), if there is one.
 pub fn size_from_name(name: &str) -> Option<u64> {
     let base = name.split(':').next().unwrap_or(name);
-    base.split(',').skip(1).find_map(|f| f.strip_prefix("S=")?.parse().ok())
+    base.split(',')
+        .skip(1)
+        .find_map(|f| f.strip_prefix("S=")?.parse().ok())
 }
 
 #[cfg(test)]
@@ -71,14 +73,31 @@ mod tests {
 
     #[test]
     fn format() {
-        let p = NameParts { secs: 1700000000, usec: 42, pid: 7, seq: 3, random: 0xabc, host: "h" };
+        let p = NameParts {
+            secs: 1700000000,
+            usec: 42,
+            pid: 7,
+            seq: 3,
+            random: 0xabc,
+            host: "h",
+        };
         assert_eq!(unique(&p), "1700000000.M42P7Q3R0000000000000abc.h");
-        assert_eq!(new_name(&unique(&p), 99), "1700000000.M42P7Q3R0000000000000abc.h,S=99");
+        assert_eq!(
+            new_name(&unique(&p), 99),
+            "1700000000.M42P7Q3R0000000000000abc.h,S=99"
+        );
     }
 
     #[test]
     fn same_instant_differs() {
-        let a = NameParts { secs: 1, usec: 2, pid: 3, seq: 0, random: 5, host: "h" };
+        let a = NameParts {
+            secs: 1,
+            usec: 2,
+            pid: 3,
+            seq: 0,
+            random: 5,
+            host: "h",
+        };
         let b = NameParts { seq: 1, ..a };
         let c = NameParts { random: 6, ..a };
         assert_ne!(unique(&a), unique(&b));

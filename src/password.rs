@@ -31,10 +31,17 @@ mod tests {
     #[test]
     fn round_trip() {
         let h = hash(b"s3cret").unwrap();
-        let mcf = h.strip_prefix("{SHA512-CRYPT}$6$").map(|_| &h[14..]).unwrap();
+        let mcf = h
+            .strip_prefix("{SHA512-CRYPT}$6$")
+            .map(|_| &h[14..])
+            .unwrap();
         let parsed = PasswordHashRef::new(mcf).unwrap();
-        assert!(ShaCrypt::default().verify_password(b"s3cret", parsed).is_ok());
-        assert!(ShaCrypt::default().verify_password(b"wrong", parsed).is_err());
+        assert!(ShaCrypt::default()
+            .verify_password(b"s3cret", parsed)
+            .is_ok());
+        assert!(ShaCrypt::default()
+            .verify_password(b"wrong", parsed)
+            .is_err());
     }
 
     #[test]

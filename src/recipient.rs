@@ -69,7 +69,9 @@ impl fmt::Display for EnvError {
             EnvError::BadRpline => {
                 f.write_str("RPLINE is not a single \"Return-Path: <...>\" line")
             }
-            EnvError::OverrideNeedsBoth => f.write_str("--local and --domain must be given together"),
+            EnvError::OverrideNeedsBoth => {
+                f.write_str("--local and --domain must be given together")
+            }
             EnvError::TooLong(v) => write!(f, "the {v} is longer than {MAX_PART} bytes"),
         }
     }
@@ -102,7 +104,8 @@ pub fn normalize_domain(raw: &str) -> Result<String, String> {
     let ascii = if trimmed.is_ascii() {
         trimmed.to_ascii_lowercase()
     } else {
-        idna::domain_to_ascii(trimmed).map_err(|_| "not a valid internationalised name".to_string())?
+        idna::domain_to_ascii(trimmed)
+            .map_err(|_| "not a valid internationalised name".to_string())?
     };
     for label in ascii.split('.') {
         if label.is_empty() {
@@ -114,7 +117,10 @@ pub fn normalize_domain(raw: &str) -> Result<String, String> {
         if label.starts_with('-') || label.ends_with('-') {
             return Err("label starts or ends with '-'".into());
         }
-        if !label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+        if !label
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        {
             return Err("characters other than letters, digits, '-' and '.'".into());
         }
     }
@@ -247,18 +253,56 @@ mod tests {
         }
     }
 
+    /// (HOST, EXT, DEFAULT, want local, want domain)
+    type Case<'a> = (&'a str, Option<&'a str>, Option<&'a str>, &'a str, &'a str);
+
     #[test]
     fn table() {
-        // (HOST, EXT, DEFAULT, want local, want domain)
-        let cases: &[(&str, Option<&str>, Option<&str>, &str, &str)] = &[
-            ("Example.COM", Some("example.com-Alice"), Some("example.com-Alice"), "alice", "example.com"),
+        let cases: &[Case] = &[
+            (
+                "Example.COM",
+                Some("example.com-Alice"),
+                Some("example.com-Alice"),
+                "alice",
+                "example.com",
+            ),
             ("example.com", Some("alice"), None, "alice", "example.com"),
-            ("example.com", Some("EXAMPLE.com-a-b"), None, "a-b", "example.com"),
-            ("example.com", Some("example.com-"), Some("bob"), "bob", "example.com"),
-            ("example.com", Some(""), Some("carol"), "carol", "example.com"),
-            ("example.com", None, Some("example.com-dave"), "dave", "example.com"),
+            (
+                "example.com",
+                Some("EXAMPLE.com-a-b"),
+                None,
+                "a-b",
+                "example.com",
+            ),
+            (
+                "example.com",
+                Some("example.com-"),
+                Some("bob"),
+                "bob",
+                "example.com",
+            ),
+            (
+                "example.com",
+                Some(""),
+                Some("carol"),
+                "carol",
+                "example.com",
+            ),
+            (
+                "example.com",
+                None,
+                Some("example.com-dave"),
+                "dave",
+                "example.com",
+            ),
             ("example.com.", Some("x"), None, "x", "example.com"),
-            ("bücher.example", Some("ann"), None, "ann", "xn--bcher-kva.example"),
+            (
+                "bücher.example",
+                Some("ann"),
+                None,
+                "ann",
+                "xn--bcher-kva.example",
+            ),
         ];
         for (host, ext, default, want_local, want_domain) in cases {
             let got = recipient(&env(host, *ext, *default), &Overrides::default(), true)
@@ -270,7 +314,12 @@ mod tests {
 
     #[test]
     fn case_kept_when_configured() {
-        let r = recipient(&env("example.com", Some("Alice"), None), &Overrides::default(), false).unwrap();
+        let r = recipient(
+            &env("example.com", Some("Alice"), None),
+            &Overrides::default(),
+            false,
+        )
+        .unwrap();
         assert_eq!(r.local, "Alice");
         assert_eq!(r.local_as_addressed, "Alice");
         assert_eq!(r.delivered_to(), "alice@example.com");
@@ -289,18 +338,34 @@ mod tests {
         let e = env("example.com", Some(""), None);
         assert_eq!(recipient(&e, &none, true), Err(EnvError::Empty("EXT")));
         let e = env("example.com", Some("a\nb"), None);
-        assert_eq!(recipient(&e, &none, true), Err(EnvError::ControlCharacter("EXT")));
+        assert_eq!(
+            recipient(&e, &none, true),
+            Err(EnvError::ControlCharacter("EXT"))
+        );
         let e = env("exa mple.com", Some("a"), None);
-        assert!(matches!(recipient(&e, &none, true), Err(EnvError::BadDomain(_))));
+        assert!(matches!(
+            recipient(&e, &none, true),
+            Err(EnvError::BadDomain(_))
+        ));
         let e = env("../etc", Some("a"), None);
-        assert!(matches!(recipient(&e, &none, true), Err(EnvError::BadDomain(_))));
-        let half = Overrides { local: Some("a"), ..Default::default() };
+        assert!(matches!(
+            recipient(&e, &none, true),
+            Err(EnvError::BadDomain(_))
+        ));
+        let half = Overrides {
+            local: Some("a"),
+            ..Default::default()
+        };
         assert_eq!(recipient(&e, &half, true), Err(EnvError::OverrideNeedsBoth));
     }
 
     #[test]
     fn overrides_win() {
-        let o = Overrides { local: Some("Zed"), domain: Some("Other.ORG"), sender: None };
+        let o = Overrides {
+            local: Some("Zed"),
+            domain: Some("Other.ORG"),
+            sender: None,
+        };
         let r = recipient(&env("example.com", Some("alice"), None), &o, true).unwrap();
         assert_eq!((r.local.as_str(), r.domain.as_str()), ("zed", "other.org"));
     }
@@ -309,7 +374,10 @@ mod tests {
     fn return_paths() {
         let none = Overrides::default();
         let mut e = env("example.com", Some("a"), None);
-        assert_eq!(return_path(&e, &none).unwrap(), "Return-Path: <bob@remote.org>\n");
+        assert_eq!(
+            return_path(&e, &none).unwrap(),
+            "Return-Path: <bob@remote.org>\n"
+        );
         e.sender = Some("");
         assert_eq!(return_path(&e, &none).unwrap(), "Return-Path: <>\n");
         e.rpline = Some("Return-Path: <x@y>\n");
@@ -320,6 +388,9 @@ mod tests {
         e.sender = None;
         assert_eq!(return_path(&e, &none), Err(EnvError::Missing("SENDER")));
         e.sender = Some("a\r\nb");
-        assert_eq!(return_path(&e, &none), Err(EnvError::ControlCharacter("SENDER")));
+        assert_eq!(
+            return_path(&e, &none),
+            Err(EnvError::ControlCharacter("SENDER"))
+        );
     }
 }

@@ -10,7 +10,9 @@ fn main() {
     privs::private_umask();
     std::panic::set_hook(Box::new(|info| {
         maildir::remove_pending_tmp();
-        deadline::report_and_exit(&Failure::temporary(format_args!("internal error: {info}")).into())
+        deadline::report_and_exit(
+            &Failure::temporary(format_args!("internal error: {info}")).into(),
+        )
     }));
     deadline::report_and_exit(&run())
 }
@@ -31,7 +33,8 @@ fn run() -> Outcome {
     };
     deadline::start(cfg.delivery.deadline, maildir::remove_pending_tmp);
     if std::io::stdin().is_terminal() {
-        return Failure::config("stdin is a terminal; vdeliver reads the message from qmail-local").into();
+        return Failure::config("stdin is a terminal; vdeliver reads the message from qmail-local")
+            .into();
     }
     let mut vars = Vec::with_capacity(5);
     for k in ["HOST", "EXT", "DEFAULT", "SENDER", "RPLINE"] {

@@ -7,7 +7,11 @@ use vdeliver::admin::{self, AdminError, NewAccount};
 use vdeliver::{config, db, password};
 
 #[derive(Parser)]
-#[command(name = "vmailctl", version, about = "Administer vdeliver's virtual domains and accounts")]
+#[command(
+    name = "vmailctl",
+    version,
+    about = "Administer vdeliver's virtual domains and accounts"
+)]
 struct Cli {
     /// Configuration file [default: $VDELIVER_CONFIG, else /etc/vdeliver/config.toml]
     #[arg(long, global = true, value_name = "PATH")]
@@ -69,11 +73,16 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<String, AdminError> {
     let env_config = std::env::var("VDELIVER_CONFIG").ok();
     let path = config::choose_path(cli.config.as_deref(), env_config.as_deref());
-    let cfg = config::load(&path).map_err(|e| AdminError::Invalid(format!("configuration: {e}")))?;
+    let cfg =
+        config::load(&path).map_err(|e| AdminError::Invalid(format!("configuration: {e}")))?;
     // Validate the input before touching the database.
     let password_hash = match &cli.command {
-        Command::Account(AccountCmd::Add { password_stdin: true, .. }) => {
-            let pw = password::read_line(&mut std::io::stdin().lock()).map_err(AdminError::Invalid)?;
+        Command::Account(AccountCmd::Add {
+            password_stdin: true,
+            ..
+        }) => {
+            let pw =
+                password::read_line(&mut std::io::stdin().lock()).map_err(AdminError::Invalid)?;
             Some(password::hash(pw.as_bytes()).map_err(AdminError::Invalid)?)
         }
         _ => None,
@@ -93,16 +102,23 @@ fn run(cli: Cli) -> Result<String, AdminError> {
             let name = admin::domain_add(&mut client, &domain)?;
             Ok(format!("added domain {name}"))
         }
-        Command::Account(AccountCmd::Add { address, maildir, .. }) => {
-            let new = NewAccount { maildir, password_hash };
+        Command::Account(AccountCmd::Add {
+            address, maildir, ..
+        }) => {
+            let new = NewAccount {
+                maildir,
+                password_hash,
+            };
             let (addr, md) = admin::account_add(&mut client, &address, &new)?;
             Ok(format!("added account {addr} with Maildir {md}"))
         }
-        Command::Account(AccountCmd::Disable { address }) => {
-            Ok(format!("disabled {}", admin::account_set_active(&mut client, &address, false)?))
-        }
-        Command::Account(AccountCmd::Enable { address }) => {
-            Ok(format!("enabled {}", admin::account_set_active(&mut client, &address, true)?))
-        }
+        Command::Account(AccountCmd::Disable { address }) => Ok(format!(
+            "disabled {}",
+            admin::account_set_active(&mut client, &address, false)?
+        )),
+        Command::Account(AccountCmd::Enable { address }) => Ok(format!(
+            "enabled {}",
+            admin::account_set_active(&mut client, &address, true)?
+        )),
     }
 }

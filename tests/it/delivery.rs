@@ -31,7 +31,17 @@ fn plain_delivery_stores_exact_bytes() {
     let md = s.maildir(ALICE);
     let file = fs::metadata(md.join("new").join(&name)).unwrap();
     assert_eq!(file.permissions().mode() & 0o777, 0o600);
-    for d in ["", "new", "cur", "tmp", ".Drafts", ".Sent", ".Trash", ".Junk", ".Sent/new"] {
+    for d in [
+        "",
+        "new",
+        "cur",
+        "tmp",
+        ".Drafts",
+        ".Sent",
+        ".Trash",
+        ".Junk",
+        ".Sent/new",
+    ] {
         let m = fs::metadata(md.join(d)).unwrap();
         assert!(m.is_dir(), "{d}");
         assert_eq!(m.permissions().mode() & 0o777, 0o700, "{d}");
@@ -123,7 +133,11 @@ fn pipe_on_stdin_works() {
         .stdin(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let big: Vec<u8> = MSG.iter().chain(b"x".repeat(300_000).iter()).copied().collect();
+    let big: Vec<u8> = MSG
+        .iter()
+        .chain(b"x".repeat(300_000).iter())
+        .copied()
+        .collect();
     {
         use std::io::Write;
         let mut stdin = child.stdin.take().unwrap();
@@ -176,9 +190,15 @@ fn database_down_defers() {
     pg.stop();
     let r = s.deliver("alice@example.com", "bob@remote.org", MSG);
     assert_eq!(r.code, Some(111), "{r:?}");
-    assert!(r.stdout.starts_with("Temporary failure: database: "), "{r:?}");
+    assert!(
+        r.stdout.starts_with("Temporary failure: database: "),
+        "{r:?}"
+    );
     assert!(r.stdout.ends_with("(#4.3.0)\n"), "{r:?}");
-    assert!(!r.stdout.contains("dbname"), "connection string leaked: {r:?}");
+    assert!(
+        !r.stdout.contains("dbname"),
+        "connection string leaked: {r:?}"
+    );
     pg.start();
     let r = s.deliver("alice@example.com", "bob@remote.org", MSG);
     assert_eq!(r.code, Some(0), "{r:?}");
@@ -199,12 +219,16 @@ fn statement_timeout_defers() {
     s.account("alice@example.com");
     fs::write(
         &s.config,
-        fs::read_to_string(&s.config).unwrap().replace("statement_timeout = \"10s\"", "statement_timeout = \"300ms\""),
+        fs::read_to_string(&s.config).unwrap().replace(
+            "statement_timeout = \"10s\"",
+            "statement_timeout = \"300ms\"",
+        ),
     )
     .unwrap();
     let mut locker = s.db.client();
     let mut tx = locker.transaction().unwrap();
-    tx.batch_execute("LOCK TABLE accounts IN ACCESS EXCLUSIVE MODE").unwrap();
+    tx.batch_execute("LOCK TABLE accounts IN ACCESS EXCLUSIVE MODE")
+        .unwrap();
     let started = std::time::Instant::now();
     let r = s.deliver("alice@example.com", "bob@remote.org", MSG);
     assert_eq!(r.code, Some(111), "{r:?}");
@@ -222,8 +246,16 @@ fn broken_environment_defers() {
         ("HOST", None, "HOST is not set"),
         ("HOST", Some(""), "HOST is empty"),
         ("SENDER", None, "SENDER is not set"),
-        ("EXT", Some("example.com-ali\nce"), "EXT contains a control character"),
-        ("RPLINE", Some("Return-Path: <x>\nX-Injected: 1\n"), "RPLINE"),
+        (
+            "EXT",
+            Some("example.com-ali\nce"),
+            "EXT contains a control character",
+        ),
+        (
+            "RPLINE",
+            Some("Return-Path: <x>\nX-Injected: 1\n"),
+            "RPLINE",
+        ),
     ];
     for (var, val, want) in cases {
         let mut env = base.clone();
@@ -272,9 +304,18 @@ fn loops_bounce_and_leave_nothing() {
     s.account("alice@example.com");
     let hops = "Received: from x\n".repeat(100) + "\nbody\n";
     let cases: Vec<(&str, Vec<u8>)> = vec![
-        ("plain", b"Delivered-To: alice@example.com\nSubject: x\n\nbody\n".to_vec()),
-        ("crlf", b"Subject: x\r\nDelivered-To: alice@example.com\r\n\r\nbody\r\n".to_vec()),
-        ("case", b"delivered-to: ALICE@Example.Com\n\nbody\n".to_vec()),
+        (
+            "plain",
+            b"Delivered-To: alice@example.com\nSubject: x\n\nbody\n".to_vec(),
+        ),
+        (
+            "crlf",
+            b"Subject: x\r\nDelivered-To: alice@example.com\r\n\r\nbody\r\n".to_vec(),
+        ),
+        (
+            "case",
+            b"delivered-to: ALICE@Example.Com\n\nbody\n".to_vec(),
+        ),
         ("hops", hops.into_bytes()),
     ];
     for (name, msg) in cases {
@@ -302,8 +343,14 @@ fn odd_messages_are_stored_byte_for_byte() {
     s.account("alice@example.com");
     let long_line: Vec<u8> = [&b"X-Long: "[..], &vec![b'a'; 1 << 20], b"\n\nbody\n"].concat();
     let cases: Vec<(&str, Vec<u8>)> = vec![
-        ("nul and 8-bit", b"Subject: \x00\xff\xfe\n\nbody\x00\x80\n".to_vec()),
-        ("no separator", b"Subject: only a header, no body, no newline".to_vec()),
+        (
+            "nul and 8-bit",
+            b"Subject: \x00\xff\xfe\n\nbody\x00\x80\n".to_vec(),
+        ),
+        (
+            "no separator",
+            b"Subject: only a header, no body, no newline".to_vec(),
+        ),
         ("empty", Vec::new()),
         ("1 MiB header line", long_line),
         ("crlf", b"Subject: x\r\nFrom: y\r\n\r\nline\r\n".to_vec()),
@@ -325,7 +372,10 @@ fn odd_messages_are_stored_byte_for_byte() {
         let found = files
             .iter()
             .any(|f| fs::read(s.maildir(ALICE).join("new").join(f)).unwrap() == want);
-        assert!(found, "{name}: not stored byte-for-byte (newest {newest:?})");
+        assert!(
+            found,
+            "{name}: not stored byte-for-byte (newest {newest:?})"
+        );
     }
 }
 
@@ -344,7 +394,10 @@ fn maildir_paths_that_escape_the_root_defer() {
     crate::common::unpriv::chown_for_unpriv(&planted);
     let cases = [
         ("dots", "../outside/Maildir/".to_string()),
-        ("deep dots", "example.com/../../outside/Maildir/".to_string()),
+        (
+            "deep dots",
+            "example.com/../../outside/Maildir/".to_string(),
+        ),
         ("absolute", format!("{}/Maildir/", outside.display())),
         ("symlink", "example.com/link/Maildir/".to_string()),
     ];
@@ -367,7 +420,10 @@ fn maildir_paths_that_escape_the_root_defer() {
 fn symlinked_tmp_or_new_is_refused() {
     let s = Site::new();
     s.account("alice@example.com");
-    assert_eq!(s.deliver("alice@example.com", "bob@remote.org", MSG).code, Some(0));
+    assert_eq!(
+        s.deliver("alice@example.com", "bob@remote.org", MSG).code,
+        Some(0)
+    );
     let md = s.maildir(ALICE);
     let outside = s.dir.path().join("outside");
     fs::create_dir(&outside).unwrap();
@@ -389,7 +445,10 @@ fn symlinked_tmp_or_new_is_refused() {
 fn unwritable_maildir_defers_and_leaves_tmp_clean() {
     let s = Site::new();
     s.account("alice@example.com");
-    assert_eq!(s.deliver("alice@example.com", "bob@remote.org", MSG).code, Some(0));
+    assert_eq!(
+        s.deliver("alice@example.com", "bob@remote.org", MSG).code,
+        Some(0)
+    );
     let md = s.maildir(ALICE);
     for sub in ["new", "tmp"] {
         fs::set_permissions(md.join(sub), fs::Permissions::from_mode(0o500)).unwrap();
@@ -409,7 +468,12 @@ fn concurrent_deliveries_get_distinct_names() {
     s.account("alice@example.com");
     let env = qmail_env("alice@example.com", "bob@remote.org");
     let children: Vec<_> = (0..24)
-        .map(|_| s.command(&env, &[]).stdin(s.message_file(MSG)).spawn().unwrap())
+        .map(|_| {
+            s.command(&env, &[])
+                .stdin(s.message_file(MSG))
+                .spawn()
+                .unwrap()
+        })
         .collect();
     for c in children {
         let out = c.wait_with_output().unwrap();
@@ -417,7 +481,10 @@ fn concurrent_deliveries_get_distinct_names() {
     }
     let files = s.files(ALICE, "new");
     assert_eq!(files.len(), 24);
-    let uniques: std::collections::HashSet<_> = files.iter().map(|f| f.split(',').next().unwrap().to_string()).collect();
+    let uniques: std::collections::HashSet<_> = files
+        .iter()
+        .map(|f| f.split(',').next().unwrap().to_string())
+        .collect();
     assert_eq!(uniques.len(), 24);
 }
 

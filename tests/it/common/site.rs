@@ -100,7 +100,12 @@ impl Site {
         );
         fs::write(&config, text).unwrap();
         fs::set_permissions(&config, fs::Permissions::from_mode(0o644)).unwrap();
-        let site = Site { db, dir, root, config };
+        let site = Site {
+            db,
+            dir,
+            root,
+            config,
+        };
         if migrate {
             site.ctl_ok(&["migrate"]);
             site.ctl_ok(&["domain", "add", "example.com"]);
@@ -148,7 +153,11 @@ impl Site {
     /// run as the unprivileged user, cwd = mail root, the message as a
     /// regular file on stdin.
     pub fn deliver_env(&self, env: &[(String, String)], msg: &[u8]) -> Run {
-        self.command(env, &[]).stdin(self.message_file(msg)).output().unwrap().into()
+        self.command(env, &[])
+            .stdin(self.message_file(msg))
+            .output()
+            .unwrap()
+            .into()
     }
 
     /// The command, not yet run.
@@ -179,7 +188,9 @@ impl Site {
     /// The files in `<maildir>/<sub>`, sorted.
     pub fn files(&self, rel: &str, sub: &str) -> Vec<String> {
         let mut v: Vec<String> = match fs::read_dir(self.maildir(rel).join(sub)) {
-            Ok(d) => d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect(),
+            Ok(d) => d
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect(),
             Err(_) => Vec::new(),
         };
         v.sort();
@@ -215,7 +226,17 @@ pub fn qmail_env(to: &str, from: &str) -> Vec<(String, String)> {
         ("DEFAULT", ext),
         ("DTLINE", format!("Delivered-To: {user_local}@{host}\n")),
         ("RPLINE", format!("Return-Path: <{from}>\n")),
-        ("UFLINE", format!("From {} Thu Jan  1 00:00:00 2026\n", if from.is_empty() { "MAILER-DAEMON" } else { from })),
+        (
+            "UFLINE",
+            format!(
+                "From {} Thu Jan  1 00:00:00 2026\n",
+                if from.is_empty() {
+                    "MAILER-DAEMON"
+                } else {
+                    from
+                }
+            ),
+        ),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
