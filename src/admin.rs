@@ -211,6 +211,90 @@ pub fn account_set_active(client: &mut Client, raw: &str, active: bool) -> Resul
     Ok(format!("{local}@{domain}"))
 }
 
+/// Check a destination as an alias or catch-all row will hold it: an
+/// address once `%n`, `%d`, `%=` are filled in.
+pub fn destination(raw: &str) -> Result<String> {
+    let d = raw.trim();
+    let probe = crate::plan::interpolate(d, "x", "example.org")
+        .and_then(|s| crate::plan::split_address(&s).map(|_| ()))
+        .map_err(|w| AdminError::Invalid(format!("bad destination {raw:?}: {w}")));
+    probe.map(|()| d.to_string())
+}
+
+/// The id of a primary domain.
+fn domain_id(client: &mut Client, name: &str) -> Result<i64> {
+    client
+        .query_opt("SELECT id FROM domains WHERE name = $1", &[&name])?
+        .map(|r| r.get(0))
+        .ok_or_else(|| AdminError::NotFound(format!("no domain {name}")))
+}
+
+/// Add destinations to an alias (creating it). Returns the address.
+pub fn alias_add(client: &mut Client, raw: &str, dests: &[String]) -> Result<String> {
+    let (local, domain) = address(raw)?;
+    let dests: Vec<String> = dests.iter().map(|d| destination(d)).collect::<Result<_>>()?;
+    let mut tx = client.transaction()?;
+    let id = domain_id_tx(&mut tx, &domain)?;
+    for d in &dests {
+        tx.execute(
+            "INSERT INTO aliases (domain_id, local_part, destination) VALUES ($1, $2, $3)
+             ON CONFLICT DO NOTHING",
+            &[&id, &local, d],
+        )?;
+    }
+    tx.commit()?;
+    Ok(format!("{local}@{domain}"))
+}
+
+fn domain_id_tx(tx: &mut postgres::Transaction<'_>, name: &str) -> Result<i64> {
+    tx.query_opt("SELECT id FROM domains WHERE name = $1", &[&name])?
+        .map(|r| r.get(0))
+        .ok_or_else(|| AdminError::NotFound(format!("no domain {name}")))
+}
+
+/// Add catch-all destinations to a domain.
+pub fn catchall_add(client: &mut Client, raw_domain: &str, dests: &[String]) -> Result<String> {
+    let domain = domain_name(raw_domain)?;
+    let dests: Vec<String> = dests.iter().map(|d| destination(d)).collect::<Result<_>>()?;
+    let id = domain_id(client, &domain)?;
+    for d in &dests {
+        client.execute(
+            "INSERT INTO catchalls (domain_id, destination) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            &[&id, d],
+        )?;
+    }
+    Ok(domain)
+}
+
+/// Record that an address has moved.
+pub fn relocated_add(client: &mut Client, raw: &str, new_address: &str) -> Result<String> {
+    let (local, domain) = address(raw)?;
+    crate::plan::split_address(new_address.trim())
+        .map_err(|w| AdminError::Invalid(format!("bad new address {new_address:?}: {w}")))?;
+    let id = domain_id(client, &domain)?;
+    client
+        .execute(
+            "INSERT INTO relocated (domain_id, local_part, new_address) VALUES ($1, $2, $3)",
+            &[&id, &local, &new_address.trim()],
+        )
+        .map_err(|e| conflict(e, || format!("{local}@{domain} is an account or already relocated")))?;
+    Ok(format!("{local}@{domain}"))
+}
+
+/// Make `alias` an alias domain of `domain`.
+pub fn alias_domain_add(client: &mut Client, raw_alias: &str, raw_domain: &str) -> Result<String> {
+    let alias = domain_name(raw_alias)?;
+    let domain = domain_name(raw_domain)?;
+    let id = domain_id(client, &domain)?;
+    client
+        .execute(
+            "INSERT INTO alias_domains (name, domain_id) VALUES ($1, $2)",
+            &[&alias, &id],
+        )
+        .map_err(|e| conflict(e, || format!("{alias} is already a domain or an alias domain")))?;
+    Ok(alias)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -237,5 +321,9 @@ mod tests {
         assert_eq!(check_maildir("x/y").unwrap(), "x/y/");
         assert!(check_maildir("../y").is_err());
         assert!(check_maildir("/y").is_err());
+        assert!(destination("%n@%d").is_ok());
+        assert!(destination("a@b.org").is_ok());
+        assert!(destination("nope").is_err());
+        assert!(destination("%q@x.org").is_err());
     }
 }

@@ -19,6 +19,7 @@ pub struct Config {
     pub database: Database,
     pub mail: Mail,
     pub delivery: Delivery,
+    pub forward: Forward,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -43,6 +44,25 @@ pub struct Mail {
     pub folders: Vec<String>,
     /// Compare local parts lowercased (the default) or as addressed.
     pub lowercase_local_part: bool,
+    /// Characters that start an address extension (`alice-lists`); each
+    /// character is a delimiter, as in Postfix's `recipient_delimiter`.
+    /// Empty: no extensions.
+    pub extension_delimiter: String,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Forward {
+    /// qmail-queue; `$QMAILQUEUE` in the environment overrides it.
+    pub qmail_queue: PathBuf,
+}
+
+impl Default for Forward {
+    fn default() -> Forward {
+        Forward {
+            qmail_queue: PathBuf::from(crate::forward::DEFAULT_QMAIL_QUEUE),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -71,6 +91,7 @@ impl Default for Mail {
                 .map(String::from)
                 .to_vec(),
             lowercase_local_part: true,
+            extension_delimiter: "-".into(),
         }
     }
 }
@@ -132,7 +153,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
     };
     let de = toml::Deserializer::parse(text).map_err(|e| err(None, toml_message(text, &e)))?;
     let cfg: Config = serde_path_to_error::deserialize(de).map_err(|e| {
-        let key = e.path().to_string();
+        let key = crate::outcome::one_line(&e.path().to_string());
         let inner = e.into_inner();
         err((key != ".").then_some(key), toml_message(text, &inner))
     })?;
@@ -173,6 +194,17 @@ impl Config {
         }
         for f in &self.mail.folders {
             check_folder_name(f).map_err(|w| ("mail.folders", format!("{f:?} {w}")))?;
+        }
+        if let Some(c) = self
+            .mail
+            .extension_delimiter
+            .chars()
+            .find(|c| c.is_alphanumeric() || c.is_control() || matches!(c, '@' | '.' | '/' | ' '))
+        {
+            return Err(("mail.extension_delimiter", format!("{c:?} cannot be a delimiter")));
+        }
+        if !self.forward.qmail_queue.is_absolute() {
+            return Err(("forward.qmail_queue", "must be an absolute path".into()));
         }
         if self.delivery.deadline.is_zero() {
             return Err(("delivery.deadline", "must be more than 0s".into()));

@@ -8,10 +8,10 @@
 //! Every error here — cannot connect, authentication, a missing table, a
 //! timeout, a row of an unexpected shape — is a [`DbError`], which the
 //! outcome layer always turns into a deferral. "No such row" is not an
-//! error; it is an [`Answer`] without an account.
+//! error; it is an absence in [`Facts`].
 
 use crate::config;
-use crate::plan::{AccountAnswer, Answer, DomainAnswer};
+use crate::plan::{AccountFacts, DomainFacts, Facts, LocalFacts};
 use postgres::types::Type;
 use postgres::{Client, NoTls};
 use std::fmt;
@@ -97,40 +97,151 @@ pub fn connect(cfg: &config::Database, application: &str) -> Result<Client, DbEr
         .map_err(DbError::new("connect"))
 }
 
-/// Domain (directly or through an alias domain) and account in one query.
-/// No row: the domain is unknown. A row with NULL account columns: the
-/// domain exists, the account does not.
-const LOOKUP: &str = "\
-SELECT d.name, d.active, a.maildir, a.active
-FROM (SELECT id, name, active FROM domains WHERE name = $1
-      UNION ALL
-      SELECT pd.id, pd.name, pd.active
-        FROM alias_domains ad JOIN domains pd ON pd.id = ad.domain_id
-       WHERE ad.name = $1
-      LIMIT 1) d
-LEFT JOIN accounts a ON a.domain_id = d.id AND a.local_part = $2";
+/// Everything resolution needs about a list of (domain, local part)
+/// pairs, in one statement: the domain (directly or through an alias
+/// domain) with its catch-alls, and per pair the aliases, the account (with
+/// its effective quota) and the relocated row. One row per fact, tagged by
+/// `kind`.
+///
+/// The pairs are first widened, recursively, by the literal destinations
+/// (those without `%`) of their aliases and of their domains' catch-alls,
+/// up to the depth limit, so that an alias or catch-all pointing at local
+/// accounts resolves in the same round trip. Every pair whose facts are in
+/// the answer comes back as a `q` row, so the caller knows what it has
+/// been told, including "nothing".
+const FETCH: &str = "\
+WITH RECURSIVE
+q(dom, loc, depth) AS (
+  SELECT dom, loc, 0 FROM unnest($1::text[], $2::text[]) AS t(dom, loc)
+  UNION
+  SELECT lower(right(x.dest, strpos(reverse(x.dest), '@') - 1)),
+         lower(left(x.dest, length(x.dest) - strpos(reverse(x.dest), '@'))),
+         q.depth + 1
+  FROM q
+  CROSS JOIN LATERAL (
+    SELECT id FROM domains WHERE name = q.dom
+    UNION ALL
+    SELECT domain_id FROM alias_domains WHERE name = q.dom
+    LIMIT 1) qd
+  CROSS JOIN LATERAL (
+    SELECT destination AS dest FROM aliases WHERE domain_id = qd.id AND local_part = q.loc
+    UNION ALL
+    SELECT destination FROM catchalls WHERE domain_id = qd.id) x
+  WHERE q.depth < 16 AND strpos(x.dest, '%') = 0 AND strpos(x.dest, '@') > 1),
+p AS (SELECT DISTINCT dom, loc FROM q),
+d AS (
+  SELECT pd.dom, x.id, x.name, x.active, x.quota_bytes, x.quota_messages
+  FROM (SELECT DISTINCT dom FROM p) pd
+  CROSS JOIN LATERAL (
+    SELECT id, name, active, quota_bytes, quota_messages FROM domains WHERE name = pd.dom
+    UNION ALL
+    SELECT m.id, m.name, m.active, m.quota_bytes, m.quota_messages
+      FROM alias_domains ad JOIN domains m ON m.id = ad.domain_id WHERE ad.name = pd.dom
+    LIMIT 1) x)
+SELECT 'q'::text AS kind, p.dom, p.loc, NULL::text AS val, NULL::boolean AS flag,
+       NULL::bigint AS qb, NULL::bigint AS qm
+  FROM p
+UNION ALL
+SELECT 'd', d.dom, NULL, d.name, d.active, NULL, NULL
+  FROM d
+UNION ALL
+SELECT 'c', d.dom, NULL, c.destination, NULL, NULL, NULL
+  FROM d JOIN catchalls c ON c.domain_id = d.id
+UNION ALL
+SELECT 'a', p.dom, p.loc, a.maildir, a.active,
+       coalesce(a.quota_bytes, d.quota_bytes), coalesce(a.quota_messages, d.quota_messages)
+  FROM p JOIN d ON d.dom = p.dom JOIN accounts a ON a.domain_id = d.id AND a.local_part = p.loc
+UNION ALL
+SELECT 'l', p.dom, p.loc, al.destination, NULL, NULL, NULL
+  FROM p JOIN d ON d.dom = p.dom JOIN aliases al ON al.domain_id = d.id AND al.local_part = p.loc
+UNION ALL
+SELECT 'r', p.dom, p.loc, r.new_address, NULL, NULL, NULL
+  FROM p JOIN d ON d.dom = p.dom JOIN relocated r ON r.domain_id = d.id AND r.local_part = p.loc
+ORDER BY 1, 2, 3, 4";
 
-/// Look up `local@domain` (both already normalised).
-pub fn lookup(client: &mut Client, domain: &str, local: &str) -> Result<Answer, DbError> {
+/// Ask about `pairs` in one round trip and add the answers to `facts`.
+pub fn fetch(client: &mut Client, pairs: &[(String, String)], facts: &mut Facts) -> Result<(), DbError> {
+    let doms: Vec<&str> = pairs.iter().map(|p| p.0.as_str()).collect();
+    let locs: Vec<&str> = pairs.iter().map(|p| p.1.as_str()).collect();
     let rows = client
-        .query_typed(LOOKUP, &[(&domain, Type::TEXT), (&local, Type::TEXT)])
+        .query_typed(FETCH, &[(&doms, Type::TEXT_ARRAY), (&locs, Type::TEXT_ARRAY)])
         .map_err(DbError::new("lookup"))?;
-    let Some(row) = rows.first() else {
-        return Ok(Answer::default());
+    // Domains asked about and not answered are not in the database.
+    for (d, l) in pairs {
+        facts.domains.entry(d.clone()).or_insert(None);
+        facts.asked.insert((d.clone(), l.clone()));
+    }
+    // Pairs first (so their domains are known, if only as unknown), then
+    // domain rows (so catch-alls find their domain), then the rest.
+    let order = |r: &&postgres::Row| match r.try_get::<_, &str>(0) {
+        Ok("q") => 0,
+        Ok("d") => 1,
+        _ => 2,
     };
-    let get = |r: &postgres::Row| -> Result<Answer, postgres::Error> {
-        let maildir: Option<String> = r.try_get(2)?;
-        let account_active: Option<bool> = r.try_get(3)?;
-        Ok(Answer {
-            domain: Some(DomainAnswer {
-                name: r.try_get(0)?,
-                active: r.try_get(1)?,
-            }),
-            account: match (maildir, account_active) {
-                (Some(maildir), Some(active)) => Some(AccountAnswer { maildir, active }),
-                _ => None,
-            },
-        })
-    };
-    get(row).map_err(DbError::new("lookup"))
+    let mut rows: Vec<&postgres::Row> = rows.iter().collect();
+    rows.sort_by_key(order);
+    for r in rows {
+        add_row(r, facts).map_err(DbError::new("lookup"))?;
+    }
+    Ok(())
+}
+
+fn add_row(r: &postgres::Row, facts: &mut Facts) -> Result<(), postgres::Error> {
+    let kind: &str = r.try_get(0)?;
+    let dom: String = r.try_get(1)?;
+    let loc: Option<String> = r.try_get(2)?;
+    let val: Option<String> = r.try_get(3)?;
+    let flag: Option<bool> = r.try_get(4)?;
+    fn local<'f>(facts: &'f mut Facts, dom: &str, loc: &Option<String>) -> Option<&'f mut LocalFacts> {
+        let l = loc.clone()?;
+        Some(facts.locals.entry((dom.to_string(), l)).or_default())
+    }
+    match (kind, val) {
+        ("q", _) => {
+            if let Some(l) = loc {
+                facts.domains.entry(dom.clone()).or_insert(None);
+                facts.asked.insert((dom, l));
+            }
+        }
+        ("d", Some(primary)) => {
+            facts.domains.insert(
+                dom.clone(),
+                Some(DomainFacts {
+                    primary,
+                    active: flag.unwrap_or(false),
+                    catchalls: Vec::new(),
+                }),
+            );
+        }
+        ("c", Some(dest)) => {
+            if let Some(Some(d)) = facts.domains.get_mut(&dom) {
+                d.catchalls.push(dest);
+            }
+        }
+        ("a", Some(maildir)) => {
+            let qb: Option<i64> = r.try_get(5)?;
+            let qm: Option<i64> = r.try_get(6)?;
+            if let Some(lf) = local(facts, &dom, &loc) {
+                lf.account = Some(AccountFacts {
+                    maildir,
+                    active: flag.unwrap_or(false),
+                    quota_bytes: qb,
+                    quota_messages: qm,
+                });
+            }
+        }
+        ("l", Some(dest)) => {
+            if let Some(lf) = local(facts, &dom, &loc) {
+                lf.aliases.push(dest);
+            }
+        }
+        ("r", Some(new)) => {
+            if let Some(lf) = local(facts, &dom, &loc) {
+                lf.relocated = Some(new);
+            }
+        }
+        // NOT NULL columns: nothing else can come back.
+        _ => {}
+    }
+    Ok(())
 }

@@ -246,6 +246,45 @@ impl Maildir {
     pub fn dir(&self) -> BorrowedFd<'_> {
         self.dir.as_fd()
     }
+
+    /// The Maildir++ folder `.name` when it exists as a usable Maildir
+    /// (a real directory with `tmp/` and `new/`); `None` otherwise, and
+    /// the caller uses the INBOX. The name is matched exactly, else without
+    /// regard to ASCII case (`alice-sent@` finds `.Sent`). Never created,
+    /// never through a symlink.
+    pub fn folder(&self, name: &str) -> Option<Maildir> {
+        if crate::config::check_folder_name(name).is_err() {
+            return None;
+        }
+        let exact = format!(".{name}");
+        let dot = match retry(|| rfs::openat(&self.dir, exact.as_str(), DIR_FLAGS, Mode::empty())) {
+            Ok(_) => exact,
+            Err(_) => self.folder_ignoring_case(&exact)?,
+        };
+        let fd = retry(|| rfs::openat(&self.dir, dot.as_str(), DIR_FLAGS, Mode::empty())).ok()?;
+        let sub = |n: &str| retry(|| rfs::openat(&fd, n, DIR_FLAGS, Mode::empty())).ok();
+        let (tmp, new) = (sub("tmp")?, sub("new")?);
+        Some(Maildir {
+            dir: fd,
+            tmp,
+            new,
+            rel: format!("{}{dot}/", self.rel),
+        })
+    }
+}
+
+impl Maildir {
+    fn folder_ignoring_case(&self, dot_name: &str) -> Option<String> {
+        let dup = rustix::io::fcntl_dupfd_cloexec(&self.dir, 0).ok()?;
+        let mut dir = rfs::Dir::new(dup).ok()?;
+        while let Some(Ok(entry)) = dir.read() {
+            let n = entry.file_name().to_str().ok()?;
+            if n.eq_ignore_ascii_case(dot_name) && n != "." && n != ".." {
+                return Some(n.to_string());
+            }
+        }
+        None
+    }
 }
 
 /// Make `cur/ new/ tmp/` and the default folders. Folders first and `tmp/`
@@ -494,6 +533,64 @@ impl<'m> TmpFile<'m> {
         // servers clean tmp/), so this cannot fail the delivery.
         self.remove_tmp();
         Ok(new_name)
+    }
+
+    /// Open the written file for reading (to forward or copy it).
+    pub fn reopen(&self) -> Result<OwnedFd> {
+        retry(|| {
+            rfs::openat(
+                &self.md.tmp,
+                self.name.as_str(),
+                OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+        })
+        .map_err(|e| self.err("open", e))
+    }
+
+    /// Put the same (synced) message into `other`'s `tmp/`: a hard link,
+    /// or, across filesystems, a copy that is fsynced in turn.
+    pub fn link_into<'o>(&self, other: &'o Maildir, namer: &mut Namer) -> Result<TmpFile<'o>> {
+        for _ in 0..16 {
+            let name = namer.next_name();
+            match retry(|| rfs::linkat(&self.md.tmp, self.name.as_str(), &other.tmp, name.as_str(), rfs::AtFlags::empty())) {
+                Ok(()) => {
+                    track(&other.tmp, &name);
+                    return Ok(TmpFile {
+                        md: other,
+                        fd: None,
+                        name,
+                        size: self.size,
+                    });
+                }
+                Err(Errno::EXIST) => continue,
+                Err(Errno::XDEV | Errno::PERM | Errno::NOTSUP | Errno::NOSYS | Errno::MLINK) => {
+                    return self.copy_into(other, namer)
+                }
+                Err(e) => {
+                    return Err(MaildirError::io("link into", format!("{}tmp/{name}", other.rel), e))
+                }
+            }
+        }
+        Err(MaildirError::io("link into", format!("{}tmp/", other.rel), Errno::EXIST))
+    }
+
+    fn copy_into<'o>(&self, other: &'o Maildir, namer: &mut Namer) -> Result<TmpFile<'o>> {
+        let src = self.reopen()?;
+        let mut dst = TmpFile::create(other, namer)?;
+        let mut buf = vec![0u8; 128 * 1024];
+        loop {
+            let n = retry(|| rustix::io::read(&src, &mut buf)).map_err(|e| self.err("read", e))?;
+            if n == 0 {
+                break;
+            }
+            dst.write_all(&buf[..n])?;
+        }
+        if dst.size != self.size {
+            return Err(dst.err("copy (size changed)", Errno::IO));
+        }
+        dst.sync()?;
+        Ok(dst)
     }
 
     fn remove_tmp(&mut self) {

@@ -21,13 +21,16 @@ pub struct NameParts<'a> {
     pub host: &'a str,
 }
 
-/// Escape a host name for a Maildir file name: `/` → `\057`, `:` → `\072`.
+/// Escape a host name for a Maildir file name: `/` → `\057`, `:` → `\072`,
+/// and `,` → `\054` (a comma would start a `,S=` field readers take as the
+/// size).
 pub fn escape_host(host: &str) -> String {
     let mut out = String::with_capacity(host.len());
     for c in host.chars() {
         match c {
             '/' => out.push_str("\\057"),
             ':' => out.push_str("\\072"),
+            ',' => out.push_str("\\054"),
             c => out.push(c),
         }
     }
@@ -68,7 +71,7 @@ mod tests {
     #[test]
     fn escaping() {
         assert_eq!(escape_host("mx1.example.com"), "mx1.example.com");
-        assert_eq!(escape_host("a/b:c"), "a\\057b\\072c");
+        assert_eq!(escape_host("a/b:c,d"), "a\\057b\\072c\\054d");
     }
 
     #[test]

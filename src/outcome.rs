@@ -73,6 +73,21 @@ impl Failure {
         )
     }
 
+    /// An address no mailbox can have (control characters, too long):
+    /// 100, `#5.1.3`.
+    pub fn bad_address(why: impl fmt::Display) -> Failure {
+        Failure::new(
+            Exit::Permanent,
+            "5.1.3",
+            format!("Sorry, that is not a valid address: {why}."),
+        )
+    }
+
+    /// qmail-queue refused the forwarded copy permanently: 100, `#5.3.0`.
+    pub fn queue_refused(why: impl fmt::Display) -> Failure {
+        Failure::new(Exit::Permanent, "5.3.0", format!("Forwarding failed: {why}."))
+    }
+
     /// A mail loop: 100, `#5.4.6`.
     pub fn looping(why: impl fmt::Display) -> Failure {
         Failure::new(

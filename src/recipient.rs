@@ -57,6 +57,7 @@ pub enum EnvError {
     BadRpline,
     OverrideNeedsBoth,
     TooLong(&'static str),
+    Blank,
 }
 
 impl fmt::Display for EnvError {
@@ -73,19 +74,35 @@ impl fmt::Display for EnvError {
                 f.write_str("--local and --domain must be given together")
             }
             EnvError::TooLong(v) => write!(f, "the {v} is longer than {MAX_PART} bytes"),
+            EnvError::Blank => f.write_str("the local part starts or ends with a blank"),
         }
     }
 }
 
 impl std::error::Error for EnvError {}
 
+impl EnvError {
+    /// Whether the problem is the address itself (a control character or
+    /// excessive length in the local part): no mailbox can have it, so it
+    /// is permanent. Everything else is a qmail/vdeliver mismatch.
+    pub fn is_bad_address(&self) -> bool {
+        matches!(
+            self,
+            EnvError::ControlCharacter("EXT" | "DEFAULT" | "--local")
+                | EnvError::TooLong(_)
+                | EnvError::Blank
+        )
+    }
+}
+
 /// Longest local part or domain accepted. SMTP allows 64 and 255; qmail does
 /// not enforce either, so this only bounds what a hostile input can make us
 /// carry around.
-pub const MAX_PART: usize = 1024;
+pub const MAX_PART: usize = 1000;
 
 fn check_text(name: &'static str, v: &str) -> Result<(), EnvError> {
-    if v.bytes().any(|b| b < 0x20 || b == 0x7f) {
+    // C0, DEL and the C1 controls (U+0080–U+009F) alike.
+    if v.chars().any(char::is_control) {
         return Err(EnvError::ControlCharacter(name));
     }
     Ok(())
@@ -107,6 +124,9 @@ pub fn normalize_domain(raw: &str) -> Result<String, String> {
         idna::domain_to_ascii(trimmed)
             .map_err(|_| "not a valid internationalised name".to_string())?
     };
+    if ascii.len() > 253 {
+        return Err("longer than 253 characters in its ASCII form".into());
+    }
     for label in ascii.split('.') {
         if label.is_empty() {
             return Err("empty label".into());
@@ -188,8 +208,14 @@ pub fn recipient(
         }
         _ => return Err(EnvError::OverrideNeedsBoth),
     };
+    if local.is_empty() {
+        return Err(EnvError::Empty("the local part"));
+    }
     if local.len() > MAX_PART {
         return Err(EnvError::TooLong("local part"));
+    }
+    if local.starts_with(char::is_whitespace) || local.ends_with(char::is_whitespace) {
+        return Err(EnvError::Blank);
     }
     let domain = normalize_domain(host).map_err(EnvError::BadDomain)?;
     let lookup = if lowercase_local {

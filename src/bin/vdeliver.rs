@@ -36,8 +36,8 @@ fn run() -> Outcome {
         return Failure::config("stdin is a terminal; vdeliver reads the message from qmail-local")
             .into();
     }
-    let mut vars = Vec::with_capacity(5);
-    for k in ["HOST", "EXT", "DEFAULT", "SENDER", "RPLINE"] {
+    let mut vars = Vec::with_capacity(6);
+    for k in ["HOST", "EXT", "DEFAULT", "SENDER", "RPLINE", "QMAILQUEUE"] {
         match std::env::var(k) {
             Ok(v) => vars.push(Some(v)),
             Err(std::env::VarError::NotPresent) => vars.push(None),
@@ -46,7 +46,7 @@ fn run() -> Outcome {
             }
         }
     }
-    let [host, ext, default, sender, rpline]: [Option<String>; 5] = match vars.try_into() {
+    let [host, ext, default, sender, rpline, qmailqueue]: [Option<String>; 6] = match vars.try_into() {
         Ok(a) => a,
         Err(_) => return Failure::temporary("reading the environment").into(),
     };
@@ -62,5 +62,11 @@ fn run() -> Outcome {
         domain: inv.domain.as_deref(),
         sender: inv.sender.as_deref(),
     };
-    deliver::deliver(&cfg, &env, &over, rustix::stdio::stdin())
+    let req = deliver::Request {
+        env,
+        over,
+        fallback: inv.fallback.as_deref(),
+        qmailqueue: qmailqueue.as_deref(),
+    };
+    deliver::deliver(&cfg, &req, rustix::stdio::stdin())
 }

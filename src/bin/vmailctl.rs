@@ -30,6 +30,51 @@ enum Command {
     /// Accounts (mailboxes)
     #[command(subcommand)]
     Account(AccountCmd),
+    /// Alias domains (another name for a domain)
+    #[command(subcommand, name = "alias-domain")]
+    AliasDomain(AliasDomainCmd),
+    /// Aliases: an address delivered to other addresses
+    #[command(subcommand)]
+    Alias(AliasCmd),
+    /// Catch-all destinations of a domain
+    #[command(subcommand)]
+    Catchall(CatchallCmd),
+    /// Addresses that have moved (mail to them bounces naming the new one)
+    #[command(subcommand)]
+    Relocated(RelocatedCmd),
+}
+
+#[derive(Subcommand)]
+enum AliasDomainCmd {
+    /// e.g. `vmailctl alias-domain add example.net example.com`
+    Add { alias: String, domain: String },
+}
+
+#[derive(Subcommand)]
+enum AliasCmd {
+    /// e.g. `vmailctl alias add team@example.com alice@example.com bob@remote.org`;
+    /// `%n`, `%d` and `%=` stand for the local part, the domain and `local=domain` as addressed
+    Add {
+        address: String,
+        #[arg(required = true)]
+        destinations: Vec<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum CatchallCmd {
+    /// e.g. `vmailctl catchall add example.com postmaster@example.com`
+    Add {
+        domain: String,
+        #[arg(required = true)]
+        destinations: Vec<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum RelocatedCmd {
+    /// e.g. `vmailctl relocated add old@example.com new@example.org`
+    Add { address: String, new_address: String },
 }
 
 #[derive(Subcommand)]
@@ -120,5 +165,30 @@ fn run(cli: Cli) -> Result<String, AdminError> {
             "enabled {}",
             admin::account_set_active(&mut client, &address, true)?
         )),
+        Command::AliasDomain(AliasDomainCmd::Add { alias, domain }) => {
+            let a = admin::alias_domain_add(&mut client, &alias, &domain)?;
+            Ok(format!("added alias domain {a}"))
+        }
+        Command::Alias(AliasCmd::Add {
+            address,
+            destinations,
+        }) => {
+            let a = admin::alias_add(&mut client, &address, &destinations)?;
+            Ok(format!("alias {a} -> {}", destinations.join(", ")))
+        }
+        Command::Catchall(CatchallCmd::Add {
+            domain,
+            destinations,
+        }) => {
+            let d = admin::catchall_add(&mut client, &domain, &destinations)?;
+            Ok(format!("catch-all of {d} -> {}", destinations.join(", ")))
+        }
+        Command::Relocated(RelocatedCmd::Add {
+            address,
+            new_address,
+        }) => {
+            let a = admin::relocated_add(&mut client, &address, &new_address)?;
+            Ok(format!("{a} has moved to {}", new_address.trim()))
+        }
     }
 }

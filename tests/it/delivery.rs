@@ -247,9 +247,9 @@ fn broken_environment_defers() {
         ("HOST", Some(""), "HOST is empty"),
         ("SENDER", None, "SENDER is not set"),
         (
-            "EXT",
-            Some("example.com-ali\nce"),
-            "EXT contains a control character",
+            "HOST",
+            Some("example.com\n"),
+            "HOST contains a control character",
         ),
         (
             "RPLINE",

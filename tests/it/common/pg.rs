@@ -390,6 +390,11 @@ impl Pg {
         }
     }
 
+    /// The whole server log (for tests that count statements).
+    pub fn log_text(&self) -> String {
+        String::from_utf8_lossy(&fs::read(&self.log_file).unwrap_or_default()).into_owned()
+    }
+
     /// The last few kilobytes of the server log, for error messages.
     fn log_tail(&self) -> String {
         let Ok(mut f) = fs::File::open(&self.log_file) else {

@@ -45,6 +45,35 @@ pub fn bin(name: &str) -> PathBuf {
     dir.join(name)
 }
 
+/// The stand-in qmail-queue (tests/it/stubs/qmail_queue.rs), compiled
+/// once per test process with plain rustc into the binaries' directory.
+pub fn qmail_queue_stub() -> PathBuf {
+    static STUB: OnceLock<PathBuf> = OnceLock::new();
+    STUB.get_or_init(|| {
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/stubs/qmail_queue.rs");
+        let out = bin("vdeliver").with_file_name("qmail-queue");
+        let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+        let status = Command::new(&rustc)
+            .args(["--edition", "2021", "-O", "-o"])
+            .arg(&out)
+            .arg(&src)
+            .status()
+            .unwrap_or_else(|e| panic!("cannot run {rustc:?} to build the qmail-queue stub: {e}"));
+        assert!(status.success(), "building the qmail-queue stub failed");
+        fs::set_permissions(&out, fs::Permissions::from_mode(0o755)).unwrap();
+        out
+    })
+    .clone()
+}
+
+/// What the stub qmail-queue received in one run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Queued {
+    pub message: Vec<u8>,
+    pub sender: String,
+    pub recipients: Vec<String>,
+}
+
 /// The result of one vdeliver run.
 #[derive(Debug)]
 pub struct Run {
@@ -72,6 +101,55 @@ pub struct Site {
 }
 
 impl Site {
+    /// A directory the stub qmail-queue (running as the unprivileged user)
+    /// records into; and the environment that points vdeliver at the stub.
+    pub fn queue_env(&self, exit: i32, snapshot: &[&str]) -> Vec<(String, String)> {
+        let dir = self.dir.path().join("queue");
+        if !dir.exists() {
+            fs::create_dir(&dir).unwrap();
+            chown_for_unpriv(&dir);
+        }
+        let snap: Vec<String> = snapshot.iter().map(|m| self.maildir(m).display().to_string()).collect();
+        vec![
+            ("QMAILQUEUE".into(), qmail_queue_stub().display().to_string()),
+            ("STUB_DIR".into(), dir.display().to_string()),
+            ("STUB_EXIT".into(), exit.to_string()),
+            ("STUB_SNAPSHOT".into(), snap.join(":")),
+        ]
+    }
+
+    /// Everything the stub queued so far (complete envelopes, exit 0).
+    pub fn queued(&self) -> Vec<Queued> {
+        let dir = self.dir.path().join("queue");
+        let mut out = Vec::new();
+        let Ok(entries) = fs::read_dir(&dir) else { return out };
+        let mut names: Vec<PathBuf> = entries.map(|e| e.unwrap().path()).collect();
+        names.sort();
+        for p in names.iter().filter(|p| p.extension().is_some_and(|e| e == "env")) {
+            let env = fs::read(p).unwrap();
+            let message = fs::read(p.with_extension("msg")).unwrap();
+            let mut parts = env.split(|b| *b == 0);
+            let sender = String::from_utf8(parts.next().unwrap()[1..].to_vec()).unwrap();
+            let recipients = parts
+                .filter(|p| !p.is_empty())
+                .map(|p| String::from_utf8(p[1..].to_vec()).unwrap())
+                .collect();
+            out.push(Queued { message, sender, recipients });
+        }
+        out
+    }
+
+    /// The snapshots the stub took of the Maildirs it was told to watch.
+    pub fn queue_snapshots(&self) -> Vec<String> {
+        let dir = self.dir.path().join("queue");
+        let Ok(entries) = fs::read_dir(&dir) else { return Vec::new() };
+        entries
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "snap"))
+            .map(|p| fs::read_to_string(p).unwrap())
+            .collect()
+    }
+
     /// A migrated database with `example.com`, and an empty mail root.
     pub fn new() -> Site {
         Site::with_config("")
