@@ -232,7 +232,10 @@ fn domain_id(client: &mut Client, name: &str) -> Result<i64> {
 /// Add destinations to an alias (creating it). Returns the address.
 pub fn alias_add(client: &mut Client, raw: &str, dests: &[String]) -> Result<String> {
     let (local, domain) = address(raw)?;
-    let dests: Vec<String> = dests.iter().map(|d| destination(d)).collect::<Result<_>>()?;
+    let dests: Vec<String> = dests
+        .iter()
+        .map(|d| destination(d))
+        .collect::<Result<_>>()?;
     let mut tx = client.transaction()?;
     let id = domain_id_tx(&mut tx, &domain)?;
     for d in &dests {
@@ -255,7 +258,10 @@ fn domain_id_tx(tx: &mut postgres::Transaction<'_>, name: &str) -> Result<i64> {
 /// Add catch-all destinations to a domain.
 pub fn catchall_add(client: &mut Client, raw_domain: &str, dests: &[String]) -> Result<String> {
     let domain = domain_name(raw_domain)?;
-    let dests: Vec<String> = dests.iter().map(|d| destination(d)).collect::<Result<_>>()?;
+    let dests: Vec<String> = dests
+        .iter()
+        .map(|d| destination(d))
+        .collect::<Result<_>>()?;
     let id = domain_id(client, &domain)?;
     for d in &dests {
         client.execute(
@@ -277,7 +283,11 @@ pub fn relocated_add(client: &mut Client, raw: &str, new_address: &str) -> Resul
             "INSERT INTO relocated (domain_id, local_part, new_address) VALUES ($1, $2, $3)",
             &[&id, &local, &new_address.trim()],
         )
-        .map_err(|e| conflict(e, || format!("{local}@{domain} is an account or already relocated")))?;
+        .map_err(|e| {
+            conflict(e, || {
+                format!("{local}@{domain} is an account or already relocated")
+            })
+        })?;
     Ok(format!("{local}@{domain}"))
 }
 
@@ -291,7 +301,11 @@ pub fn alias_domain_add(client: &mut Client, raw_alias: &str, raw_domain: &str) 
             "INSERT INTO alias_domains (name, domain_id) VALUES ($1, $2)",
             &[&alias, &id],
         )
-        .map_err(|e| conflict(e, || format!("{alias} is already a domain or an alias domain")))?;
+        .map_err(|e| {
+            conflict(e, || {
+                format!("{alias} is already a domain or an alias domain")
+            })
+        })?;
     Ok(alias)
 }
 

@@ -195,13 +195,15 @@ impl Config {
         for f in &self.mail.folders {
             check_folder_name(f).map_err(|w| ("mail.folders", format!("{f:?} {w}")))?;
         }
-        if let Some(c) = self
-            .mail
-            .extension_delimiter
-            .chars()
-            .find(|c| c.is_alphanumeric() || c.is_control() || matches!(c, '@' | '.' | '/' | ' '))
+        if let Some(c) =
+            self.mail.extension_delimiter.chars().find(|c| {
+                c.is_alphanumeric() || c.is_control() || matches!(c, '@' | '.' | '/' | ' ')
+            })
         {
-            return Err(("mail.extension_delimiter", format!("{c:?} cannot be a delimiter")));
+            return Err((
+                "mail.extension_delimiter",
+                format!("{c:?} cannot be a delimiter"),
+            ));
         }
         if !self.forward.qmail_queue.is_absolute() {
             return Err(("forward.qmail_queue", "must be an absolute path".into()));

@@ -160,11 +160,18 @@ SELECT 'r', p.dom, p.loc, r.new_address, NULL, NULL, NULL
 ORDER BY 1, 2, 3, 4";
 
 /// Ask about `pairs` in one round trip and add the answers to `facts`.
-pub fn fetch(client: &mut Client, pairs: &[(String, String)], facts: &mut Facts) -> Result<(), DbError> {
+pub fn fetch(
+    client: &mut Client,
+    pairs: &[(String, String)],
+    facts: &mut Facts,
+) -> Result<(), DbError> {
     let doms: Vec<&str> = pairs.iter().map(|p| p.0.as_str()).collect();
     let locs: Vec<&str> = pairs.iter().map(|p| p.1.as_str()).collect();
     let rows = client
-        .query_typed(FETCH, &[(&doms, Type::TEXT_ARRAY), (&locs, Type::TEXT_ARRAY)])
+        .query_typed(
+            FETCH,
+            &[(&doms, Type::TEXT_ARRAY), (&locs, Type::TEXT_ARRAY)],
+        )
         .map_err(DbError::new("lookup"))?;
     // Domains asked about and not answered are not in the database.
     for (d, l) in pairs {
@@ -192,7 +199,11 @@ fn add_row(r: &postgres::Row, facts: &mut Facts) -> Result<(), postgres::Error> 
     let loc: Option<String> = r.try_get(2)?;
     let val: Option<String> = r.try_get(3)?;
     let flag: Option<bool> = r.try_get(4)?;
-    fn local<'f>(facts: &'f mut Facts, dom: &str, loc: &Option<String>) -> Option<&'f mut LocalFacts> {
+    fn local<'f>(
+        facts: &'f mut Facts,
+        dom: &str,
+        loc: &Option<String>,
+    ) -> Option<&'f mut LocalFacts> {
         let l = loc.clone()?;
         Some(facts.locals.entry((dom.to_string(), l)).or_default())
     }

@@ -20,7 +20,7 @@ use crate::forward::{self, Queue, QueueError};
 use crate::header::{HeaderScan, Verdict};
 use crate::maildir::{MailRoot, Maildir, MaildirError, Namer, TmpFile};
 use crate::outcome::{Failure, Outcome};
-use crate::plan::{self, Fallback, Facts, Plan, Rules, Step};
+use crate::plan::{self, Facts, Fallback, Plan, Rules, Step};
 use crate::recipient::{self, EnvError, Overrides, QmailEnv};
 use rustix::fd::BorrowedFd;
 use rustix::io::Errno;
@@ -87,7 +87,9 @@ pub fn rules(cfg: &Config, fallback: Option<&str>) -> Result<Rules, Failure> {
     Ok(Rules {
         delimiters: cfg.mail.extension_delimiter.clone(),
         lowercase: cfg.mail.lowercase_local_part,
-        fallback: fallback.map(|f| parse_fallback(f, &cfg.mail.root)).transpose()?,
+        fallback: fallback
+            .map(|f| parse_fallback(f, &cfg.mail.root))
+            .transpose()?,
     })
 }
 
@@ -117,7 +119,9 @@ fn parse_fallback(arg: &str, root: &Path) -> Result<Fallback, Failure> {
 pub fn lookup(cfg: &Config, rcpt: &recipient::Recipient, rules: &Rules) -> Result<Plan, Failure> {
     let db_cfg = &cfg.database;
     deadline::phase(
-        db_cfg.connect_timeout + (plan::MAX_DEPTH as u32 + 1) * db_cfg.statement_timeout + Duration::from_secs(1),
+        db_cfg.connect_timeout
+            + (plan::MAX_DEPTH as u32 + 1) * db_cfg.statement_timeout
+            + Duration::from_secs(1),
         "the database lookup",
     );
     let db_err = |e: db::DbError| Failure::temporary(format_args!("database: {e}"));
@@ -132,7 +136,10 @@ pub fn lookup(cfg: &Config, rcpt: &recipient::Recipient, rules: &Rules) -> Resul
                 return Ok(p);
             }
             Step::Need(more) => {
-                ask = more.into_iter().filter(|p| !facts.asked.contains(p)).collect();
+                ask = more
+                    .into_iter()
+                    .filter(|p| !facts.asked.contains(p))
+                    .collect();
                 if ask.is_empty() {
                     break;
                 }
@@ -151,10 +158,17 @@ struct Message<'a> {
 }
 
 /// Write, forward, link. Returns the mailboxes written.
-fn store(cfg: &Config, plan: &Plan, msg: &Message<'_>, qmail_queue: &Path) -> Result<Vec<String>, Failure> {
+fn store(
+    cfg: &Config,
+    plan: &Plan,
+    msg: &Message<'_>,
+    qmail_queue: &Path,
+) -> Result<Vec<String>, Failure> {
     if plan.mailboxes.is_empty() {
         if plan.remote.is_empty() {
-            return Err(Failure::temporary("the plan has neither mailboxes nor forwards"));
+            return Err(Failure::temporary(
+                "the plan has neither mailboxes nor forwards",
+            ));
         }
         forward_stream(msg, &plan.remote, qmail_queue)?;
         return Ok(Vec::new());
@@ -183,8 +197,11 @@ fn store(cfg: &Config, plan: &Plan, msg: &Message<'_>, qmail_queue: &Path) -> Re
     // The remote copy: the stored file without its Return-Path line.
     if !plan.remote.is_empty() {
         let fd = first.reopen().map_err(maildir_failure)?;
-        rustix::fs::seek(&fd, rustix::fs::SeekFrom::Start(msg.return_path.len() as u64))
-            .map_err(|e| Failure::temporary(format_args!("seek: {e}")))?;
+        rustix::fs::seek(
+            &fd,
+            rustix::fs::SeekFrom::Start(msg.return_path.len() as u64),
+        )
+        .map_err(|e| Failure::temporary(format_args!("seek: {e}")))?;
         let q = Queue::start(qmail_queue, Some(fd)).map_err(queue_failure)?;
         q.finish(msg.sender, &plan.remote).map_err(queue_failure)?;
     }
@@ -200,13 +217,19 @@ fn store(cfg: &Config, plan: &Plan, msg: &Message<'_>, qmail_queue: &Path) -> Re
 
 /// Write the first copy: tmp/, scanning the header on the way, then the
 /// loop verdict, then fsync. The file is still only in `tmp/`.
-fn write_first<'m>(md: &'m Maildir, namer: &mut Namer, msg: &Message<'_>) -> Result<TmpFile<'m>, Failure> {
+fn write_first<'m>(
+    md: &'m Maildir,
+    namer: &mut Namer,
+    msg: &Message<'_>,
+) -> Result<TmpFile<'m>, Failure> {
     let mut tmp = TmpFile::create(md, namer).map_err(maildir_failure)?;
     tmp.write_all(msg.return_path.as_bytes())
         .and_then(|()| tmp.write_all(format!("Delivered-To: {}\n", msg.delivered_to).as_bytes()))
         .map_err(maildir_failure)?;
     let mut scan = HeaderScan::new(&[msg.delivered_to]);
-    copy_input(msg.input, &mut scan, |chunk| tmp.write_all(chunk).map_err(maildir_failure))?;
+    copy_input(msg.input, &mut scan, |chunk| {
+        tmp.write_all(chunk).map_err(maildir_failure)
+    })?;
     verdict(&mut scan, msg.delivered_to)?;
     tmp.sync().map_err(maildir_failure)?;
     Ok(tmp)
@@ -224,8 +247,9 @@ fn forward_stream(msg: &Message<'_>, remote: &[String], qmail_queue: &Path) -> R
             .map_err(|e| Failure::temporary(format_args!("writing to qmail-queue: {e}")))
             .and_then(|()| {
                 copy_input(msg.input, &mut scan, |chunk| {
-                    pipe.write_all(chunk)
-                        .map_err(|e| Failure::temporary(format_args!("writing to qmail-queue: {e}")))
+                    pipe.write_all(chunk).map_err(|e| {
+                        Failure::temporary(format_args!("writing to qmail-queue: {e}"))
+                    })
                 })
             }),
         None => Err(Failure::temporary("qmail-queue has no message pipe")),

@@ -54,7 +54,9 @@ pub fn program(configured: &Path, env: Option<&str>) -> PathBuf {
 
 /// The envelope bytes.
 pub fn envelope(sender: &str, recipients: &[String]) -> Vec<u8> {
-    let mut v = Vec::with_capacity(8 + sender.len() + recipients.iter().map(|r| r.len() + 2).sum::<usize>());
+    let mut v = Vec::with_capacity(
+        8 + sender.len() + recipients.iter().map(|r| r.len() + 2).sum::<usize>(),
+    );
     v.push(b'F');
     v.extend_from_slice(sender.as_bytes());
     v.push(0);

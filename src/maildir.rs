@@ -553,7 +553,15 @@ impl<'m> TmpFile<'m> {
     pub fn link_into<'o>(&self, other: &'o Maildir, namer: &mut Namer) -> Result<TmpFile<'o>> {
         for _ in 0..16 {
             let name = namer.next_name();
-            match retry(|| rfs::linkat(&self.md.tmp, self.name.as_str(), &other.tmp, name.as_str(), rfs::AtFlags::empty())) {
+            match retry(|| {
+                rfs::linkat(
+                    &self.md.tmp,
+                    self.name.as_str(),
+                    &other.tmp,
+                    name.as_str(),
+                    rfs::AtFlags::empty(),
+                )
+            }) {
                 Ok(()) => {
                     track(&other.tmp, &name);
                     return Ok(TmpFile {
@@ -568,11 +576,19 @@ impl<'m> TmpFile<'m> {
                     return self.copy_into(other, namer)
                 }
                 Err(e) => {
-                    return Err(MaildirError::io("link into", format!("{}tmp/{name}", other.rel), e))
+                    return Err(MaildirError::io(
+                        "link into",
+                        format!("{}tmp/{name}", other.rel),
+                        e,
+                    ))
                 }
             }
         }
-        Err(MaildirError::io("link into", format!("{}tmp/", other.rel), Errno::EXIST))
+        Err(MaildirError::io(
+            "link into",
+            format!("{}tmp/", other.rel),
+            Errno::EXIST,
+        ))
     }
 
     fn copy_into<'o>(&self, other: &'o Maildir, namer: &mut Namer) -> Result<TmpFile<'o>> {

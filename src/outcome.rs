@@ -85,7 +85,11 @@ impl Failure {
 
     /// qmail-queue refused the forwarded copy permanently: 100, `#5.3.0`.
     pub fn queue_refused(why: impl fmt::Display) -> Failure {
-        Failure::new(Exit::Permanent, "5.3.0", format!("Forwarding failed: {why}."))
+        Failure::new(
+            Exit::Permanent,
+            "5.3.0",
+            format!("Forwarding failed: {why}."),
+        )
     }
 
     /// A mail loop: 100, `#5.4.6`.

@@ -89,7 +89,10 @@ pub struct Facts {
 
 impl Facts {
     fn known(&self, domain: &str, local: &str) -> bool {
-        self.domains.contains_key(domain) && self.asked.contains(&(domain.to_string(), local.to_string()))
+        self.domains.contains_key(domain)
+            && self
+                .asked
+                .contains(&(domain.to_string(), local.to_string()))
     }
 
     fn local(&self, domain: &str, local: &str) -> Option<&LocalFacts> {
@@ -235,7 +238,10 @@ impl Walk<'_> {
             } else {
                 "alias loop".to_string()
             };
-            return Err(Failure::looping(format_args!("{why}: {}", shown.join(" -> "))));
+            return Err(Failure::looping(format_args!(
+                "{why}: {}",
+                shown.join(" -> ")
+            )));
         }
         let top = chain.is_empty();
         let cands = candidates(&a.shown_local, &self.rules.delimiters, self.rules.lowercase);
@@ -285,8 +291,13 @@ impl Walk<'_> {
                         Some(None) => false,
                         None => {
                             // Its domain is still unknown: ask, and decide next pass.
-                            let pairs = candidates(&d.shown_local, &self.rules.delimiters, self.rules.lowercase);
-                            self.need.extend(pairs.into_iter().map(|(c, _)| (d.domain.clone(), c)));
+                            let pairs = candidates(
+                                &d.shown_local,
+                                &self.rules.delimiters,
+                                self.rules.lowercase,
+                            );
+                            self.need
+                                .extend(pairs.into_iter().map(|(c, _)| (d.domain.clone(), c)));
                             continue;
                         }
                     };
@@ -318,7 +329,13 @@ impl Walk<'_> {
         if top {
             return self.fallback(a, chain);
         }
-        Err(self.refuse(false, chain, a, "there is no such mailbox", Failure::no_such_user()))
+        Err(self.refuse(
+            false,
+            chain,
+            a,
+            "there is no such mailbox",
+            Failure::no_such_user(),
+        ))
     }
 
     /// Deliver to the account of the candidate whose facts are `lf`.
@@ -415,11 +432,8 @@ impl Walk<'_> {
 
     /// Interpolate and check one destination row.
     fn destination(&self, raw: &str, a: &Addr, row_owner: &str) -> Result<Addr, Stop> {
-        let bad = |why: String| {
-            Failure::config(format_args!(
-                "destination {raw:?} of {row_owner} {why}"
-            ))
-        };
+        let bad =
+            |why: String| Failure::config(format_args!("destination {raw:?} of {row_owner} {why}"));
         let s = interpolate(raw, &a.shown_local, &a.domain).map_err(bad)?;
         let (local, domain) = split_address(&s).map_err(bad)?;
         Ok(Addr {
@@ -441,9 +455,10 @@ impl Walk<'_> {
     }
 
     fn trace(&mut self, chain: &[String], what: String) {
-        self.plan
-            .trace
-            .push(format!("{}{what}", "  ".repeat(chain.len().saturating_sub(1))));
+        self.plan.trace.push(format!(
+            "{}{what}",
+            "  ".repeat(chain.len().saturating_sub(1))
+        ));
     }
 }
 
@@ -452,7 +467,13 @@ impl Walk<'_> {
 /// cut-off extension as addressed (it may name a folder, whose case
 /// matters).
 pub fn candidates(local: &str, delimiters: &str, lowercase: bool) -> Vec<(String, Option<String>)> {
-    let key = |s: &str| if lowercase { s.to_lowercase() } else { s.to_string() };
+    let key = |s: &str| {
+        if lowercase {
+            s.to_lowercase()
+        } else {
+            s.to_string()
+        }
+    };
     let mut v = vec![(key(local), None)];
     if delimiters.is_empty() {
         return v;

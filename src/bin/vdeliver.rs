@@ -46,10 +46,11 @@ fn run() -> Outcome {
             }
         }
     }
-    let [host, ext, default, sender, rpline, qmailqueue]: [Option<String>; 6] = match vars.try_into() {
-        Ok(a) => a,
-        Err(_) => return Failure::temporary("reading the environment").into(),
-    };
+    let [host, ext, default, sender, rpline, qmailqueue]: [Option<String>; 6] =
+        match vars.try_into() {
+            Ok(a) => a,
+            Err(_) => return Failure::temporary("reading the environment").into(),
+        };
     let env = QmailEnv {
         host: host.as_deref(),
         ext: ext.as_deref(),

@@ -74,7 +74,10 @@ enum CatchallCmd {
 #[derive(Subcommand)]
 enum RelocatedCmd {
     /// e.g. `vmailctl relocated add old@example.com new@example.org`
-    Add { address: String, new_address: String },
+    Add {
+        address: String,
+        new_address: String,
+    },
 }
 
 #[derive(Subcommand)]

@@ -31,12 +31,21 @@ impl World {
         let active = true;
         let catchalls = Vec::new();
         let primary = primary.to_string();
-        self.domains.insert(name.into(), DomainFacts { primary, active, catchalls });
+        self.domains.insert(
+            name.into(),
+            DomainFacts {
+                primary,
+                active,
+                catchalls,
+            },
+        );
     }
 
     fn entry(&mut self, domain: &str, local: &str) -> &mut LocalFacts {
         // Rows belong to the primary domain; alias domains share them.
-        self.locals.entry((domain.into(), local.into())).or_default()
+        self.locals
+            .entry((domain.into(), local.into()))
+            .or_default()
     }
 
     fn account(&mut self, domain: &str, local: &str) {
@@ -53,7 +62,8 @@ impl World {
     }
 
     fn catchall(&mut self, domain: &str, dests: &[&str]) {
-        self.domains.get_mut(domain).unwrap().catchalls = dests.iter().map(|d| d.to_string()).collect();
+        self.domains.get_mut(domain).unwrap().catchalls =
+            dests.iter().map(|d| d.to_string()).collect();
     }
 
     /// Answer one round trip, as db::fetch does.
@@ -81,7 +91,11 @@ impl World {
         let (local, domain) = to.rsplit_once('@').unwrap();
         let rcpt = Recipient {
             local_as_addressed: local.into(),
-            local: if rules.lowercase { local.to_lowercase() } else { local.into() },
+            local: if rules.lowercase {
+                local.to_lowercase()
+            } else {
+                local.into()
+            },
             domain: domain.to_lowercase(),
         };
         let mut facts = Facts::default();
@@ -136,13 +150,22 @@ fn definite_answers_at_the_top() {
     let mut w = World::site();
     w.entry("example.com", "moved").relocated = Some("moved@new.example".into());
     w.account("example.com", "off");
-    w.entry("example.com", "off").account.as_mut().unwrap().active = false;
+    w.entry("example.com", "off")
+        .account
+        .as_mut()
+        .unwrap()
+        .active = false;
     let r = Rules::default();
     // (address, exit, status, text fragment)
     let cases = [
         ("nobody@example.com", Exit::Permanent, "5.1.1", "no mailbox"),
         ("x@unknown.org", Exit::Temporary, "4.3.5", "unknown.org"),
-        ("moved@example.com", Exit::Permanent, "5.1.6", "try moved@new.example"),
+        (
+            "moved@example.com",
+            Exit::Permanent,
+            "5.1.6",
+            "try moved@new.example",
+        ),
         ("off@example.com", Exit::Permanent, "5.2.1", "disabled"),
     ];
     for (to, exit, status, text) in cases {
@@ -157,9 +180,16 @@ fn definite_answers_at_the_top() {
 #[test]
 fn alias_to_two_locals_and_a_remote() {
     let mut w = World::site();
-    w.alias("example.com", "team", &["alice@example.com", "carol@other.net", "dave@remote.org"]);
+    w.alias(
+        "example.com",
+        "team",
+        &["alice@example.com", "carol@other.net", "dave@remote.org"],
+    );
     let (p, n) = ok(&w, "team@example.com");
-    assert_eq!(boxes(&p), ["example.com/alice/Maildir/", "other.net/carol/Maildir/"]);
+    assert_eq!(
+        boxes(&p),
+        ["example.com/alice/Maildir/", "other.net/carol/Maildir/"]
+    );
     assert_eq!(p.remote, ["dave@remote.org"]);
     assert_eq!(n, 2, "one level of aliasing: one more round trip");
 }
@@ -167,7 +197,11 @@ fn alias_to_two_locals_and_a_remote() {
 #[test]
 fn alias_keeps_own_copy_when_it_names_itself() {
     let mut w = World::site();
-    w.alias("example.com", "alice", &["alice@example.com", "x@remote.org"]);
+    w.alias(
+        "example.com",
+        "alice",
+        &["alice@example.com", "x@remote.org"],
+    );
     let (p, _) = ok(&w, "alice@example.com");
     assert_eq!(boxes(&p), ["example.com/alice/Maildir/"]);
     assert_eq!(p.remote, ["x@remote.org"]);
@@ -188,9 +222,17 @@ fn loops_and_depth() {
     w.alias("example.com", "b", &["a@example.com"]);
     let f = fails(&w, "a@example.com", &Rules::default());
     assert_eq!((f.exit, f.status), (Exit::Permanent, "5.4.6"));
-    assert!(f.text.contains("a@example.com -> b@example.com -> a@example.com"), "{f:?}");
+    assert!(
+        f.text
+            .contains("a@example.com -> b@example.com -> a@example.com"),
+        "{f:?}"
+    );
     for i in 0..20 {
-        w.alias("example.com", &format!("c{i}"), &[&format!("c{}@example.com", i + 1)]);
+        w.alias(
+            "example.com",
+            &format!("c{i}"),
+            &[&format!("c{}@example.com", i + 1)],
+        );
     }
     w.account("example.com", "c20");
     let f = fails(&w, "c0@example.com", &Rules::default());
@@ -199,7 +241,10 @@ fn loops_and_depth() {
     // 16 steps are fine, 17 are not.
     let (p, _) = ok(&w, "c4@example.com");
     assert_eq!(boxes(&p), ["example.com/c20/Maildir/"]);
-    assert_eq!(fails(&w, "c3@example.com", &Rules::default()).status, "5.4.6");
+    assert_eq!(
+        fails(&w, "c3@example.com", &Rules::default()).status,
+        "5.4.6"
+    );
 }
 
 #[test]
@@ -208,9 +253,19 @@ fn alias_domains_reach_the_primary_and_keep_percent_d() {
     let (p, n) = ok(&w, "bob@alias.example");
     assert_eq!(boxes(&p), ["example.com/bob/Maildir/"]);
     assert_eq!(n, 1);
-    w.alias("example.com", "list", &["archive+%n=%d@store.example", "copy-%=@store.example"]);
+    w.alias(
+        "example.com",
+        "list",
+        &["archive+%n=%d@store.example", "copy-%=@store.example"],
+    );
     let (p, _) = ok(&w, "List@Alias.Example");
-    assert_eq!(p.remote, ["archive+List=alias.example@store.example", "copy-List=alias.example@store.example"]);
+    assert_eq!(
+        p.remote,
+        [
+            "archive+List=alias.example@store.example",
+            "copy-List=alias.example@store.example"
+        ]
+    );
 }
 
 #[test]
@@ -228,7 +283,10 @@ fn extensions() {
     let (p, _) = ok(&w, "bob-..@example.com");
     assert_eq!(boxes(&p), ["example.com/bob/Maildir/"]);
     // Another delimiter.
-    let plus = Rules { delimiters: "+".into(), ..Rules::default() };
+    let plus = Rules {
+        delimiters: "+".into(),
+        ..Rules::default()
+    };
     let (p, _) = w.run("bob+news@example.com", &plus);
     assert_eq!(boxes(&p.unwrap()), ["example.com/bob/Maildir/.news"]);
     assert_eq!(fails(&w, "bob-news@example.com", &plus).status, "5.1.1");
@@ -241,7 +299,10 @@ fn catchall_only_for_what_does_not_exist() {
     w.entry("example.com", "moved").relocated = Some("m@new.example".into());
     let (p, _) = ok(&w, "alice@example.com");
     assert_eq!(boxes(&p), ["example.com/alice/Maildir/"]);
-    assert_eq!(fails(&w, "moved@example.com", &Rules::default()).status, "5.1.6");
+    assert_eq!(
+        fails(&w, "moved@example.com", &Rules::default()).status,
+        "5.1.6"
+    );
     let (p, _) = ok(&w, "Stranger@example.com");
     assert_eq!(boxes(&p), ["example.com/bob/Maildir/"]);
     assert_eq!(p.remote, ["Stranger@catch.example"]);
@@ -250,14 +311,18 @@ fn catchall_only_for_what_does_not_exist() {
 #[test]
 fn duplicates_are_delivered_once() {
     let mut w = World::site();
-    w.alias("example.com", "dup", &[
-        "alice@example.com",
-        "ALICE@example.com",
-        "alice@alias.example",
-        "x@Remote.org",
-        "X@remote.ORG",
-        "ali@example.com",
-    ]);
+    w.alias(
+        "example.com",
+        "dup",
+        &[
+            "alice@example.com",
+            "ALICE@example.com",
+            "alice@alias.example",
+            "x@Remote.org",
+            "X@remote.ORG",
+            "ali@example.com",
+        ],
+    );
     w.alias("example.com", "ali", &["alice@example.com"]);
     let (p, _) = ok(&w, "dup@example.com");
     assert_eq!(boxes(&p), ["example.com/alice/Maildir/"]);
@@ -267,15 +332,30 @@ fn duplicates_are_delivered_once() {
 #[test]
 fn vpopmail_fallbacks() {
     let w = World::site();
-    let with = |f: Fallback| Rules { fallback: Some(f), ..Rules::default() };
-    assert_eq!(fails(&w, "zed@example.com", &with(Fallback::Bounce)).status, "5.1.1");
+    let with = |f: Fallback| Rules {
+        fallback: Some(f),
+        ..Rules::default()
+    };
+    assert_eq!(
+        fails(&w, "zed@example.com", &with(Fallback::Bounce)).status,
+        "5.1.1"
+    );
     let (p, _) = w.run("zed@example.com", &with(Fallback::Delete));
     assert!(p.unwrap().discard.unwrap().contains("zed@example.com"));
-    let (p, _) = w.run("zed@example.com", &with(Fallback::Forward("bob@example.com".into())));
+    let (p, _) = w.run(
+        "zed@example.com",
+        &with(Fallback::Forward("bob@example.com".into())),
+    );
     assert_eq!(boxes(&p.unwrap()), ["example.com/bob/Maildir/"]);
-    let (p, _) = w.run("zed@example.com", &with(Fallback::Forward("x@remote.org".into())));
+    let (p, _) = w.run(
+        "zed@example.com",
+        &with(Fallback::Forward("x@remote.org".into())),
+    );
     assert_eq!(p.unwrap().remote, ["x@remote.org"]);
-    let (p, _) = w.run("zed@example.com", &with(Fallback::Maildir("spool/Maildir/".into())));
+    let (p, _) = w.run(
+        "zed@example.com",
+        &with(Fallback::Maildir("spool/Maildir/".into())),
+    );
     assert_eq!(boxes(&p.unwrap()), ["spool/Maildir/"]);
     // Existing users are not affected.
     let (p, _) = w.run("bob@example.com", &with(Fallback::Delete));
@@ -289,17 +369,31 @@ fn problems_deeper_down_defer_naming_the_chain() {
     w.alias("example.com", "bad", &["not an address"]);
     w.alias("example.com", "pct", &["%x@example.com"]);
     w.account("example.com", "off");
-    w.entry("example.com", "off").account.as_mut().unwrap().active = false;
+    w.entry("example.com", "off")
+        .account
+        .as_mut()
+        .unwrap()
+        .active = false;
     w.alias("example.com", "tooff", &["off@example.com"]);
     let r = Rules::default();
     for (to, text) in [
-        ("staff@example.com", "staff@example.com -> ghost@example.com: there is no such mailbox"),
+        (
+            "staff@example.com",
+            "staff@example.com -> ghost@example.com: there is no such mailbox",
+        ),
         ("bad@example.com", "\"not an address\" of bad@example.com"),
         ("pct@example.com", "unknown %x"),
-        ("tooff@example.com", "off@example.com: the account is disabled"),
+        (
+            "tooff@example.com",
+            "off@example.com: the account is disabled",
+        ),
     ] {
         let f = fails(&w, to, &r);
-        assert_eq!((f.exit, f.status), (Exit::Temporary, "4.3.5"), "{to}: {f:?}");
+        assert_eq!(
+            (f.exit, f.status),
+            (Exit::Temporary, "4.3.5"),
+            "{to}: {f:?}"
+        );
         assert!(f.text.contains(text), "{to}: {f:?}");
     }
 }
@@ -308,17 +402,29 @@ fn problems_deeper_down_defer_naming_the_chain() {
 fn candidate_lists() {
     let c = candidates("a-b-c", "-", true);
     let got: Vec<_> = c.iter().map(|(p, e)| (p.as_str(), e.as_deref())).collect();
-    assert_eq!(got, [("a-b-c", None), ("a-b", Some("c")), ("a", Some("b-c"))]);
+    assert_eq!(
+        got,
+        [("a-b-c", None), ("a-b", Some("c")), ("a", Some("b-c"))]
+    );
     assert_eq!(candidates("-x", "-", true).len(), 1);
     assert_eq!(candidates("a+b-c", "+-", true).len(), 3);
-    assert_eq!(candidates("Al-Sent", "-", true)[1], ("al".to_string(), Some("Sent".to_string())));
+    assert_eq!(
+        candidates("Al-Sent", "-", true)[1],
+        ("al".to_string(), Some("Sent".to_string()))
+    );
 }
 
 #[test]
 fn interpolation() {
     assert_eq!(interpolate("%n@x", "Al", "d.org").unwrap(), "Al@x");
-    assert_eq!(interpolate("a+%=@x", "Al", "d.org").unwrap(), "a+Al=d.org@x");
-    assert_eq!(interpolate("100%%@%d", "Al", "d.org").unwrap(), "100%@d.org");
+    assert_eq!(
+        interpolate("a+%=@x", "Al", "d.org").unwrap(),
+        "a+Al=d.org@x"
+    );
+    assert_eq!(
+        interpolate("100%%@%d", "Al", "d.org").unwrap(),
+        "100%@d.org"
+    );
     assert!(interpolate("%q", "a", "b").is_err());
     assert!(interpolate("x%", "a", "b").is_err());
 }
@@ -326,7 +432,14 @@ fn interpolation() {
 #[test]
 fn addresses_checked() {
     assert!(split_address("a@b.org").is_ok());
-    for bad in ["ab.org", "@b.org", "a b@c.org", "a\n@b.org", "a@b..org", "a@"] {
+    for bad in [
+        "ab.org",
+        "@b.org",
+        "a b@c.org",
+        "a\n@b.org",
+        "a@b..org",
+        "a@",
+    ] {
         assert!(split_address(bad).is_err(), "{bad}");
     }
     assert!(split_address(&format!("{}@b.org", "a".repeat(1000))).is_err());

@@ -28,7 +28,11 @@ fn stored(rp: &str, dt: &str, msg: &[u8]) -> Vec<u8> {
 fn deliver_q(s: &Site, to: &str, from: &str, exit: i32, args: &[&str], watch: &[&str]) -> Run {
     let mut env = qmail_env(to, from);
     env.extend(s.queue_env(exit, watch));
-    s.command(&env, args).stdin(s.message_file(MSG)).output().unwrap().into()
+    s.command(&env, args)
+        .stdin(s.message_file(MSG))
+        .output()
+        .unwrap()
+        .into()
 }
 
 fn forwarded(dt: &str) -> Vec<u8> {
@@ -40,10 +44,27 @@ fn forwarded(dt: &str) -> Vec<u8> {
 #[test]
 fn alias_to_two_local_accounts_and_one_remote() {
     let s = site();
-    s.ctl_ok(&["alias", "add", "team@example.com", "alice@example.com", "bob@example.com", "dave@remote.org"]);
-    let r = deliver_q(&s, "Team@example.com", "carol@remote.org", 0, &[], &[ALICE, BOB]);
+    s.ctl_ok(&[
+        "alias",
+        "add",
+        "team@example.com",
+        "alice@example.com",
+        "bob@example.com",
+        "dave@remote.org",
+    ]);
+    let r = deliver_q(
+        &s,
+        "Team@example.com",
+        "carol@remote.org",
+        0,
+        &[],
+        &[ALICE, BOB],
+    );
     assert_eq!(r.code, Some(0), "{r:?}");
-    assert_eq!(r.stdout, format!("delivered to {ALICE}, {BOB} and forwarded to 1\n"));
+    assert_eq!(
+        r.stdout,
+        format!("delivered to {ALICE}, {BOB} and forwarded to 1\n")
+    );
     let want = stored("carol@remote.org", "team@example.com", MSG);
     let (a_name, a) = s.only_message(ALICE);
     let (b_name, b) = s.only_message(BOB);
@@ -67,15 +88,27 @@ fn alias_to_two_local_accounts_and_one_remote() {
     assert_eq!(snaps.len(), 1);
     for md in [ALICE, BOB] {
         let p = s.maildir(md);
-        assert!(snaps[0].contains(&format!("{}/tmp 1\n", p.display())), "{snaps:?}");
-        assert!(snaps[0].contains(&format!("{}/new 0\n", p.display())), "{snaps:?}");
+        assert!(
+            snaps[0].contains(&format!("{}/tmp 1\n", p.display())),
+            "{snaps:?}"
+        );
+        assert!(
+            snaps[0].contains(&format!("{}/new 0\n", p.display())),
+            "{snaps:?}"
+        );
     }
 }
 
 #[test]
 fn alias_keeps_a_copy_when_it_names_itself() {
     let s = site();
-    s.ctl_ok(&["alias", "add", "alice@example.com", "alice@example.com", "bob@example.com"]);
+    s.ctl_ok(&[
+        "alias",
+        "add",
+        "alice@example.com",
+        "alice@example.com",
+        "bob@example.com",
+    ]);
     let r = s.deliver("alice@example.com", "x@remote.org", MSG);
     assert_eq!(r.code, Some(0), "{r:?}");
     s.only_message(ALICE);
@@ -96,7 +129,11 @@ fn alias_loop_bounces_with_the_chain() {
     s.ctl_ok(&["alias", "add", "b@example.com", "a@example.com"]);
     let r = s.deliver("a@example.com", "x@remote.org", MSG);
     assert_eq!(r.code, Some(100), "{r:?}");
-    assert!(r.stdout.contains("a@example.com -> b@example.com -> a@example.com"), "{r:?}");
+    assert!(
+        r.stdout
+            .contains("a@example.com -> b@example.com -> a@example.com"),
+        "{r:?}"
+    );
     assert!(r.stdout.ends_with("(#5.4.6)\n"), "{r:?}");
 }
 
@@ -104,7 +141,13 @@ fn alias_loop_bounces_with_the_chain() {
 fn alias_domain_of_an_alias_bearing_domain() {
     let s = site();
     s.ctl_ok(&["alias-domain", "add", "alias.example", "example.com"]);
-    s.ctl_ok(&["alias", "add", "team@example.com", "alice@example.com", "copy+%=@store.example"]);
+    s.ctl_ok(&[
+        "alias",
+        "add",
+        "team@example.com",
+        "alice@example.com",
+        "copy+%=@store.example",
+    ]);
     let r = deliver_q(&s, "Team@Alias.Example", "x@remote.org", 0, &[], &[]);
     assert_eq!(r.code, Some(0), "{r:?}");
     let (_, a) = s.only_message(ALICE);
@@ -129,7 +172,10 @@ fn catchall_does_not_capture_accounts_or_relocated() {
     assert!(s.files(BOB, "new").is_empty());
     let r = s.deliver("moved@example.com", "x@remote.org", MSG);
     assert_eq!(r.code, Some(100), "{r:?}");
-    assert_eq!(r.stdout, "Sorry, moved@example.com has moved; try moved@new.example. (#5.1.6)\n");
+    assert_eq!(
+        r.stdout,
+        "Sorry, moved@example.com has moved; try moved@new.example. (#5.1.6)\n"
+    );
     let r = s.deliver("stranger@example.com", "x@remote.org", MSG);
     assert_eq!(r.code, Some(0), "{r:?}");
     let (_, b) = s.only_message(BOB);
@@ -140,7 +186,10 @@ fn catchall_does_not_capture_accounts_or_relocated() {
 fn extensions_use_an_existing_folder_else_inbox() {
     let s = site();
     // .Sent exists (a default folder) once the Maildir is made.
-    assert_eq!(s.deliver("alice@example.com", "x@remote.org", MSG).code, Some(0));
+    assert_eq!(
+        s.deliver("alice@example.com", "x@remote.org", MSG).code,
+        Some(0)
+    );
     let r = s.deliver("alice-Sent@example.com", "x@remote.org", MSG);
     assert_eq!(r.code, Some(0), "{r:?}");
     assert_eq!(r.stdout, format!("delivered to {ALICE}.Sent/\n"));
@@ -157,7 +206,10 @@ fn extensions_use_an_existing_folder_else_inbox() {
 fn other_delimiter() {
     let s = Site::with_config("extension_delimiter = \"+\"\n");
     s.account("alice@example.com");
-    assert_eq!(s.deliver("alice+x@example.com", "x@remote.org", MSG).code, Some(0));
+    assert_eq!(
+        s.deliver("alice+x@example.com", "x@remote.org", MSG).code,
+        Some(0)
+    );
     s.only_message(ALICE);
     let r = s.deliver("alice-x@example.com", "x@remote.org", MSG);
     assert_eq!(r.code, Some(100), "{r:?}");
@@ -166,15 +218,27 @@ fn other_delimiter() {
 #[test]
 fn qmail_queue_exit_codes() {
     let s = site();
-    s.ctl_ok(&["alias", "add", "fwd@example.com", "alice@example.com", "dave@remote.org"]);
+    s.ctl_ok(&[
+        "alias",
+        "add",
+        "fwd@example.com",
+        "alice@example.com",
+        "dave@remote.org",
+    ]);
     // (qmail-queue exit, vdeliver exit, status)
     for (q, want, status) in [(31, 100, "5.3.0"), (71, 111, "4.3.0"), (91, 111, "4.3.0")] {
         let r = deliver_q(&s, "fwd@example.com", "x@remote.org", q, &[], &[]);
         assert_eq!(r.code, Some(want), "qmail-queue {q}: {r:?}");
         assert!(r.stdout.ends_with(&format!("(#{status})\n")), "{r:?}");
         assert!(r.stdout.contains(&format!("exit {q}")), "{r:?}");
-        assert!(s.files(ALICE, "new").is_empty(), "qmail-queue {q}: a copy became visible");
-        assert!(s.files(ALICE, "tmp").is_empty(), "qmail-queue {q}: tmp/ not cleaned");
+        assert!(
+            s.files(ALICE, "new").is_empty(),
+            "qmail-queue {q}: a copy became visible"
+        );
+        assert!(
+            s.files(ALICE, "tmp").is_empty(),
+            "qmail-queue {q}: tmp/ not cleaned"
+        );
     }
     assert!(s.queued().is_empty());
     let r = deliver_q(&s, "fwd@example.com", "x@remote.org", 0, &[], &[]);
@@ -186,10 +250,21 @@ fn qmail_queue_exit_codes() {
 #[test]
 fn missing_qmail_queue_defers() {
     let s = site();
-    s.ctl_ok(&["alias", "add", "fwd@example.com", "alice@example.com", "dave@remote.org"]);
+    s.ctl_ok(&[
+        "alias",
+        "add",
+        "fwd@example.com",
+        "alice@example.com",
+        "dave@remote.org",
+    ]);
     let mut env = qmail_env("fwd@example.com", "x@remote.org");
     env.push(("QMAILQUEUE".into(), "/nonexistent/qmail-queue".into()));
-    let r: Run = s.command(&env, &[]).stdin(s.message_file(MSG)).output().unwrap().into();
+    let r: Run = s
+        .command(&env, &[])
+        .stdin(s.message_file(MSG))
+        .output()
+        .unwrap()
+        .into();
     assert_eq!(r.code, Some(111), "{r:?}");
     assert!(r.stdout.contains("/nonexistent/qmail-queue"), "{r:?}");
     assert!(s.files(ALICE, "new").is_empty() && s.files(ALICE, "tmp").is_empty());
@@ -198,7 +273,13 @@ fn missing_qmail_queue_defers() {
 #[test]
 fn bounce_is_forwarded_with_empty_sender() {
     let s = site();
-    s.ctl_ok(&["alias", "add", "fwd@example.com", "dave@remote.org", "erin@remote.org"]);
+    s.ctl_ok(&[
+        "alias",
+        "add",
+        "fwd@example.com",
+        "dave@remote.org",
+        "erin@remote.org",
+    ]);
     let r = deliver_q(&s, "fwd@example.com", "", 0, &[], &[]);
     assert_eq!(r.code, Some(0), "{r:?}");
     assert_eq!(r.stdout, "forwarded to 2\n");
@@ -216,7 +297,12 @@ fn forward_only_loop_queues_nothing() {
     let mut env = qmail_env("fwd@example.com", "x@remote.org");
     env.extend(s.queue_env(0, &[]));
     let msg = b"Delivered-To: fwd@example.com\nSubject: again\n\nbody\n";
-    let r: Run = s.command(&env, &[]).stdin(s.message_file(msg)).output().unwrap().into();
+    let r: Run = s
+        .command(&env, &[])
+        .stdin(s.message_file(msg))
+        .output()
+        .unwrap()
+        .into();
     assert_eq!(r.code, Some(100), "{r:?}");
     assert!(r.stdout.ends_with("(#5.4.6)\n"), "{r:?}");
     assert!(s.queued().is_empty());
@@ -225,8 +311,23 @@ fn forward_only_loop_queues_nothing() {
 #[test]
 fn duplicates_delivered_once() {
     let s = site();
-    s.ctl_ok(&["alias", "add", "all@example.com", "alice@example.com", "ALICE@example.com", "x@remote.org", "X@REMOTE.ORG", "team@example.com"]);
-    s.ctl_ok(&["alias", "add", "team@example.com", "alice@example.com", "x@remote.org"]);
+    s.ctl_ok(&[
+        "alias",
+        "add",
+        "all@example.com",
+        "alice@example.com",
+        "ALICE@example.com",
+        "x@remote.org",
+        "X@REMOTE.ORG",
+        "team@example.com",
+    ]);
+    s.ctl_ok(&[
+        "alias",
+        "add",
+        "team@example.com",
+        "alice@example.com",
+        "x@remote.org",
+    ]);
     let r = deliver_q(&s, "all@example.com", "y@remote.org", 0, &[], &[]);
     assert_eq!(r.code, Some(0), "{r:?}");
     s.only_message(ALICE);
@@ -240,25 +341,71 @@ fn vpopmail_fallbacks() {
     let s = site();
     let spool = s.root.join("spool/Maildir");
     let spool_arg = format!("{}/", spool.display());
-    let r = deliver_q(&s, "zed@example.com", "x@remote.org", 0, &["", "bounce-no-mailbox"], &[]);
+    let r = deliver_q(
+        &s,
+        "zed@example.com",
+        "x@remote.org",
+        0,
+        &["", "bounce-no-mailbox"],
+        &[],
+    );
     assert_eq!(r.code, Some(100), "{r:?}");
     assert!(r.stdout.ends_with("(#5.1.1)\n"));
-    let r = deliver_q(&s, "zed@example.com", "x@remote.org", 0, &["", "delete"], &[]);
+    let r = deliver_q(
+        &s,
+        "zed@example.com",
+        "x@remote.org",
+        0,
+        &["", "delete"],
+        &[],
+    );
     assert_eq!(r.code, Some(0), "{r:?}");
-    assert!(r.stdout.starts_with("discarded: no mailbox zed@example.com"), "{r:?}");
-    let r = deliver_q(&s, "zed@example.com", "x@remote.org", 0, &["", "someone@example.org"], &[]);
+    assert!(
+        r.stdout
+            .starts_with("discarded: no mailbox zed@example.com"),
+        "{r:?}"
+    );
+    let r = deliver_q(
+        &s,
+        "zed@example.com",
+        "x@remote.org",
+        0,
+        &["", "someone@example.org"],
+        &[],
+    );
     assert_eq!(r.code, Some(0), "{r:?}");
     assert_eq!(s.queued()[0].recipients, ["someone@example.org"]);
-    let r = deliver_q(&s, "zed@example.com", "x@remote.org", 0, &["", &spool_arg], &[]);
+    let r = deliver_q(
+        &s,
+        "zed@example.com",
+        "x@remote.org",
+        0,
+        &["", &spool_arg],
+        &[],
+    );
     assert_eq!(r.code, Some(0), "{r:?}");
     let (_, m) = s.only_message("spool/Maildir/");
     assert_eq!(m, stored("x@remote.org", "zed@example.com", MSG));
     // Outside mail.root: refused.
-    let r = deliver_q(&s, "zed@example.com", "x@remote.org", 0, &["", "/tmp/elsewhere/Maildir/"], &[]);
+    let r = deliver_q(
+        &s,
+        "zed@example.com",
+        "x@remote.org",
+        0,
+        &["", "/tmp/elsewhere/Maildir/"],
+        &[],
+    );
     assert_eq!(r.code, Some(111), "{r:?}");
     assert!(r.stdout.ends_with("(#4.3.5)\n"), "{r:?}");
     // Existing users are not affected.
-    let r = deliver_q(&s, "alice@example.com", "x@remote.org", 0, &["", "delete"], &[]);
+    let r = deliver_q(
+        &s,
+        "alice@example.com",
+        "x@remote.org",
+        0,
+        &["", "delete"],
+        &[],
+    );
     assert_eq!(r.code, Some(0), "{r:?}");
     s.only_message(ALICE);
 }
@@ -282,10 +429,19 @@ fn bad_destination_rows_defer_naming_the_row() {
 #[test]
 fn alias_to_missing_account_defers() {
     let s = site();
-    s.ctl_ok(&["alias", "add", "staff@example.com", "alice@example.com", "ghost@example.com"]);
+    s.ctl_ok(&[
+        "alias",
+        "add",
+        "staff@example.com",
+        "alice@example.com",
+        "ghost@example.com",
+    ]);
     let r = s.deliver("staff@example.com", "x@remote.org", MSG);
     assert_eq!(r.code, Some(111), "{r:?}");
-    assert!(r.stdout.contains("staff@example.com -> ghost@example.com"), "{r:?}");
+    assert!(
+        r.stdout.contains("staff@example.com -> ghost@example.com"),
+        "{r:?}"
+    );
     assert!(s.files(ALICE, "new").is_empty());
 }
 
@@ -320,13 +476,28 @@ fn fan_out_across_two_filesystems() {
     struct Unmount(std::path::PathBuf);
     impl Drop for Unmount {
         fn drop(&mut self) {
-            let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
+            let _ = std::process::Command::new("umount")
+                .arg("-l")
+                .arg(&self.0)
+                .status();
         }
     }
     let _guard = Unmount(shm.clone());
     crate::common::unpriv::chown_for_unpriv(&shm);
-    s.ctl_ok(&["account", "add", "carol@example.com", "--maildir", "shm/carol/Maildir"]);
-    s.ctl_ok(&["alias", "add", "both@example.com", "alice@example.com", "carol@example.com"]);
+    s.ctl_ok(&[
+        "account",
+        "add",
+        "carol@example.com",
+        "--maildir",
+        "shm/carol/Maildir",
+    ]);
+    s.ctl_ok(&[
+        "alias",
+        "add",
+        "both@example.com",
+        "alice@example.com",
+        "carol@example.com",
+    ]);
     let r = s.deliver("both@example.com", "x@remote.org", MSG);
     assert_eq!(r.code, Some(0), "{r:?}");
     let want = stored("x@remote.org", "both@example.com", MSG);
@@ -334,7 +505,9 @@ fn fan_out_across_two_filesystems() {
     let (c_name, c) = s.only_message("shm/carol/Maildir/");
     assert_eq!(a, want);
     assert_eq!(c, want);
-    let dev_c = fs::metadata(s.maildir("shm/carol/Maildir/new").join(c_name)).unwrap().dev();
+    let dev_c = fs::metadata(s.maildir("shm/carol/Maildir/new").join(c_name))
+        .unwrap()
+        .dev();
     let dev_a = fs::metadata(s.maildir(ALICE)).unwrap().dev();
     assert_ne!(dev_a, dev_c, "not on two filesystems");
     assert!(s.files("shm/carol/Maildir/", "tmp").is_empty());
@@ -359,7 +532,12 @@ fn stub_refuses_a_malformed_envelope_like_qmail_queue() {
             .stdout(env_r)
             .spawn()
             .unwrap();
-        child.stdin.take().unwrap().write_all(b"Subject: x\n\nbody\n").unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(b"Subject: x\n\nbody\n")
+            .unwrap();
         env_w.write_all(env).unwrap();
         drop(env_w);
         let status = child.wait().unwrap();
@@ -373,7 +551,13 @@ fn round_trips_counted_on_the_server() {
     let s = Site::on(&pg, "", true);
     s.account("alice@example.com");
     s.account("bob@example.com");
-    s.ctl_ok(&["alias", "add", "team@example.com", "alice@example.com", "bob@example.com"]);
+    s.ctl_ok(&[
+        "alias",
+        "add",
+        "team@example.com",
+        "alice@example.com",
+        "bob@example.com",
+    ]);
     s.ctl_ok(&["alias", "add", "alice-x@example.com", "alice@example.com"]);
     s.ctl_ok(&["catchall", "add", "example.com", "bob@example.com"]);
     let mut admin = pg.admin_client();
@@ -392,8 +576,14 @@ fn round_trips_counted_on_the_server() {
         let marker = format!("vdeliver@{} ", s.db.name);
         let log = pg.log_text();
         let new = &log[before..];
-        let stmts = new.lines().filter(|l| l.starts_with(&marker) && l.contains("execute")).count();
-        let named = new.lines().filter(|l| l.starts_with(&marker) && l.contains("execute") && !l.contains("<unnamed>")).count();
+        let stmts = new
+            .lines()
+            .filter(|l| l.starts_with(&marker) && l.contains("execute"))
+            .count();
+        let named = new
+            .lines()
+            .filter(|l| l.starts_with(&marker) && l.contains("execute") && !l.contains("<unnamed>"))
+            .count();
         assert_eq!(named, 0, "{to}: named prepared statements: {new}");
         stmts
     };

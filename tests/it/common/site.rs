@@ -109,9 +109,15 @@ impl Site {
             fs::create_dir(&dir).unwrap();
             chown_for_unpriv(&dir);
         }
-        let snap: Vec<String> = snapshot.iter().map(|m| self.maildir(m).display().to_string()).collect();
+        let snap: Vec<String> = snapshot
+            .iter()
+            .map(|m| self.maildir(m).display().to_string())
+            .collect();
         vec![
-            ("QMAILQUEUE".into(), qmail_queue_stub().display().to_string()),
+            (
+                "QMAILQUEUE".into(),
+                qmail_queue_stub().display().to_string(),
+            ),
             ("STUB_DIR".into(), dir.display().to_string()),
             ("STUB_EXIT".into(), exit.to_string()),
             ("STUB_SNAPSHOT".into(), snap.join(":")),
@@ -122,10 +128,15 @@ impl Site {
     pub fn queued(&self) -> Vec<Queued> {
         let dir = self.dir.path().join("queue");
         let mut out = Vec::new();
-        let Ok(entries) = fs::read_dir(&dir) else { return out };
+        let Ok(entries) = fs::read_dir(&dir) else {
+            return out;
+        };
         let mut names: Vec<PathBuf> = entries.map(|e| e.unwrap().path()).collect();
         names.sort();
-        for p in names.iter().filter(|p| p.extension().is_some_and(|e| e == "env")) {
+        for p in names
+            .iter()
+            .filter(|p| p.extension().is_some_and(|e| e == "env"))
+        {
             let env = fs::read(p).unwrap();
             let message = fs::read(p.with_extension("msg")).unwrap();
             let mut parts = env.split(|b| *b == 0);
@@ -134,7 +145,11 @@ impl Site {
                 .filter(|p| !p.is_empty())
                 .map(|p| String::from_utf8(p[1..].to_vec()).unwrap())
                 .collect();
-            out.push(Queued { message, sender, recipients });
+            out.push(Queued {
+                message,
+                sender,
+                recipients,
+            });
         }
         out
     }
@@ -142,7 +157,9 @@ impl Site {
     /// The snapshots the stub took of the Maildirs it was told to watch.
     pub fn queue_snapshots(&self) -> Vec<String> {
         let dir = self.dir.path().join("queue");
-        let Ok(entries) = fs::read_dir(&dir) else { return Vec::new() };
+        let Ok(entries) = fs::read_dir(&dir) else {
+            return Vec::new();
+        };
         entries
             .map(|e| e.unwrap().path())
             .filter(|p| p.extension().is_some_and(|e| e == "snap"))

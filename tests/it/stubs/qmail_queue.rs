@@ -21,14 +21,19 @@ fn main() {
         eprintln!("qmail-queue stub: STUB_DIR not set");
         exit(81)
     });
-    let code: i32 = std::env::var("STUB_EXIT").ok().and_then(|s| s.parse().ok()).unwrap_or(0);
+    let code: i32 = std::env::var("STUB_EXIT")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
     let pid = std::process::id();
 
     if let Ok(list) = std::env::var("STUB_SNAPSHOT") {
         let mut snap = String::new();
         for md in list.split(':').filter(|s| !s.is_empty()) {
             for sub in ["tmp", "new"] {
-                let n = fs::read_dir(format!("{md}/{sub}")).map(|d| d.count()).unwrap_or(0);
+                let n = fs::read_dir(format!("{md}/{sub}"))
+                    .map(|d| d.count())
+                    .unwrap_or(0);
                 snap.push_str(&format!("{md}/{sub} {n}\n"));
             }
         }
@@ -58,8 +63,12 @@ fn main() {
 
 /// `F<sender>\0` (`T<addr>\0`)* `\0`, and nothing after.
 fn well_formed(e: &[u8]) -> bool {
-    let Some(rest) = e.strip_prefix(b"F") else { return false };
-    let Some(end) = rest.iter().position(|b| *b == 0) else { return false };
+    let Some(rest) = e.strip_prefix(b"F") else {
+        return false;
+    };
+    let Some(end) = rest.iter().position(|b| *b == 0) else {
+        return false;
+    };
     let mut rest = &rest[end + 1..];
     loop {
         match rest {
