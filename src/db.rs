@@ -109,7 +109,7 @@ pub fn connect(cfg: &config::Database, application: &str) -> Result<Client, DbEr
 /// accounts resolves in the same round trip. Every pair whose facts are in
 /// the answer comes back as a `q` row, so the caller knows what it has
 /// been told, including "nothing".
-const FETCH: &str = "\
+pub const FETCH: &str = "\
 WITH RECURSIVE
 q(dom, loc, depth) AS (
   SELECT dom, loc, 0 FROM unnest($1::text[], $2::text[]) AS t(dom, loc)

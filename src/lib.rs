@@ -29,6 +29,7 @@ pub mod config;
 pub mod db;
 pub mod deadline;
 pub mod deliver;
+#[doc(hidden)]
 pub mod fuzzing;
 pub mod header;
 pub mod invocation;
@@ -40,3 +41,4 @@ pub mod plan;
 pub mod privs;
 pub mod recipient;
 pub mod schema;
+pub mod forward;

@@ -10,6 +10,8 @@
 #![allow(dead_code)]
 
 pub mod pg;
+pub mod pgbouncer;
+#[cfg(test)]
 pub mod site;
 pub mod unpriv;
 

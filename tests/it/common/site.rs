@@ -208,6 +208,15 @@ impl Site {
         site
     }
 
+    /// Point the configuration's `database.url` elsewhere (PgBouncer, a
+    /// standby).
+    pub fn set_database_url(&self, url: &str) {
+        let text = fs::read_to_string(&self.config).unwrap();
+        let old = format!("url = \"{}\"", self.db.url);
+        assert!(text.contains(&old), "config has no url line: {text}");
+        fs::write(&self.config, text.replace(&old, &format!("url = \"{url}\""))).unwrap();
+    }
+
     /// Run vmailctl (as the current user: it is an admin tool).
     pub fn ctl(&self, args: &[&str], stdin: &[u8]) -> Run {
         let mut child = Command::new(bin("vmailctl"))

@@ -1,0 +1,388 @@
+//! Property checks over the pure modules, shared by the fuzz targets
+//! (`fuzz/fuzz_targets/*.rs`) and the corpus replay test
+//! (`tests/it/fuzz_corpus.rs`), so that a crash found by the fuzzer is a
+//! failing `cargo test` as soon as its input is added to the corpus.
+//!
+//! Each function takes arbitrary bytes, derives its inputs from them, and
+//! panics (through `assert!`) when a property does not hold. None of this is
+//! part of the crate's API.
+
+use crate::config;
+use crate::header::{self, HeaderScan, Verdict};
+use crate::names::{self, NameParts};
+use crate::outcome::{Failure, Outcome, MAX_LINE};
+use crate::recipient::{self, Overrides, QmailEnv, MAX_PART};
+use std::path::Path;
+
+/// A tiny deterministic generator, so chunk sizes follow from the input.
+struct XorShift(u64);
+
+impl XorShift {
+    fn new(seed: u64) -> XorShift {
+        XorShift(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+
+    fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        x
+    }
+}
+
+/// The streaming header scanner agrees with `header::reference_scan`
+/// however the message is cut into chunks; `header::scan` never panics.
+///
+/// Input layout: byte 0 picks the number of targets (low 2 bits) and the
+/// chunking style (next 2 bits); byte 1 seeds the chunk sizes; then the
+/// targets, each ended by `\n`; the rest is the message. When bit 4 of
+/// byte 0 is set, the value of the message's first `Delivered-To:` line is
+/// added as a target, so that loops are found often.
+pub fn header_scan(data: &[u8]) {
+    let (ctrl, seed, mut rest) = match data {
+        [c, s, rest @ ..] => (*c, *s, rest),
+        _ => (0, 0, data),
+    };
+    let mut targets: Vec<String> = Vec::new();
+    for _ in 0..(ctrl & 3) {
+        let end = rest.iter().position(|b| *b == b'\n').unwrap_or(rest.len());
+        targets.push(String::from_utf8_lossy(&rest[..end]).into_owned());
+        rest = rest.get(end + 1..).unwrap_or(&[]);
+    }
+    let message = rest;
+    if ctrl & 0x10 != 0 {
+        if let Some(v) = first_delivered_to(message) {
+            targets.push(v);
+        }
+    }
+
+    let want = header::reference_scan(message, &targets);
+    assert_eq!(header::scan(message, &targets), want, "scan disagrees");
+
+    // Chunk sizes: 1 byte at a time, small, medium, or large, with empty
+    // chunks thrown in.
+    let max = match (ctrl >> 2) & 3 {
+        0 => 1,
+        1 => 8,
+        2 => 300,
+        _ => 5000,
+    };
+    let mut rng = XorShift::new(u64::from(seed) << 8 | u64::from(ctrl));
+    let mut s = HeaderScan::new(&targets);
+    let mut at = 0;
+    let mut settled: Option<Verdict> = None;
+    while at < message.len() {
+        let r = rng.next();
+        if r % 17 == 0 {
+            s.feed(&[]);
+        }
+        let n = (1 + (r >> 8) as usize % max).min(message.len() - at);
+        s.feed(&message[at..at + n]);
+        at += n;
+        if s.header_done() {
+            // Once the header is over, nothing that follows may change the
+            // verdict.
+            let v = s.verdict();
+            if let Some(prev) = &settled {
+                assert_eq!(*prev, v, "verdict changed after the header ended");
+            }
+            settled = Some(v);
+        }
+    }
+    let got = s.finish();
+    assert!(s.header_done());
+    assert_eq!(got, want, "streaming scan disagrees (chunks up to {max})");
+    if let Some(v) = settled {
+        assert_eq!(v, got, "finish changed the verdict after the header ended");
+    }
+    if let Verdict::Loop(i) = got {
+        assert!(i < targets.len());
+    }
+    if let Verdict::TooManyHops(n) = got {
+        assert!(n >= header::MAX_HOPS);
+    }
+}
+
+/// The trimmed value of the first `Delivered-To:` header line, if any.
+fn first_delivered_to(message: &[u8]) -> Option<String> {
+    for line in message.split(|b| *b == b'\n') {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.is_empty() {
+            return None;
+        }
+        if line.len() >= 13 && line[..13].eq_ignore_ascii_case(b"delivered-to:") {
+            let v = String::from_utf8_lossy(&line[13..]);
+            let v = v.trim_matches(|c| c == ' ' || c == '\t');
+            let v = v.strip_prefix('<').unwrap_or(v);
+            let v = v.strip_suffix('>').unwrap_or(v);
+            return Some(v.to_string());
+        }
+    }
+    None
+}
+
+fn has_ascii_control(s: &str) -> bool {
+    s.bytes().any(|b| b < 0x20 || b == 0x7f)
+}
+
+/// `recipient::recipient` and `recipient::return_path` never panic, and
+/// what they accept is safe to write into a header and to look up.
+///
+/// Input layout: bytes 0–1 say which of the eight fields are set (bit i of
+/// the first byte, field i) and whether local parts are lowercased (bit 0 of
+/// byte 1); the rest, split on NUL, gives HOST, EXT, DEFAULT, SENDER, RPLINE,
+/// `--local`, `--domain`, `--sender` in that order.
+pub fn recipient(data: &[u8]) {
+    let (present, flags, rest) = match data {
+        [p, f, rest @ ..] => (*p, *f, rest),
+        _ => (0b0001_1111, 1, data),
+    };
+    let texts: Vec<String> = rest
+        .split(|b| *b == 0)
+        .take(8)
+        .map(|f| String::from_utf8_lossy(f).into_owned())
+        .collect();
+    let field = |i: usize| -> Option<&str> {
+        if present & (1 << i) == 0 {
+            return None;
+        }
+        Some(texts.get(i).map_or("", String::as_str))
+    };
+    let env = QmailEnv {
+        host: field(0),
+        ext: field(1),
+        default: field(2),
+        sender: field(3),
+        rpline: field(4),
+    };
+    let over = Overrides {
+        local: field(5),
+        domain: field(6),
+        sender: field(7),
+    };
+    let lowercase = flags & 1 != 0;
+
+    let got = recipient::recipient(&env, &over, lowercase);
+    let other = recipient::recipient(&env, &over, !lowercase);
+    assert_eq!(
+        got.is_ok(),
+        other.is_ok(),
+        "the lowercase policy changed acceptance: {got:?} / {other:?}"
+    );
+    if let Err(e) = &got {
+        assert!(!e.to_string().contains('\n'), "error on two lines: {e}");
+    }
+    if let Ok(r) = &got {
+        let d = &r.domain;
+        assert!(!d.is_empty() && d.len() <= 253, "domain length: {d:?}");
+        assert!(
+            d.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-'),
+            "domain characters: {d:?}"
+        );
+        assert!(
+            d.split('.').all(|l| !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')),
+            "domain labels: {d:?}"
+        );
+        assert_eq!(
+            recipient::normalize_domain(d).as_deref(),
+            Ok(d.as_str()),
+            "normalize_domain is not idempotent"
+        );
+
+        assert!(!r.local.is_empty(), "empty local part: {r:?}");
+        assert!(
+            r.local_as_addressed.len() <= MAX_PART,
+            "local part longer than MAX_PART"
+        );
+        assert!(
+            !r.local_as_addressed.chars().any(char::is_control),
+            "control character in the local part: {r:?}"
+        );
+        if lowercase {
+            assert_eq!(r.local, r.local_as_addressed.to_lowercase());
+        } else {
+            assert_eq!(r.local, r.local_as_addressed);
+        }
+
+        let dt = r.delivered_to();
+        assert!(
+            !dt.chars().any(char::is_control),
+            "control character in Delivered-To: {dt:?}"
+        );
+        let (l, dom) = dt.rsplit_once('@').expect("Delivered-To without '@'");
+        assert_eq!(dom, d.as_str());
+        assert_eq!(l, r.local.to_ascii_lowercase());
+        assert_eq!(dt, dt.to_ascii_lowercase(), "Delivered-To not lowercased");
+
+        // What vdeliver writes into Delivered-To: must be found again by the
+        // loop check when a message comes back with it.
+        let looped = format!("Delivered-To: {dt}\r\n\r\n");
+        assert_eq!(
+            header::scan(looped.as_bytes(), &[&dt]),
+            Verdict::Loop(0),
+            "own Delivered-To: line not recognised as a loop"
+        );
+    }
+
+    if let Ok(rp) = recipient::return_path(&env, &over) {
+        assert!(rp.starts_with("Return-Path: <"), "{rp:?}");
+        assert!(rp.ends_with(">\n"), "{rp:?}");
+        assert_eq!(rp.matches('\n').count(), 1, "{rp:?}");
+        assert!(!has_ascii_control(&rp[..rp.len() - 1]), "{rp:?}");
+        assert!(
+            !rp[..rp.len() - 1].chars().any(char::is_control),
+            "control character in Return-Path: {rp:?}"
+        );
+    }
+    if let Ok(s) = recipient::sender(&env, &over) {
+        assert!(!has_ascii_control(s), "{s:?}");
+    }
+}
+
+/// Maildir names: escaped hosts and unique names hold no `/` or `:`, and the
+/// size written into a name is the size read back from it.
+///
+/// Input layout: 40 bytes of numbers (secs, usec, pid, seq, random, size;
+/// missing bytes are 0), then the host name.
+pub fn names(data: &[u8]) {
+    let mut num = [0u8; 40];
+    let n = data.len().min(40);
+    num[..n].copy_from_slice(&data[..n]);
+    let host = String::from_utf8_lossy(&data[n..]);
+    let u64_at = |i: usize| {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&num[i..i + 8]);
+        u64::from_le_bytes(b)
+    };
+    let u32_at = |i: usize| {
+        let mut b = [0u8; 4];
+        b.copy_from_slice(&num[i..i + 4]);
+        u32::from_le_bytes(b)
+    };
+    let escaped = names::escape_host(&host);
+    assert!(!escaped.contains('/'), "{escaped:?}");
+    assert!(!escaped.contains(':'), "{escaped:?}");
+    let parts = NameParts {
+        secs: u64_at(0),
+        usec: u32_at(8),
+        pid: u32_at(12),
+        seq: u64_at(16),
+        random: u64_at(24),
+        host: &escaped,
+    };
+    let size = u64_at(32);
+    let unique = names::unique(&parts);
+    assert!(!unique.contains('/'), "{unique:?}");
+    assert!(!unique.contains(':'), "{unique:?}");
+    assert!(unique.ends_with(escaped.as_str()));
+    let prefix = format!(
+        "{}.M{}P{}Q{}R",
+        parts.secs, parts.usec, parts.pid, parts.seq
+    );
+    assert!(unique.starts_with(&prefix), "{unique:?}");
+    let new = names::new_name(&unique, size);
+    assert!(!new.contains('/') && !new.contains(':'), "{new:?}");
+    assert_eq!(
+        names::size_from_name(&new),
+        Some(size),
+        "size not read back from {new:?}"
+    );
+    // With the info part a reader sees once the message is in cur/.
+    assert_eq!(names::size_from_name(&format!("{new}:2,S")), Some(size));
+    // Whatever a name holds, reading its size never panics.
+    let _ = names::size_from_name(&host);
+}
+
+/// `config::parse` never panics on any text; an error names the file and is
+/// one line; an accepted configuration passes its own checks.
+pub fn config(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    let path = Path::new("/etc/vdeliver/config.toml");
+    match config::parse(path, &text) {
+        Ok(c) => {
+            assert!(c.mail.root.is_absolute(), "{:?}", c.mail.root);
+            for f in &c.mail.folders {
+                assert!(config::check_folder_name(f).is_ok(), "{f:?}");
+            }
+            assert!(!c.delivery.deadline.is_zero());
+            assert!(!c.database.connect_timeout.is_zero());
+            assert!(!c.database.url.trim().is_empty());
+        }
+        Err(e) => {
+            let shown = e.to_string();
+            assert!(
+                shown.starts_with("/etc/vdeliver/config.toml: "),
+                "{shown:?}"
+            );
+            assert!(
+                !shown.chars().any(char::is_control),
+                "error not on one line: {shown:?}"
+            );
+            // Through the outcome layer it stays one line.
+            outcome_line_ok(&Failure::config(&e).into(), Some("4.3.5"));
+        }
+    }
+}
+
+/// `Outcome::line` is one line ending in `\n`, at most `MAX_LINE` bytes,
+/// with the status code last, whatever text it carries.
+///
+/// Input layout: byte 0 picks the kind of outcome; the rest is the text
+/// (split on NUL for lists of mailboxes).
+pub fn outcome_line(data: &[u8]) {
+    let (kind, rest) = match data {
+        [k, rest @ ..] => (*k, rest),
+        [] => (0, data),
+    };
+    let text = String::from_utf8_lossy(rest);
+
+    // The property asked for by name: any text in a temporary failure.
+    let line = outcome_line_ok(&Failure::temporary(&text).into(), Some("4.3.0"));
+    assert!(line.starts_with("Temporary failure: "), "{line:?}");
+
+    let (o, status): (Outcome, Option<&str>) = match kind % 7 {
+        0 => (Failure::config(&text).into(), Some("4.3.5")),
+        1 => (Failure::looping(&text).into(), Some("5.4.6")),
+        2 => (Failure::disabled(&text).into(), Some("5.2.1")),
+        3 => {
+            let (a, b) = text.split_once('\0').unwrap_or((&text, ""));
+            (Failure::relocated(a, b).into(), Some("5.1.6"))
+        }
+        4 => (Failure::unknown_domain(&text).into(), Some("4.3.5")),
+        5 => (Outcome::Discarded(text.to_string()), None),
+        _ => (
+            Outcome::Delivered {
+                mailboxes: text.split('\0').map(String::from).collect(),
+                forwarded: usize::from(kind >> 4),
+                stop: kind & 8 != 0,
+            },
+            None,
+        ),
+    };
+    outcome_line_ok(&o, status);
+}
+
+fn outcome_line_ok(o: &Outcome, status: Option<&str>) -> String {
+    let line = o.line();
+    assert!(line.len() <= MAX_LINE, "{} bytes", line.len());
+    assert!(line.ends_with('\n'), "{line:?}");
+    let body = &line[..line.len() - 1];
+    assert!(
+        !body.chars().any(char::is_control),
+        "control character in {line:?}"
+    );
+    if let Some(s) = status {
+        assert!(body.ends_with(&format!(" (#{s})")), "{line:?}");
+        assert!(matches!(o.exit().code(), 100 | 111));
+        assert_eq!(o.exit().code() == 100, s.starts_with('5'));
+    } else {
+        assert!(matches!(o.exit().code(), 0 | 99));
+    }
+    line
+}

@@ -1,0 +1,6 @@
+mod common;
+mod harness_selftest;
+mod fuzz_corpus;
+mod delivery;
+mod routing;
+mod pgbouncer;
