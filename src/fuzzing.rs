@@ -75,7 +75,7 @@ pub fn header_scan(data: &[u8]) {
     let mut settled: Option<Verdict> = None;
     while at < message.len() {
         let r = rng.next();
-        if r % 17 == 0 {
+        if r.is_multiple_of(17) {
             s.feed(&[]);
         }
         let n = (1 + (r >> 8) as usize % max).min(message.len() - at);
