@@ -22,8 +22,8 @@
 //! a ratio measured in one run. When run as root the deliveries run as
 //! `nobody` through `setpriv`, both vdeliver and the reference alike.
 
+// The test harness's throwaway PostgreSQL and PgBouncer, reused.
 #[path = "../tests/it/common/mod.rs"]
-#[allow(dead_code)]
 mod common;
 
 use common::pg::Pg;
@@ -80,7 +80,10 @@ fn opts() -> Opts {
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
-        let mut val = || it.next().unwrap_or_else(|| usage(&format!("{a} needs a value")));
+        let mut val = || {
+            it.next()
+                .unwrap_or_else(|| usage(&format!("{a} needs a value")))
+        };
         match a.as_str() {
             "--messages" => o.messages = val().parse().unwrap_or_else(|_| usage("bad --messages")),
             "--size" => o.size = parse_size(&val()).unwrap_or_else(|| usage("bad --size")),
@@ -109,12 +112,18 @@ fn opts() -> Opts {
 fn sibling(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("current_exe");
     let dir = exe.parent().expect("examples dir");
-    for cand in [dir.join(name), dir.parent().map(|p| p.join(name)).unwrap_or_default()] {
+    for cand in [
+        dir.join(name),
+        dir.parent().map(|p| p.join(name)).unwrap_or_default(),
+    ] {
         if cand.is_file() {
             return cand;
         }
     }
-    eprintln!("load: {name} not found next to {}; run `cargo build --release --bins --examples`", exe.display());
+    eprintln!(
+        "load: {name} not found next to {}; run `cargo build --release --bins --examples`",
+        exe.display()
+    );
     exit(1)
 }
 
@@ -146,7 +155,11 @@ fn throwaway(o: &Opts) -> Setup {
     vdeliver::admin::domain_add(&mut client, "example.com").expect("domain");
     let mut recipients = Vec::new();
     for i in 0..o.accounts {
-        let a = if i == 0 { "alice@example.com".to_string() } else { format!("user{i}@example.com") };
+        let a = if i == 0 {
+            "alice@example.com".to_string()
+        } else {
+            format!("user{i}@example.com")
+        };
         vdeliver::admin::account_add(&mut client, &a, &Default::default()).expect("account");
         recipients.push(a);
     }
@@ -162,12 +175,24 @@ fn throwaway(o: &Opts) -> Setup {
     let config = dir.path().join("config.toml");
     fs::write(
         &config,
-        format!("[database]\nurl = \"{url}\"\n[mail]\nroot = \"{}\"\n", root.display()),
+        format!(
+            "[database]\nurl = \"{url}\"\n[mail]\nroot = \"{}\"\n",
+            root.display()
+        ),
     )
     .unwrap();
     fs::set_permissions(&config, fs::Permissions::from_mode(0o644)).unwrap();
     let bin_dir = dir.path().to_path_buf();
-    Setup { _pg: Some(pg), _bouncer: bouncer, _dir: dir, config, url, root, recipients, bin_dir }
+    Setup {
+        _pg: Some(pg),
+        _bouncer: bouncer,
+        _dir: dir,
+        config,
+        url,
+        root,
+        recipients,
+        bin_dir,
+    }
 }
 
 fn installed(o: &Opts, path: &Path) -> Setup {
@@ -204,7 +229,10 @@ fn qmail_env(to: &str) -> Vec<(String, String)> {
         ("NEWSENDER", "load@example.org".to_string()),
         ("EXT", ext.clone()),
         ("DEFAULT", ext),
-        ("DTLINE", format!("Delivered-To: vmail-{host}-{local}@{host}\n")),
+        (
+            "DTLINE",
+            format!("Delivered-To: vmail-{host}-{local}@{host}\n"),
+        ),
         ("RPLINE", "Return-Path: <load@example.org>\n".to_string()),
     ]
     .into_iter()
@@ -235,8 +263,13 @@ fn run(
     let start = Instant::now();
     let workers: Vec<_> = (0..c)
         .map(|_| {
-            let (next, done, lat, fails, cmd) =
-                (next.clone(), done.clone(), lat.clone(), fails.clone(), cmd.clone());
+            let (next, done, lat, fails, cmd) = (
+                next.clone(),
+                done.clone(),
+                lat.clone(),
+                fails.clone(),
+                cmd.clone(),
+            );
             let msg_file = msg_file.to_path_buf();
             std::thread::spawn(move || loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
@@ -245,14 +278,20 @@ fn run(
                 }
                 let stdin = fs::File::open(&msg_file).expect("message file");
                 let t = Instant::now();
-                let out = cmd(i).stdin(stdin).stdout(Stdio::piped()).stderr(Stdio::piped()).output();
+                let out = cmd(i)
+                    .stdin(stdin)
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .output();
                 let d = t.elapsed();
                 match out {
                     Ok(o) if o.status.success() => lat.lock().unwrap().push(d),
                     Ok(o) => {
                         let mut f = fails.lock().unwrap();
                         f.0 += 1;
-                        f.1.get_or_insert_with(|| String::from_utf8_lossy(&o.stdout).trim().to_string());
+                        f.1.get_or_insert_with(|| {
+                            String::from_utf8_lossy(&o.stdout).trim().to_string()
+                        });
                     }
                     Err(e) => {
                         let mut f = fails.lock().unwrap();
@@ -285,7 +324,12 @@ fn run(
     let mut latencies = std::mem::take(&mut *lat.lock().unwrap());
     latencies.sort();
     let f = fails.lock().unwrap();
-    Result { wall, latencies, failures: f.0, first_failure: f.1.clone() }
+    Result {
+        wall,
+        latencies,
+        failures: f.0,
+        first_failure: f.1.clone(),
+    }
 }
 
 fn pct(v: &[Duration], p: f64) -> Duration {
@@ -336,7 +380,9 @@ fn main() {
     let msg_file = setup.bin_dir.join("message");
     let mut msg = b"From: load@example.org\nTo: alice@example.com\nSubject: load test\n\n".to_vec();
     while msg.len() < o.size {
-        msg.extend_from_slice(b"The quick brown fox jumps over the lazy dog. 0123456789 abcdefghijklmnopqrstuvwxyz\n");
+        msg.extend_from_slice(
+            b"The quick brown fox jumps over the lazy dog. 0123456789 abcdefghijklmnopqrstuvwxyz\n",
+        );
     }
     msg.truncate(o.size.max(64));
     fs::write(&msg_file, &msg).unwrap();
@@ -348,7 +394,11 @@ fn main() {
         msg.len(),
         setup.recipients.len(),
         o.concurrency,
-        if o.pgbouncer { ", through PgBouncer (transaction pooling)" } else { "" }
+        if o.pgbouncer {
+            ", through PgBouncer (transaction pooling)"
+        } else {
+            ""
+        }
     );
 
     let recipients = setup.recipients.clone();
@@ -362,7 +412,9 @@ fn main() {
         Arc::new(move |i| {
             let to = &recipients[i % recipients.len()];
             let mut c = command_as_unprivileged(&bin);
-            c.env_clear().envs(qmail_env(to)).env("VDELIVER_CONFIG", &config);
+            c.env_clear()
+                .envs(qmail_env(to))
+                .env("VDELIVER_CONFIG", &config);
             c
         }),
     );

@@ -48,11 +48,24 @@ fn main() {
 }
 
 fn deliver(maildir: &str) -> rustix::io::Result<()> {
-    let dir = |p: String| rfs::open(p, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty());
+    let dir = |p: String| {
+        rfs::open(
+            p,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+    };
     let tmp = dir(format!("{maildir}/tmp"))?;
     let new = dir(format!("{maildir}/new"))?;
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
-    let name = format!("{}.M{}P{}.minimal", now.as_secs(), now.subsec_micros(), std::process::id());
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    let name = format!(
+        "{}.M{}P{}.minimal",
+        now.as_secs(),
+        now.subsec_micros(),
+        std::process::id()
+    );
     let fd = rfs::openat(
         &tmp,
         name.as_str(),
@@ -76,7 +89,13 @@ fn deliver(maildir: &str) -> rustix::io::Result<()> {
     rfs::fsync(&fd)?;
     drop(fd);
     let final_name = format!("{name},S={size}");
-    rfs::linkat(&tmp, name.as_str(), &new, final_name.as_str(), rfs::AtFlags::empty())?;
+    rfs::linkat(
+        &tmp,
+        name.as_str(),
+        &new,
+        final_name.as_str(),
+        rfs::AtFlags::empty(),
+    )?;
     rfs::fsync(&new)?;
     rfs::unlinkat(&tmp, name.as_str(), rfs::AtFlags::empty())
 }

@@ -11,7 +11,13 @@ const MSG: &[u8] = b"Subject: through the pool\n\nbody\n";
 fn delivers_through_pgbouncer_transaction_pooling() {
     let s = Site::new();
     s.account("alice@example.com");
-    s.ctl_ok(&["alias", "add", "team@example.com", "alice@example.com", "alice-%n@example.com"]);
+    s.ctl_ok(&[
+        "alias",
+        "add",
+        "team@example.com",
+        "alice@example.com",
+        "alice-%n@example.com",
+    ]);
     let bouncer = Bouncer::start(Pg::shared(), &s.db.name);
     s.set_database_url(&bouncer.url(&s.db.name));
     // Concurrent deliveries share the pool's server connections; an alias
@@ -21,7 +27,10 @@ fn delivers_through_pgbouncer_transaction_pooling() {
     let children: Vec<_> = (0..30)
         .map(|i| {
             let env = if i % 3 == 0 { &env_team } else { &env_alice };
-            s.command(env, &[]).stdin(s.message_file(MSG)).spawn().unwrap()
+            s.command(env, &[])
+                .stdin(s.message_file(MSG))
+                .spawn()
+                .unwrap()
         })
         .collect();
     for c in children {

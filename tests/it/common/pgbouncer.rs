@@ -54,7 +54,11 @@ impl Bouncer {
         let socket = b.dir.path().join(format!(".s.PGSQL.{port}"));
         let deadline = Instant::now() + Duration::from_secs(15);
         while !socket.exists() {
-            assert!(Instant::now() < deadline, "pgbouncer did not start: {}", b.log());
+            assert!(
+                Instant::now() < deadline,
+                "pgbouncer did not start: {}",
+                b.log()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
         b

@@ -214,7 +214,11 @@ impl Site {
         let text = fs::read_to_string(&self.config).unwrap();
         let old = format!("url = \"{}\"", self.db.url);
         assert!(text.contains(&old), "config has no url line: {text}");
-        fs::write(&self.config, text.replace(&old, &format!("url = \"{url}\""))).unwrap();
+        fs::write(
+            &self.config,
+            text.replace(&old, &format!("url = \"{url}\"")),
+        )
+        .unwrap();
     }
 
     /// Run vmailctl (as the current user: it is an admin tool).
