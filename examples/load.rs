@@ -22,13 +22,25 @@
 //! a ratio measured in one run. When run as root the deliveries run as
 //! `nobody` through `setpriv`, both vdeliver and the reference alike.
 
-// The test harness's throwaway PostgreSQL and PgBouncer, reused.
-#[path = "../tests/it/common/mod.rs"]
-mod common;
+// The test harness's throwaway PostgreSQL and PgBouncer, reused (not its
+// `site` module, which needs the test binaries' paths).
+#[allow(dead_code)]
+#[path = "../tests/it/common/pg.rs"]
+mod pg;
+#[allow(dead_code)]
+#[path = "../tests/it/common/pgbouncer.rs"]
+mod pgbouncer;
+#[allow(dead_code)]
+#[path = "../tests/it/common/unpriv.rs"]
+mod unpriv;
+#[allow(dead_code)]
+#[path = "../tests/it/common/util.rs"]
+mod util;
+#[allow(unused_imports)]
+use util::*;
 
-use common::pg::Pg;
-use common::pgbouncer::Bouncer;
-use common::unpriv::{chown_for_unpriv, command_as_unprivileged, temp_dir_for_unpriv};
+use pg::Pg;
+use pgbouncer::Bouncer;
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
@@ -37,6 +49,7 @@ use std::process::{exit, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use unpriv::{chown_for_unpriv, command_as_unprivileged, temp_dir_for_unpriv};
 
 struct Opts {
     messages: usize,

@@ -488,26 +488,30 @@ impl<'m> TmpFile<'m> {
 
     /// Link the synced file into `new/` as `<unique>,S=<size>`, fsync
     /// `new/`, and remove the `tmp/` name. Returns the name in `new/`.
-    pub fn commit(mut self, namer: &mut Namer) -> Result<String> {
+    pub fn commit(self, namer: &mut Namer) -> Result<String> {
+        let mut names = commit_all(vec![self], namer)?;
+        Ok(names.pop().unwrap_or_default())
+    }
+
+    /// Link (or, where links are impossible, rename) into `new/` under a
+    /// fresh name. Returns the name in `new/`.
+    fn link_new(&mut self, namer: &mut Namer) -> Result<String> {
         if self.fd.is_some() {
             self.sync()?;
         }
         let md = self.md;
         let mut unique = self.name.clone();
-        let mut linked = false;
         let mut last = Errno::EXIST;
-        let mut new_name = String::new();
         for _ in 0..16 {
-            new_name = names::new_name(&unique, self.size);
+            let new_name = names::new_name(&unique, self.size);
             match link_or_rename(md, &self.name, &new_name) {
                 Ok(how) => {
-                    linked = true;
                     if how == Moved::Renamed {
                         // Nothing is left in tmp/ to remove.
                         untrack(&self.name);
                         self.name.clear();
                     }
-                    break;
+                    return Ok(new_name);
                 }
                 Err(Errno::EXIST) => unique = namer.next_name(),
                 Err(e) => {
@@ -516,23 +520,11 @@ impl<'m> TmpFile<'m> {
                 }
             }
         }
-        if !linked {
-            return Err(MaildirError::io(
-                "link into",
-                format!("{}new/{new_name}", md.rel),
-                last,
-            ));
-        }
-        if let Err(e) = retry(|| rfs::fsync(&md.new)) {
-            // The link may not survive a crash: do not claim success. The
-            // tmp/ file goes (Drop); the new/ link stays, which can only
-            // cause a duplicate on retry, never a loss.
-            return Err(MaildirError::io("fsync", format!("{}new/", md.rel), e));
-        }
-        // Delivered. A tmp/ name that cannot be removed is harmless (IMAP
-        // servers clean tmp/), so this cannot fail the delivery.
-        self.remove_tmp();
-        Ok(new_name)
+        Err(MaildirError::io(
+            "link into",
+            format!("{}new/", md.rel),
+            last,
+        ))
     }
 
     /// Open the written file for reading (to forward or copy it).
@@ -624,6 +616,48 @@ impl Drop for TmpFile<'_> {
     fn drop(&mut self) {
         self.remove_tmp();
     }
+}
+
+/// Make every synced copy visible at once: link each into its `new/`,
+/// fsync every `new/`, then remove the `tmp/` names. If a link or an fsync
+/// fails, the `new/` names made so far are removed again, so a failed
+/// delivery leaves nothing visible (and a retry makes no duplicate).
+/// Returns the names in `new/`, in order.
+pub fn commit_all(mut tmps: Vec<TmpFile<'_>>, namer: &mut Namer) -> Result<Vec<String>> {
+    let mut linked: Vec<(&Maildir, String)> = Vec::with_capacity(tmps.len());
+    let undo = |linked: &[(&Maildir, String)]| {
+        for (md, name) in linked {
+            let _ = retry(|| rfs::unlinkat(&md.new, name.as_str(), rfs::AtFlags::empty()));
+        }
+    };
+    for t in tmps.iter_mut() {
+        match t.link_new(namer) {
+            Ok(name) => linked.push((t.md, name)),
+            Err(e) => {
+                undo(&linked);
+                return Err(e);
+            }
+        }
+    }
+    let mut synced: Vec<*const Maildir> = Vec::with_capacity(linked.len());
+    for (md, _) in &linked {
+        let key: *const Maildir = *md;
+        if synced.contains(&key) {
+            continue;
+        }
+        if let Err(e) = retry(|| rfs::fsync(&md.new)) {
+            // The links may not survive a crash: take them back rather
+            // than claim them.
+            undo(&linked);
+            return Err(MaildirError::io("fsync", format!("{}new/", md.rel), e));
+        }
+        synced.push(key);
+    }
+    let names = linked.into_iter().map(|(_, n)| n).collect();
+    // Delivered. A tmp/ name that cannot be removed is harmless (IMAP
+    // servers clean tmp/), so it cannot fail the delivery.
+    drop(tmps);
+    Ok(names)
 }
 
 #[derive(Debug, PartialEq, Eq)]
