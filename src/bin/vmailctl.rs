@@ -131,7 +131,7 @@ fn run(cli: Cli) -> Result<String, AdminError> {
         }) => {
             let pw =
                 password::read_line(&mut std::io::stdin().lock()).map_err(AdminError::Invalid)?;
-            Some(password::hash(pw.as_bytes()).map_err(AdminError::Invalid)?)
+            Some(password::hash(cfg.password.scheme, pw.as_bytes()).map_err(AdminError::Invalid)?)
         }
         _ => None,
     };
