@@ -21,6 +21,7 @@ pub struct Config {
     pub delivery: Delivery,
     pub forward: Forward,
     pub password: Password,
+    pub quota: Quota,
 }
 
 /// How `vmailctl` hashes the passwords it stores.
@@ -81,6 +82,52 @@ pub struct Delivery {
     /// Give up with 111 after this long.
     #[serde(with = "duration")]
     pub deadline: Duration,
+}
+
+/// Maildir++ quota (SPEC §7). The limits themselves come from the database.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Quota {
+    /// What an over-quota mailbox does to a message: bounce it (100,
+    /// `#5.2.2`) or defer it (111, `#4.2.2`). A message larger than the
+    /// whole limit always bounces.
+    pub over_quota: OverQuota,
+    /// Put a warning in the INBOX when a delivery leaves the mailbox at
+    /// least this full (percent; 0 = never), at most once a day.
+    pub warn_percent: u8,
+    /// A file with the warning's text (see `quota::warning`); none: the
+    /// built-in text.
+    pub warning_template: Option<PathBuf>,
+    /// Folders (names without the leading dot, e.g. `Trash`) that do not
+    /// count; mail delivered into them is not limited either.
+    pub ignore: Vec<String>,
+    /// Longest wait for another delivery's lock on `maildirsize`.
+    #[serde(with = "duration")]
+    pub lock_timeout: Duration,
+    /// The template read from `warning_template` by [`load`].
+    #[serde(skip)]
+    pub warning: Option<crate::quota::warning::Template>,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum OverQuota {
+    #[default]
+    Bounce,
+    Defer,
+}
+
+impl Default for Quota {
+    fn default() -> Quota {
+        Quota {
+            over_quota: OverQuota::Bounce,
+            warn_percent: 90,
+            warning_template: None,
+            ignore: Vec::new(),
+            lock_timeout: Duration::from_secs(300),
+            warning: None,
+        }
+    }
 }
 
 impl Default for Database {
@@ -151,7 +198,28 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
         key: None,
         what: format!("cannot read: {e}"),
     })?;
-    parse(path, &text)
+    let mut cfg = parse(path, &text)?;
+    if let Some(t) = cfg.quota.warning_template.clone() {
+        cfg.quota.warning = Some(load_template(path, &t)?);
+    }
+    Ok(cfg)
+}
+
+/// Read and check the quota warning template, so that a broken one is a
+/// configuration error (mail waits) rather than a surprise at the first
+/// warning.
+fn load_template(
+    path: &Path,
+    template: &Path,
+) -> Result<crate::quota::warning::Template, ConfigError> {
+    let err = |what: String| ConfigError {
+        path: path.to_path_buf(),
+        key: Some("quota.warning_template".into()),
+        what: crate::outcome::one_line(&format!("{}: {what}", template.display())),
+    };
+    let bytes = std::fs::read(template).map_err(|e| err(format!("cannot read: {e}")))?;
+    let text = String::from_utf8(bytes).map_err(|_| err("is not UTF-8".into()))?;
+    crate::quota::warning::parse(&text).map_err(err)
 }
 
 /// Parse and check configuration text; `path` only names it in errors.
@@ -220,6 +288,20 @@ impl Config {
         }
         if self.delivery.deadline.is_zero() {
             return Err(("delivery.deadline", "must be more than 0s".into()));
+        }
+        if self.quota.warn_percent > 100 {
+            return Err(("quota.warn_percent", "must be 0 to 100".into()));
+        }
+        if let Some(t) = &self.quota.warning_template {
+            if !t.is_absolute() {
+                return Err(("quota.warning_template", "must be an absolute path".into()));
+            }
+        }
+        for f in &self.quota.ignore {
+            check_folder_name(f).map_err(|w| ("quota.ignore", format!("{f:?} {w}")))?;
+        }
+        if self.quota.lock_timeout.is_zero() {
+            return Err(("quota.lock_timeout", "must be more than 0s".into()));
         }
         Ok(())
     }
@@ -328,6 +410,87 @@ mod tests {
             }
             assert!(shown.contains(want_what), "{text:?}: {shown}");
         }
+    }
+
+    #[test]
+    fn quota_section() {
+        let d = Quota::default();
+        assert_eq!(
+            (d.over_quota, d.warn_percent, d.ignore.len(), d.lock_timeout),
+            (OverQuota::Bounce, 90, 0, Duration::from_secs(300))
+        );
+        let c = p(r#"
+            [quota]
+            over_quota = "defer"
+            warn_percent = 80
+            warning_template = "/etc/vdeliver/quota-warning.txt"
+            ignore = ["Trash", "Lists.spam"]
+            lock_timeout = "1m"
+        "#)
+        .unwrap();
+        assert_eq!(c.quota.over_quota, OverQuota::Defer);
+        assert_eq!(c.quota.warn_percent, 80);
+        assert_eq!(
+            c.quota.ignore,
+            vec!["Trash".to_string(), "Lists.spam".into()]
+        );
+        assert_eq!(c.quota.lock_timeout, Duration::from_secs(60));
+        // parse() reads no file: the template is load()'s job.
+        assert!(c.quota.warning.is_none());
+        for (text, key, what) in [
+            (
+                "[quota]\nover_quota = \"drop\"\n",
+                "quota.over_quota",
+                "unknown variant",
+            ),
+            (
+                "[quota]\nwarn_percent = 101\n",
+                "quota.warn_percent",
+                "0 to 100",
+            ),
+            ("[quota]\nwarn_percent = 300\n", "quota.warn_percent", ""),
+            (
+                "[quota]\nwarning_template = \"w.txt\"\n",
+                "quota.warning_template",
+                "absolute",
+            ),
+            (
+                "[quota]\nignore = [\".Trash\"]\n",
+                "quota.ignore",
+                "leading",
+            ),
+            (
+                "[quota]\nlock_timeout = \"0s\"\n",
+                "quota.lock_timeout",
+                "more than 0s",
+            ),
+        ] {
+            let e = p(text).unwrap_err();
+            assert_eq!(e.key.as_deref(), Some(key), "{text}: {e}");
+            assert!(e.to_string().contains(what), "{text}: {e}");
+        }
+    }
+
+    #[test]
+    fn quota_template_is_read_by_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("config.toml");
+        let tpl = dir.path().join("warn.txt");
+        std::fs::write(
+            &cfg,
+            format!("[quota]\nwarning_template = \"{}\"\n", tpl.display()),
+        )
+        .unwrap();
+        let e = load(&cfg).unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("quota.warning_template"));
+        assert!(e.to_string().contains("cannot read"), "{e}");
+        std::fs::write(&tpl, "Subject: {oops}\n\nbody\n").unwrap();
+        let e = load(&cfg).unwrap_err();
+        assert!(e.to_string().contains("unknown placeholder {oops}"), "{e}");
+        assert!(!e.to_string().contains('\n'), "{e}");
+        std::fs::write(&tpl, "Subject: Full ({percent}%)\n\nbody\n").unwrap();
+        let c = load(&cfg).unwrap();
+        assert!(c.quota.warning.is_some());
     }
 
     #[test]

@@ -12,15 +12,26 @@
 //! copy; only when that succeeded are the `tmp/` files linked into `new/`
 //! (each `new/` fsynced). A failure before the links removes every `tmp/`
 //! file, so a retry never duplicates a local copy.
+//!
+//! Quota (SPEC §7, [`crate::quota`]): once the first copy is in `tmp/` its
+//! stored size is known; then every target account's `maildirsize` is
+//! locked and checked, before any other copy is made, anything is queued
+//! or anything is linked. If any mailbox of a fan-out is over quota the
+//! whole delivery fails there (bounce or deferral by `quota.over_quota`;
+//! a message larger than a whole limit always bounces), so a message is
+//! delivered to all of its mailboxes or to none, and a retry duplicates
+//! nothing. The locks are held until the usage is appended after the links.
 
-use crate::config::Config;
+use crate::config::{Config, OverQuota};
 use crate::db;
 use crate::deadline;
 use crate::forward::{self, Queue, QueueError};
 use crate::header::{HeaderScan, Verdict};
-use crate::maildir::{MailRoot, Maildir, MaildirError, Namer, TmpFile};
+use crate::maildir::{self, MailRoot, Maildir, MaildirError, Namer, TmpFile};
+use crate::maildirsize::Limits;
 use crate::outcome::{Failure, Outcome};
 use crate::plan::{self, Facts, Fallback, Plan, Rules, Step};
+use crate::quota::{self, QuotaError, Refusal};
 use crate::recipient::{self, EnvError, Overrides, QmailEnv};
 use rustix::fd::BorrowedFd;
 use rustix::io::Errno;
@@ -45,6 +56,17 @@ pub struct Request<'a> {
 
 /// Deliver the message on `input`.
 pub fn deliver(cfg: &Config, req: &Request<'_>, input: BorrowedFd<'_>) -> Outcome {
+    // Under a file size limit (RLIMIT_FSIZE) the kernel sends SIGXFSZ,
+    // which would kill vdeliver mid-write; blocked, the write fails with
+    // EFBIG instead, and the errno table decides (over quota). qmail-queue
+    // inherits the mask and sees the same EFBIG, which it reports.
+    let mut xfsz = nix::sys::signal::SigSet::empty();
+    xfsz.add(nix::sys::signal::Signal::SIGXFSZ);
+    let _ = nix::sys::signal::pthread_sigmask(
+        nix::sys::signal::SigmaskHow::SIG_BLOCK,
+        Some(&xfsz),
+        None,
+    );
     match try_deliver(cfg, req, input) {
         Ok(o) => o,
         Err(f) => Outcome::Failed(f),
@@ -157,7 +179,7 @@ struct Message<'a> {
     input: BorrowedFd<'a>,
 }
 
-/// Write, forward, link. Returns the mailboxes written.
+/// Write, check quota, forward, link. Returns the mailboxes written.
 fn store(
     cfg: &Config,
     plan: &Plan,
@@ -173,30 +195,60 @@ fn store(
         forward_stream(msg, &plan.remote, qmail_queue)?;
         return Ok(Vec::new());
     }
-    let root = MailRoot::open(&cfg.mail.root).map_err(maildir_failure)?;
-    let mut boxes: Vec<Maildir> = Vec::with_capacity(plan.mailboxes.len());
+    let over = cfg.quota.over_quota;
+    let fail = |e: MaildirError| maildir_failure(over, e);
+    let root = MailRoot::open(&cfg.mail.root).map_err(fail)?;
+    // Each target: the account's Maildir (its quota root) and, when the
+    // message goes into an existing folder, that folder. Two plan entries
+    // that end in the same directory (an extension naming no folder falls
+    // back to the INBOX) get one copy.
+    let n = plan.mailboxes.len();
+    let mut mailboxes: Vec<&plan::Mailbox> = Vec::with_capacity(n);
+    let mut accounts: Vec<Maildir> = Vec::with_capacity(n);
+    let mut folders: Vec<Option<Maildir>> = Vec::with_capacity(n);
     for mb in &plan.mailboxes {
-        let md = root
-            .maildir(&mb.maildir, &cfg.mail.folders)
-            .map_err(maildir_failure)?;
-        let md = match mb.folder.as_deref().and_then(|f| md.folder(f)) {
-            Some(folder) => folder,
-            None => md,
-        };
-        boxes.push(md);
+        let md = root.maildir(&mb.maildir, &cfg.mail.folders).map_err(fail)?;
+        let folder = mb.folder.as_deref().and_then(|f| md.folder(f));
+        let target = folder.as_ref().unwrap_or(&md).rel.as_str();
+        let seen = accounts
+            .iter()
+            .zip(&folders)
+            .any(|(a, f)| f.as_ref().unwrap_or(a).rel == target);
+        if !seen {
+            mailboxes.push(mb);
+            folders.push(folder);
+            accounts.push(md);
+        }
     }
+    let boxes: Vec<&Maildir> = accounts
+        .iter()
+        .zip(&folders)
+        .map(|(md, folder)| folder.as_ref().unwrap_or(md))
+        .collect();
     let mut namer = Namer::new();
 
-    // One copy written, scanned and fsynced; the rest linked to it.
-    let first = write_first(&boxes[0], &mut namer, msg)?;
+    // One copy written, scanned and fsynced: now its stored size is known.
+    let first = write_first(boxes[0], &mut namer, msg, over)?;
+
+    // Quota, before anything else exists or is visible.
+    let reservation = check_quota(
+        cfg,
+        &mailboxes,
+        &accounts,
+        &folders,
+        first.size(),
+        &mut namer,
+    )?;
+
+    // The rest linked to the first copy.
     let mut copies = Vec::with_capacity(boxes.len());
     for md in &boxes[1..] {
-        copies.push(first.link_into(md, &mut namer).map_err(maildir_failure)?);
+        copies.push(first.link_into(md, &mut namer).map_err(fail)?);
     }
 
     // The remote copy: the stored file without its Return-Path line.
     if !plan.remote.is_empty() {
-        let fd = first.reopen().map_err(maildir_failure)?;
+        let fd = first.reopen().map_err(fail)?;
         rustix::fs::seek(
             &fd,
             rustix::fs::SeekFrom::Start(msg.return_path.len() as u64),
@@ -206,13 +258,55 @@ fn store(
         q.finish(msg.sender, &plan.remote).map_err(queue_failure)?;
     }
 
-    // Visible only now.
-    let mut stored = Vec::with_capacity(boxes.len());
-    for (tmp, md) in std::iter::once(first).chain(copies).zip(&boxes) {
-        tmp.commit(&mut namer).map_err(maildir_failure)?;
-        stored.push(md.rel.clone());
-    }
-    Ok(stored)
+    // Visible only now, all at once or not at all; then the usage is
+    // charged for what was linked.
+    let tmps: Vec<TmpFile<'_>> = std::iter::once(first).chain(copies).collect();
+    let committed = maildir::commit_all(tmps, &mut namer);
+    let linked = vec![committed.is_ok(); boxes.len()];
+    let warn = quota::WarnPolicy {
+        percent: cfg.quota.warn_percent,
+        template: cfg.quota.warning.as_ref(),
+    };
+    reservation.settle(&linked, warn, &mut namer);
+    committed.map_err(fail)?;
+    Ok(boxes.iter().map(|md| md.rel.clone()).collect())
+}
+
+/// Lock and check every target account's `maildirsize` for a message of
+/// `size` bytes. A copy into a folder named in `quota.ignore` does not
+/// count (nor is it limited).
+fn check_quota<'m>(
+    cfg: &Config,
+    mailboxes: &[&plan::Mailbox],
+    accounts: &'m [Maildir],
+    folders: &[Option<Maildir>],
+    size: u64,
+    namer: &mut Namer,
+) -> Result<quota::Reservation<'m>, Failure> {
+    let ignore = &cfg.quota.ignore;
+    let roots = mailboxes
+        .iter()
+        .zip(accounts)
+        .zip(folders)
+        .map(|((mb, md), folder)| {
+            let ignored = folder
+                .as_ref()
+                .and_then(|f| f.rel.strip_prefix(md.rel.as_str()))
+                .and_then(|dir| dir.strip_prefix('.'))
+                .map(|dir| dir.trim_end_matches('/'))
+                .is_some_and(|name| ignore.iter().any(|i| i == name));
+            quota::Root {
+                md,
+                owner: mb.owner.clone(),
+                limits: Limits::from_db(mb.quota_bytes, mb.quota_messages),
+                copies: u64::from(!ignored),
+            }
+        })
+        .collect();
+    deadline::phase(cfg.quota.lock_timeout, "the quota check");
+    let r = quota::reserve(roots, size, ignore, namer);
+    deadline::phase_done();
+    r.map_err(|r| quota_failure(cfg.quota.over_quota, r))
 }
 
 /// Write the first copy: tmp/, scanning the header on the way, then the
@@ -221,17 +315,19 @@ fn write_first<'m>(
     md: &'m Maildir,
     namer: &mut Namer,
     msg: &Message<'_>,
+    over: OverQuota,
 ) -> Result<TmpFile<'m>, Failure> {
-    let mut tmp = TmpFile::create(md, namer).map_err(maildir_failure)?;
+    let fail = |e: MaildirError| maildir_failure(over, e);
+    let mut tmp = TmpFile::create(md, namer).map_err(fail)?;
     tmp.write_all(msg.return_path.as_bytes())
         .and_then(|()| tmp.write_all(format!("Delivered-To: {}\n", msg.delivered_to).as_bytes()))
-        .map_err(maildir_failure)?;
+        .map_err(fail)?;
     let mut scan = HeaderScan::new(&[msg.delivered_to]);
     copy_input(msg.input, &mut scan, |chunk| {
-        tmp.write_all(chunk).map_err(maildir_failure)
+        tmp.write_all(chunk).map_err(fail)
     })?;
     verdict(&mut scan, msg.delivered_to)?;
-    tmp.sync().map_err(maildir_failure)?;
+    tmp.sync().map_err(fail)?;
     Ok(tmp)
 }
 
@@ -311,11 +407,138 @@ fn queue_failure(e: QueueError) -> Failure {
     }
 }
 
-/// The errno table: which filesystem failures are what. Everything defers;
-/// a path that escapes the mail root is a configuration error.
-fn maildir_failure(e: MaildirError) -> Failure {
-    match e {
-        MaildirError::Escape { .. } => Failure::config(e),
-        MaildirError::Io { .. } => Failure::temporary(e),
+/// The errno table: which filesystem failures are what. The filesystem's
+/// own quota (EDQUOT) and a file size limit (EFBIG) are over quota, under
+/// the site's policy; everything else defers, ENOSPC included (the disk
+/// is the site's to fix, not the recipient's); a path that escapes the
+/// mail root is a configuration error.
+fn maildir_failure(over: OverQuota, e: MaildirError) -> Failure {
+    match e.errno() {
+        _ if matches!(e, MaildirError::Escape { .. }) => Failure::config(e),
+        Some(errno) => errno_failure(over, errno, e),
+        None => Failure::temporary(e),
+    }
+}
+
+fn errno_failure(over: OverQuota, errno: Errno, e: impl std::fmt::Display) -> Failure {
+    let defer = over == OverQuota::Defer;
+    match errno {
+        Errno::DQUOT => {
+            Failure::over_quota(format_args!("the disk quota is exhausted ({e})"), defer)
+        }
+        Errno::FBIG => Failure::over_quota(
+            format_args!("the message is larger than the file size limit ({e})"),
+            defer,
+        ),
+        _ => Failure::temporary(e),
+    }
+}
+
+/// The quota's answer as an outcome.
+fn quota_failure(over: OverQuota, r: Refusal) -> Failure {
+    match r {
+        Refusal::TooLarge { owner, size, limit } => Failure::over_quota(
+            format_args!(
+                "the message ({size} bytes) is larger than the whole quota of {owner} ({limit} bytes)"
+            ),
+            false,
+        ),
+        Refusal::Over { owner } => Failure::over_quota(
+            format_args!("the mailbox of {owner} is full"),
+            over == OverQuota::Defer,
+        ),
+        Refusal::Failed(e) => match e.errno() {
+            Some(errno) => errno_failure(over, errno, QuotaNote(&e)),
+            None => Failure::temporary(QuotaNote(&e)),
+        },
+    }
+}
+
+/// A quota bookkeeping error, named as such in the outcome line.
+struct QuotaNote<'a>(&'a QuotaError);
+
+impl std::fmt::Display for QuotaNote<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "quota: {}", self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errno_table() {
+        let io = |errno| MaildirError::Io {
+            op: "write",
+            path: "example.com/alice/Maildir/tmp/x".into(),
+            errno,
+        };
+        // (errno, policy, want exit, want status)
+        let cases = [
+            (Errno::DQUOT, OverQuota::Bounce, 100, "5.2.2"),
+            (Errno::DQUOT, OverQuota::Defer, 111, "4.2.2"),
+            (Errno::FBIG, OverQuota::Bounce, 100, "5.2.2"),
+            (Errno::FBIG, OverQuota::Defer, 111, "4.2.2"),
+            (Errno::NOSPC, OverQuota::Bounce, 111, "4.3.0"),
+            (Errno::IO, OverQuota::Bounce, 111, "4.3.0"),
+            (Errno::ACCESS, OverQuota::Bounce, 111, "4.3.0"),
+        ];
+        for (errno, over, want_exit, want_status) in cases {
+            let f = maildir_failure(over, io(errno));
+            assert_eq!(
+                (f.exit.code(), f.status),
+                (want_exit, want_status),
+                "{errno:?} {over:?}"
+            );
+            let q = quota_failure(
+                over,
+                Refusal::Failed(QuotaError::Io {
+                    op: "write",
+                    path: "m".into(),
+                    errno,
+                }),
+            );
+            assert_eq!(
+                (q.exit.code(), q.status),
+                (want_exit, want_status),
+                "{errno:?} {over:?}"
+            );
+        }
+        let esc = MaildirError::Escape {
+            path: "../x".into(),
+            why: "it contains '..'",
+        };
+        assert_eq!(maildir_failure(OverQuota::Bounce, esc).status, "4.3.5");
+    }
+
+    #[test]
+    fn quota_refusals() {
+        let over = || Refusal::Over {
+            owner: "alice@example.com".into(),
+        };
+        let f = quota_failure(OverQuota::Bounce, over());
+        assert_eq!((f.exit.code(), f.status), (100, "5.2.2"));
+        assert_eq!(f.text, "Sorry, the mailbox of alice@example.com is full.");
+        let f = quota_failure(OverQuota::Defer, over());
+        assert_eq!((f.exit.code(), f.status), (111, "4.2.2"));
+        // Larger than the whole limit: permanent whatever the policy.
+        let big = Refusal::TooLarge {
+            owner: "alice@example.com".into(),
+            size: 2000,
+            limit: 1000,
+        };
+        let f = quota_failure(OverQuota::Defer, big);
+        assert_eq!((f.exit.code(), f.status), (100, "5.2.2"));
+        assert!(
+            f.text.contains("2000 bytes") && f.text.contains("1000 bytes"),
+            "{}",
+            f.text
+        );
+        let f = quota_failure(
+            OverQuota::Bounce,
+            Refusal::Failed(QuotaError::NotAFile { path: "m".into() }),
+        );
+        assert_eq!((f.exit.code(), f.status), (111, "4.3.0"));
     }
 }

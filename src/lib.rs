@@ -17,9 +17,10 @@
 //!
 //! Pure modules (no filesystem, database, environment or clock) take inputs
 //! and return decisions: [`recipient`], [`header`], [`names`], [`plan`],
-//! [`outcome`]. I/O modules carry them out: [`config`], [`db`], [`maildir`],
-//! [`deadline`], [`privs`]. [`deliver`] reads top to bottom as the data path:
-//! environment → recipient → plan (one database answer) → write → outcome.
+//! [`maildirsize`], [`outcome`]. I/O modules carry them out: [`config`],
+//! [`db`], [`maildir`], [`quota`], [`deadline`], [`privs`]. [`deliver`]
+//! reads top to bottom as the data path: environment → recipient → plan
+//! (one database answer) → write → quota decision → link → outcome.
 //! [`admin`] and [`schema`] serve `vmailctl`.
 
 #![forbid(unsafe_code)]
@@ -34,11 +35,13 @@ pub mod fuzzing;
 pub mod header;
 pub mod invocation;
 pub mod maildir;
+pub mod maildirsize;
 pub mod names;
 pub mod outcome;
 pub mod password;
 pub mod plan;
 pub mod privs;
+pub mod quota;
 pub mod recipient;
 pub mod schema;
 pub mod forward;

@@ -92,6 +92,16 @@ impl Failure {
         )
     }
 
+    /// Over quota (`what` says whose and why): 100, `#5.2.2`; or, when the
+    /// site defers over-quota mail, 111, `#4.2.2`.
+    pub fn over_quota(what: impl fmt::Display, defer: bool) -> Failure {
+        if defer {
+            Failure::new(Exit::Temporary, "4.2.2", format!("Deferred: {what}."))
+        } else {
+            Failure::new(Exit::Permanent, "5.2.2", format!("Sorry, {what}."))
+        }
+    }
+
     /// A mail loop: 100, `#5.4.6`.
     pub fn looping(why: impl fmt::Display) -> Failure {
         Failure::new(

@@ -4,4 +4,5 @@ mod fuzz_corpus;
 mod delivery;
 mod routing;
 mod pgbouncer;
+mod quota;
 mod vmailctl;

@@ -1,0 +1,797 @@
+//! Maildir++ quota on disk (SPEC §7): the `maildirsize` file under its
+//! lock, recalculation, the charge after delivery, the warning message.
+//! The arithmetic is [`crate::maildirsize`]'s; this module does the I/O.
+//!
+//! # Guarantees
+//!
+//! * Check and charge are atomic among vdeliver processes: the check is
+//!   made under an exclusive `flock` (fs4) on `maildirsize`, and the lock is
+//!   held until the `<bytes> <count>` line is appended, after the message is
+//!   linked into `new/`. Concurrent deliveries to a full mailbox cannot all
+//!   pass, and usage is never charged for a message that is not stored.
+//! * A delivery that takes several Maildirs' locks takes them in one order
+//!   (device, inode), so two fan-outs cannot deadlock.
+//! * `maildirsize` is only ever replaced whole: a recalculated file is
+//!   written, fsynced and locked under `tmp/`, then renamed over the old one
+//!   (or linked into place when there was none, so two creators cannot
+//!   both win). A process that waited on the old file's lock notices the
+//!   replacement (the inode at the path changed) and starts again.
+//! * Dovecot and Courier do not lock `maildirsize`; they append with
+//!   `O_APPEND` and replace by rename, as vdeliver does, so against them the
+//!   file is as consistent as their own protocol makes it. An append that
+//!   finds the file replaced goes to the file now in place.
+//! * A failed append never fails a delivered message: the file is removed,
+//!   and the next delivery recalculates.
+//! * An unlimited mailbox costs one `openat` that finds no `maildirsize`.
+//!   When the file does exist (Dovecot keeps one for "quota 0"), it is kept
+//!   up to date, with a `0S` header, and never refuses anything.
+
+pub mod warning;
+
+use crate::maildir::{Maildir, Namer, TmpFile};
+use crate::maildirsize::{self, Limits, Trigger, Usage, Verdict};
+use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
+use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags};
+use rustix::io::Errno;
+use std::fmt;
+use std::fs::File;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// The file's name in the Maildir (never in a folder).
+pub const FILE: &str = "maildirsize";
+
+/// Stamp file of the last warning; its mtime is the time it was sent.
+/// Courier's `deliverquota` uses the same name, so the two share the
+/// once-a-day rule.
+pub const WARN_STAMP: &str = "quotawarn";
+
+/// At most one warning per this many seconds.
+pub const WARN_EVERY_SECS: i64 = 24 * 3600;
+
+/// How often a recalculation is repeated when directories change under it.
+const RECALC_TRIES: usize = 3;
+
+/// How often the lock is retaken because the file was replaced meanwhile.
+const LOCK_TRIES: usize = 64;
+
+const DIR_FLAGS: OFlags = OFlags::RDONLY
+    .union(OFlags::DIRECTORY)
+    .union(OFlags::NOFOLLOW)
+    .union(OFlags::CLOEXEC);
+
+/// Why quota bookkeeping failed. Always temporary, except the filesystem's
+/// own quota errors, which the delivery's errno table treats as over quota.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum QuotaError {
+    Io {
+        op: &'static str,
+        path: String,
+        errno: Errno,
+    },
+    /// `maildirsize` is not a regular file.
+    NotAFile { path: String },
+    /// The file kept being replaced while the lock was awaited.
+    Unstable { path: String },
+}
+
+impl QuotaError {
+    fn io(op: &'static str, path: impl Into<String>, errno: Errno) -> QuotaError {
+        QuotaError::Io {
+            op,
+            path: path.into(),
+            errno,
+        }
+    }
+
+    pub fn errno(&self) -> Option<Errno> {
+        match self {
+            QuotaError::Io { errno, .. } => Some(*errno),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for QuotaError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            QuotaError::Io { op, path, errno } => write!(f, "{op} {path}: {errno}"),
+            QuotaError::NotAFile { path } => write!(f, "{path} is not a regular file"),
+            QuotaError::Unstable { path } => {
+                write!(f, "{path} kept being replaced while waiting for its lock")
+            }
+        }
+    }
+}
+
+impl std::error::Error for QuotaError {}
+
+type Result<T> = std::result::Result<T, QuotaError>;
+
+fn retry<T>(mut f: impl FnMut() -> rustix::io::Result<T>) -> rustix::io::Result<T> {
+    loop {
+        match f() {
+            Err(Errno::INTR) => continue,
+            r => return r,
+        }
+    }
+}
+
+fn shown(md: &Maildir, name: &str) -> String {
+    format!("{}{name}", md.rel)
+}
+
+/// (device, inode): what "the same file" means.
+// The field types differ between targets; the casts are no-ops on some.
+#[allow(clippy::unnecessary_cast)]
+fn identity(st: &rfs::Stat) -> (u64, u64) {
+    (st.st_dev as u64, st.st_ino as u64)
+}
+
+/// Modification time, seconds and nanoseconds.
+#[allow(clippy::unnecessary_cast)]
+fn mtime(st: &rfs::Stat) -> (i64, i64) {
+    (st.st_mtime as i64, st.st_mtime_nsec as i64)
+}
+
+fn now_secs() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// `maildirsize` of one Maildir, locked for this delivery.
+#[derive(Debug)]
+pub struct Locked<'m> {
+    md: &'m Maildir,
+    file: File,
+    id: (u64, u64),
+    /// Usage before this delivery.
+    pub usage: Usage,
+    /// Why the file was recalculated, if it was.
+    pub recalculated: Option<Trigger>,
+}
+
+/// Exclusive `flock` through fs4, waiting as long as it takes (the
+/// delivery's deadline bounds the wait).
+fn flock(file: &File, path: &str) -> Result<()> {
+    loop {
+        match fs4::FileExt::lock(file) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                let raw = e.raw_os_error().unwrap_or(Errno::IO.raw_os_error());
+                let errno = Errno::from_raw_os_error(raw);
+                return Err(QuotaError::io("lock", path, errno));
+            }
+        }
+    }
+}
+
+/// Lock and read the `maildirsize` of `md` for a delivery of `copies`
+/// messages of `size` bytes, recalculating it when a [`Trigger`] fires.
+/// `None`: the mailbox is unlimited and has no `maildirsize`, so there is
+/// nothing to do.
+pub fn lock<'m>(
+    md: &'m Maildir,
+    limits: Limits,
+    size: u64,
+    copies: u64,
+    ignore: &[String],
+    namer: &mut Namer,
+) -> Result<Option<Locked<'m>>> {
+    let path = shown(md, FILE);
+    for _ in 0..LOCK_TRIES {
+        let fd = match retry(|| {
+            rfs::openat(
+                md.dir(),
+                FILE,
+                OFlags::RDWR | OFlags::APPEND | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NOCTTY,
+                Mode::empty(),
+            )
+        }) {
+            Ok(fd) => fd,
+            Err(Errno::NOENT) if limits.is_unlimited() => return Ok(None),
+            Err(Errno::NOENT) => match create(md, limits, ignore, namer)? {
+                Some(l) => return Ok(Some(l)),
+                None => continue,
+            },
+            Err(e) => return Err(QuotaError::io("open", &path, e)),
+        };
+        let file = File::from(fd);
+        flock(&file, &path)?;
+        let st = rfs::fstat(&file).map_err(|e| QuotaError::io("fstat", &path, e))?;
+        if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
+            return Err(QuotaError::NotAFile { path });
+        }
+        let id = identity(&st);
+        if current_identity(md)? != Some(id) {
+            // Replaced (or removed) while we waited: lock the new one.
+            continue;
+        }
+        let content = read_head(&file, &path)?;
+        let age = now_secs() - mtime(&st).0;
+        let parsed = maildirsize::parse(&content);
+        return match maildirsize::assess(parsed, limits, size, copies, age) {
+            Ok(usage) => Ok(Some(Locked {
+                md,
+                file,
+                id,
+                usage,
+                recalculated: None,
+            })),
+            Err(trigger) => {
+                let usage = recalculate(md, ignore)?;
+                let (new, new_id) = replace(md, limits, usage, namer)?;
+                // Dropping the old file releases its lock; whoever waited
+                // on it sees the new inode and retakes the new one's.
+                drop(file);
+                Ok(Some(Locked {
+                    md,
+                    file: new,
+                    id: new_id,
+                    usage,
+                    recalculated: Some(trigger),
+                }))
+            }
+        };
+    }
+    Err(QuotaError::Unstable { path })
+}
+
+/// The (device, inode) now at `maildirsize`, if any.
+fn current_identity(md: &Maildir) -> Result<Option<(u64, u64)>> {
+    match retry(|| rfs::statat(md.dir(), FILE, AtFlags::SYMLINK_NOFOLLOW)) {
+        Ok(st) => Ok(Some(identity(&st))),
+        Err(Errno::NOENT) => Ok(None),
+        Err(e) => Err(QuotaError::io("stat", shown(md, FILE), e)),
+    }
+}
+
+/// The file's first [`maildirsize::MAX_FILE`] bytes (that many means "too
+/// large", whatever follows).
+fn read_head(file: &File, path: &str) -> Result<Vec<u8>> {
+    let mut buf = vec![0u8; maildirsize::MAX_FILE];
+    let mut len = 0;
+    while len < buf.len() {
+        match retry(|| rustix::io::pread(file, &mut buf[len..], len as u64)) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(e) => return Err(QuotaError::io("read", path, e)),
+        }
+    }
+    buf.truncate(len);
+    Ok(buf)
+}
+
+/// A new `maildirsize` written, fsynced and locked under `tmp/`, not yet in
+/// place.
+struct Fresh {
+    tmp: TmpName,
+    file: File,
+    id: (u64, u64),
+}
+
+/// A name in `tmp/`, removed when dropped unless cleared (once renamed
+/// away). After a link into place the `tmp/` name is an extra link, and
+/// removing it is right too.
+struct TmpName {
+    dir: OwnedFd,
+    name: String,
+}
+
+impl Drop for TmpName {
+    fn drop(&mut self) {
+        if !self.name.is_empty() {
+            let _ = retry(|| rfs::unlinkat(&self.dir, self.name.as_str(), AtFlags::empty()));
+        }
+    }
+}
+
+fn write_fresh(md: &Maildir, limits: Limits, usage: Usage, namer: &mut Namer) -> Result<Fresh> {
+    let tmp_shown = shown(md, "tmp/");
+    let tmp = retry(|| rfs::openat(md.dir(), "tmp", DIR_FLAGS, Mode::empty()))
+        .map_err(|e| QuotaError::io("open", &tmp_shown, e))?;
+    let mut last = Errno::EXIST;
+    for _ in 0..16 {
+        let name = format!("{}.{FILE}", namer.next_name());
+        let fd = match retry(|| {
+            rfs::openat(
+                &tmp,
+                name.as_str(),
+                OFlags::RDWR
+                    | OFlags::APPEND
+                    | OFlags::CREATE
+                    | OFlags::EXCL
+                    | OFlags::NOFOLLOW
+                    | OFlags::CLOEXEC,
+                Mode::from_raw_mode(0o600),
+            )
+        }) {
+            Ok(fd) => fd,
+            Err(Errno::EXIST) => continue,
+            Err(e) => {
+                last = e;
+                break;
+            }
+        };
+        let path = format!("{tmp_shown}{name}");
+        let file = File::from(fd);
+        let st = rfs::fstat(&file).map_err(|e| QuotaError::io("fstat", &path, e))?;
+        let fresh = Fresh {
+            tmp: TmpName { dir: tmp, name },
+            file,
+            id: identity(&st),
+        };
+        flock(&fresh.file, &path)?;
+        write_once(
+            &fresh.file,
+            maildirsize::render(limits, usage).as_bytes(),
+            &path,
+        )?;
+        retry(|| rfs::fsync(&fresh.file)).map_err(|e| QuotaError::io("fsync", &path, e))?;
+        return Ok(fresh);
+    }
+    Err(QuotaError::io("create", tmp_shown, last))
+}
+
+/// One `write`, all of it: an `O_APPEND` write of a few bytes is atomic, so
+/// readers never see half a line.
+fn write_once(fd: impl AsFd, bytes: &[u8], path: &str) -> Result<()> {
+    match retry(|| rustix::io::write(&fd, bytes)) {
+        Ok(n) if n == bytes.len() => Ok(()),
+        Ok(_) => Err(QuotaError::io("write", path, Errno::IO)),
+        Err(e) => Err(QuotaError::io("write", path, e)),
+    }
+}
+
+/// No `maildirsize` yet: recalculate and link the new file into place.
+/// `None` when another process created one meanwhile (the caller retries).
+fn create<'m>(
+    md: &'m Maildir,
+    limits: Limits,
+    ignore: &[String],
+    namer: &mut Namer,
+) -> Result<Option<Locked<'m>>> {
+    let usage = recalculate(md, ignore)?;
+    let mut fresh = write_fresh(md, limits, usage, namer)?;
+    let t = &mut fresh.tmp;
+    let placed =
+        match retry(|| rfs::linkat(&t.dir, t.name.as_str(), md.dir(), FILE, AtFlags::empty())) {
+            Ok(()) => Ok(()),
+            Err(Errno::PERM | Errno::NOTSUP | Errno::NOSYS | Errno::MLINK) => retry(|| {
+                rfs::renameat_with(
+                    &t.dir,
+                    t.name.as_str(),
+                    md.dir(),
+                    FILE,
+                    rfs::RenameFlags::NOREPLACE,
+                )
+            })
+            .map(|()| t.name.clear()),
+            Err(e) => Err(e),
+        };
+    match placed {
+        Ok(()) => {}
+        Err(Errno::EXIST) => return Ok(None),
+        Err(e) => return Err(QuotaError::io("link into", shown(md, FILE), e)),
+    }
+    let Fresh { file, id, .. } = fresh;
+    Ok(Some(Locked {
+        md,
+        file,
+        id,
+        usage,
+        recalculated: Some(Trigger::Missing),
+    }))
+}
+
+/// Replace the locked `maildirsize` by a recalculated one.
+fn replace(
+    md: &Maildir,
+    limits: Limits,
+    usage: Usage,
+    namer: &mut Namer,
+) -> Result<(File, (u64, u64))> {
+    let mut fresh = write_fresh(md, limits, usage, namer)?;
+    let t = &mut fresh.tmp;
+    retry(|| rfs::renameat(&t.dir, t.name.as_str(), md.dir(), FILE))
+        .map_err(|e| QuotaError::io("rename into", shown(md, FILE), e))?;
+    t.name.clear();
+    Ok((fresh.file, fresh.id))
+}
+
+impl Locked<'_> {
+    /// Record `messages` messages, `bytes` in all: one line appended. A
+    /// failure removes the file, so the next delivery recalculates; it never
+    /// fails the delivery, whose messages are already stored. Returns whether
+    /// the line was written.
+    pub fn charge(&self, bytes: u64, messages: u64) -> bool {
+        let line = maildirsize::line(
+            i64::try_from(bytes).unwrap_or(i64::MAX),
+            i64::try_from(messages).unwrap_or(i64::MAX),
+        );
+        match self.append(line.as_bytes()) {
+            Ok(()) => true,
+            Err(_) => {
+                let _ = retry(|| rfs::unlinkat(self.md.dir(), FILE, AtFlags::empty()));
+                false
+            }
+        }
+    }
+
+    fn append(&self, line: &[u8]) -> Result<()> {
+        let path = shown(self.md, FILE);
+        match current_identity(self.md)? {
+            Some(id) if id == self.id => write_once(&self.file, line, &path),
+            // Dovecot or Courier replaced it (they do not lock): the file in
+            // place now is the one readers use.
+            Some(_) => {
+                let fd = retry(|| {
+                    rfs::openat(
+                        self.md.dir(),
+                        FILE,
+                        OFlags::WRONLY | OFlags::APPEND | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                        Mode::empty(),
+                    )
+                })
+                .map_err(|e| QuotaError::io("open", &path, e))?;
+                write_once(&fd, line, &path)
+            }
+            // Removed: the next delivery recalculates.
+            None => Ok(()),
+        }
+    }
+}
+
+/// Sum `new/` and `cur/` of the Maildir and of every folder not in
+/// `ignore`: the size from `,S=` in the name, else `stat`. Names starting
+/// with a dot are not messages. When a counted directory changes while
+/// being read (an IMAP client at work), the count is repeated, up to
+/// [`RECALC_TRIES`] times; the last count is used.
+pub fn recalculate(md: &Maildir, ignore: &[String]) -> Result<Usage> {
+    let mut last = Usage::default();
+    for _ in 0..RECALC_TRIES {
+        let mut seen: Vec<(OwnedFd, (i64, i64))> = Vec::new();
+        let mut usage = Usage::default();
+        tally_maildir(md.dir(), &md.rel, &mut usage, &mut seen)?;
+        for folder in folders(md)? {
+            if ignore.iter().any(|i| i == &folder[1..]) {
+                continue;
+            }
+            let fd =
+                match retry(|| rfs::openat(md.dir(), folder.as_str(), DIR_FLAGS, Mode::empty())) {
+                    Ok(fd) => fd,
+                    // Gone, a file, a symlink: not a folder to count.
+                    Err(Errno::NOENT | Errno::NOTDIR | Errno::LOOP) => continue,
+                    Err(e) => return Err(QuotaError::io("open", shown(md, &folder), e)),
+                };
+            let rel = format!("{}{folder}/", md.rel);
+            tally_maildir(fd.as_fd(), &rel, &mut usage, &mut seen)?;
+        }
+        last = usage;
+        let unchanged = seen
+            .iter()
+            .all(|(fd, t)| rfs::fstat(fd).map(|st| mtime(&st) == *t).unwrap_or(false));
+        if unchanged {
+            break;
+        }
+    }
+    Ok(last)
+}
+
+/// The Maildir++ folders (`.Name` entries) of `md`, as directory names.
+fn folders(md: &Maildir) -> Result<Vec<String>> {
+    let fd = retry(|| rfs::openat(md.dir(), ".", DIR_FLAGS, Mode::empty()))
+        .map_err(|e| QuotaError::io("open", &md.rel, e))?;
+    let mut dir = rfs::Dir::new(fd).map_err(|e| QuotaError::io("read", &md.rel, e))?;
+    let mut out = Vec::new();
+    while let Some(entry) = dir.read() {
+        let entry = entry.map_err(|e| QuotaError::io("read", &md.rel, e))?;
+        let Ok(name) = entry.file_name().to_str() else {
+            continue;
+        };
+        if name.len() > 1 && name.starts_with('.') && name != ".." {
+            out.push(name.to_string());
+        }
+    }
+    Ok(out)
+}
+
+/// Add `new/` and `cur/` under `dir` to `usage`, remembering each
+/// directory's mtime.
+fn tally_maildir(
+    dir: BorrowedFd<'_>,
+    rel: &str,
+    usage: &mut Usage,
+    seen: &mut Vec<(OwnedFd, (i64, i64))>,
+) -> Result<()> {
+    for sub in ["new", "cur"] {
+        let shown = format!("{rel}{sub}/");
+        let fd = match retry(|| rfs::openat(dir, sub, DIR_FLAGS, Mode::empty())) {
+            Ok(fd) => fd,
+            Err(Errno::NOENT | Errno::NOTDIR | Errno::LOOP) => continue,
+            Err(e) => return Err(QuotaError::io("open", shown, e)),
+        };
+        let st = rfs::fstat(&fd).map_err(|e| QuotaError::io("fstat", &shown, e))?;
+        tally(&fd, &shown, usage)?;
+        seen.push((fd, mtime(&st)));
+    }
+    Ok(())
+}
+
+fn tally(fd: &OwnedFd, shown: &str, usage: &mut Usage) -> Result<()> {
+    let reader = retry(|| rfs::openat(fd, ".", DIR_FLAGS, Mode::empty()))
+        .map_err(|e| QuotaError::io("open", shown, e))?;
+    let mut dir = rfs::Dir::new(reader).map_err(|e| QuotaError::io("read", shown, e))?;
+    while let Some(entry) = dir.read() {
+        let entry = entry.map_err(|e| QuotaError::io("read", shown, e))?;
+        let name = entry.file_name();
+        if name.to_bytes().first() == Some(&b'.') || entry.file_type() == FileType::Directory {
+            continue;
+        }
+        let from_name = name.to_str().ok().and_then(crate::names::size_from_name);
+        let size = match from_name {
+            Some(s) => s,
+            None => match retry(|| rfs::statat(fd, name, AtFlags::SYMLINK_NOFOLLOW)) {
+                Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::RegularFile => {
+                    st.st_size as u64
+                }
+                Ok(_) | Err(Errno::NOENT) => continue,
+                Err(e) => return Err(QuotaError::io("stat", format!("{shown}{name:?}"), e)),
+            },
+        };
+        *usage = usage.plus(size, 1);
+    }
+    Ok(())
+}
+
+/// One quota root (an account's Maildir) and what a delivery puts in it.
+#[derive(Debug)]
+pub struct Root<'m> {
+    /// The account's Maildir (the quota root, even when the message goes
+    /// into one of its folders).
+    pub md: &'m Maildir,
+    /// `local@domain` of the account, for messages and the warning.
+    pub owner: String,
+    pub limits: Limits,
+    /// Copies this delivery adds that count (0 for an ignored folder).
+    pub copies: u64,
+}
+
+/// Why a delivery may not go ahead.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// Usage plus the message would exceed a limit.
+    Over { owner: String },
+    /// One message is larger than the whole byte limit.
+    TooLarge {
+        owner: String,
+        size: u64,
+        limit: u64,
+    },
+    /// The bookkeeping failed.
+    Failed(QuotaError),
+}
+
+struct Held<'m> {
+    root: Root<'m>,
+    /// The targets (indexes as passed to [`reserve`]) this root covers,
+    /// each with the copies it adds.
+    members: Vec<(usize, u64)>,
+    lock: Option<Locked<'m>>,
+}
+
+/// The quota roots of one delivery, checked and locked until
+/// [`Reservation::settle`].
+pub struct Reservation<'m> {
+    held: Vec<Held<'m>>,
+    size: u64,
+}
+
+/// Check a message of `size` bytes against every root, one per target of
+/// the delivery (targets in the same Maildir share one root and one lock).
+/// Every root is checked before anything is refused, so a message too large
+/// for one mailbox is refused as such even when another is merely full.
+pub fn reserve<'m>(
+    roots: Vec<Root<'m>>,
+    size: u64,
+    ignore: &[String],
+    namer: &mut Namer,
+) -> std::result::Result<Reservation<'m>, Refusal> {
+    let mut held: Vec<(Option<(u64, u64)>, Held<'m>)> = Vec::with_capacity(roots.len());
+    let several = roots.len() > 1;
+    for (i, root) in roots.into_iter().enumerate() {
+        // Identity only matters with several targets: one stat each then.
+        let id = if several {
+            let st = rfs::fstat(root.md.dir())
+                .map_err(|e| Refusal::Failed(QuotaError::io("fstat", &root.md.rel, e)))?;
+            Some(identity(&st))
+        } else {
+            None
+        };
+        match held.iter_mut().find(|(hid, _)| id.is_some() && *hid == id) {
+            Some((_, h)) => {
+                h.root.limits = h.root.limits.stricter(root.limits);
+                h.root.copies += root.copies;
+                h.members.push((i, root.copies));
+            }
+            None => {
+                let copies = root.copies;
+                held.push((
+                    id,
+                    Held {
+                        root,
+                        members: vec![(i, copies)],
+                        lock: None,
+                    },
+                ))
+            }
+        }
+    }
+    held.sort_by_key(|(id, _)| *id);
+    let mut held: Vec<Held<'m>> = held.into_iter().map(|(_, h)| h).collect();
+    let mut refusal: Option<Refusal> = None;
+    for h in &mut held {
+        if h.root.copies == 0 {
+            continue;
+        }
+        let r = &h.root;
+        let lock = lock(r.md, r.limits, size, r.copies, ignore, namer).map_err(Refusal::Failed)?;
+        if let Some(l) = &lock {
+            match maildirsize::check(l.usage, r.limits, size, r.copies) {
+                Verdict::Fits => {}
+                Verdict::TooLarge => {
+                    refusal = Some(Refusal::TooLarge {
+                        owner: r.owner.clone(),
+                        size,
+                        limit: r.limits.bytes,
+                    })
+                }
+                Verdict::Over => {
+                    if refusal.is_none() {
+                        refusal = Some(Refusal::Over {
+                            owner: r.owner.clone(),
+                        })
+                    }
+                }
+            }
+        }
+        h.lock = lock;
+    }
+    match refusal {
+        Some(r) => Err(r),
+        None => Ok(Reservation { held, size }),
+    }
+}
+
+/// What [`Reservation::settle`] needs to warn.
+#[derive(Debug, Clone, Copy)]
+pub struct WarnPolicy<'a> {
+    pub percent: u8,
+    /// `None`: the built-in text.
+    pub template: Option<&'a warning::Template>,
+}
+
+impl Reservation<'_> {
+    /// After the links: charge each root for the copies that reached `new/`
+    /// (`stored[i]` for target `i`) and put a warning where one is due; then
+    /// release the locks. Nothing here can fail the delivery.
+    pub fn settle(self, stored: &[bool], warn: WarnPolicy<'_>, namer: &mut Namer) {
+        for h in &self.held {
+            let Some(lock) = &h.lock else { continue };
+            let copies: u64 = h
+                .members
+                .iter()
+                .filter(|(i, _)| stored.get(*i) == Some(&true))
+                .map(|(_, c)| c)
+                .sum();
+            if copies > 0 {
+                lock.charge(self.size.saturating_mul(copies), copies);
+            }
+            let after = lock.usage.plus(self.size, copies);
+            if copies > 0 && maildirsize::should_warn(after, h.root.limits, warn.percent) {
+                send_warning(lock, &h.root, after, warn, namer);
+            }
+        }
+    }
+}
+
+/// Put the warning in the INBOX if none was sent in the last
+/// [`WARN_EVERY_SECS`], charge it (it counts, as everything in the Maildir
+/// does; it is stored even when it tips the mailbox over), and stamp the
+/// time. Under the lock, so two deliveries cannot both warn.
+fn send_warning(
+    lock: &Locked<'_>,
+    root: &Root<'_>,
+    after: Usage,
+    warn: WarnPolicy<'_>,
+    namer: &mut Namer,
+) {
+    let md = root.md;
+    let now = now_secs();
+    match retry(|| rfs::statat(md.dir(), WARN_STAMP, AtFlags::SYMLINK_NOFOLLOW)) {
+        Ok(st) if now < mtime(&st).0 + WARN_EVERY_SECS => return,
+        Ok(_) | Err(Errno::NOENT) => {}
+        Err(_) => return,
+    }
+    let domain = root.owner.rsplit_once('@').map_or("", |(_, d)| d);
+    let facts = warning::Facts {
+        address: &root.owner,
+        domain,
+        usage: after,
+        limits: root.limits,
+        percent: maildirsize::percent(after, root.limits),
+        warn_percent: warn.percent,
+    };
+    let message_id = message_id(now);
+    let built_in;
+    let template = match warn.template {
+        Some(t) => t,
+        None => {
+            built_in = warning::Template::default();
+            &built_in
+        }
+    };
+    let msg = warning::render(template, &facts, &warning::rfc5322_date(now), &message_id);
+    let stored = TmpFile::create(md, namer).and_then(|mut tmp| {
+        tmp.write_all(&msg)?;
+        tmp.commit(namer)
+    });
+    if stored.is_err() {
+        return;
+    }
+    lock.charge(msg.len() as u64, 1);
+    stamp(md, now);
+}
+
+/// `<secs>.<pid>.<random>.quotawarn@<host>`, the host reduced to what a
+/// Message-ID may hold.
+fn message_id(now: i64) -> String {
+    let mut r = [0u8; 8];
+    // Randomness only adds to time and pid; zeros still make an id.
+    let _ = rustix::rand::getrandom(&mut r, rustix::rand::GetRandomFlags::NONBLOCK);
+    let pid = rustix::process::getpid().as_raw_nonzero().get();
+    let host: String = rustix::system::uname()
+        .nodename()
+        .to_string_lossy()
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-'))
+        .collect();
+    let host = host.trim_matches('.');
+    let host = if host.is_empty() || host.contains("..") {
+        "localhost"
+    } else {
+        host
+    };
+    format!(
+        "{now}.{pid}.{:016x}.quotawarn@{host}",
+        u64::from_le_bytes(r)
+    )
+}
+
+/// Record that a warning was sent now: create or truncate `quotawarn` and
+/// set its times.
+fn stamp(md: &Maildir, now: i64) {
+    let fd = retry(|| {
+        rfs::openat(
+            md.dir(),
+            WARN_STAMP,
+            OFlags::WRONLY | OFlags::CREATE | OFlags::TRUNC | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o600),
+        )
+    });
+    if let Ok(fd) = fd {
+        let _ = rustix::io::write(&fd, format!("{now}\n").as_bytes());
+        let t = rfs::Timespec {
+            tv_sec: now,
+            tv_nsec: 0,
+        };
+        let _ = rfs::futimens(
+            &fd,
+            &rfs::Timestamps {
+                last_access: t,
+                last_modification: t,
+            },
+        );
+    }
+}
