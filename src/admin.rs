@@ -20,10 +20,12 @@
 mod check;
 mod dryrun;
 mod purge;
+mod usage;
 
 pub use check::{check, Check};
 pub use dryrun::{dry_run, DryRun, Target};
 pub use purge::{purge_maildir, Purged};
+pub use usage::{usage, Usage};
 
 use crate::outcome::{Exit, Failure};
 use crate::plan::{self, Facts, Plan, Rules, Step};
@@ -1461,6 +1463,38 @@ pub fn relocated_list(client: &mut Client, raw_domain: Option<&str>) -> Result<V
             new_address: r.get(1),
         })
         .collect())
+}
+
+/// `vmailctl quota`: an account's usage against its limits.
+#[derive(Debug, Clone, Serialize)]
+pub struct QuotaReport {
+    pub address: String,
+    pub maildir: String,
+    #[serde(flatten)]
+    pub usage: Usage,
+}
+
+/// The quota usage of an account, from its `maildirsize` (recounted and
+/// rewritten with `recalc`).
+pub fn quota(
+    client: &mut Client,
+    cfg: &crate::config::Config,
+    raw: &str,
+    recalc: bool,
+) -> Result<QuotaReport> {
+    let a = account_show(client, raw)?;
+    let u = usage(
+        cfg,
+        &a.maildir,
+        a.effective_quota_bytes,
+        a.effective_quota_messages,
+        recalc,
+    )?;
+    Ok(QuotaReport {
+        address: a.address,
+        maildir: a.maildir,
+        usage: u,
+    })
 }
 
 /// Whether an exit code is a delivery (0 or 99).

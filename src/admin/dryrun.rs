@@ -13,7 +13,9 @@
 //! there is anything to forward. Nothing is created or written.
 //!
 //! What it cannot know is the message: a message that already carries
-//! the `Delivered-To:` line vdeliver adds, or 100 hops, bounces as a loop.
+//! the `Delivered-To:` line vdeliver adds, or 100 hops, bounces as a loop;
+//! one that does not fit in a mailbox's remaining quota is refused (the
+//! usage shown is what vdeliver's quota check starts from).
 
 use crate::config::{check_folder_name, Config};
 use crate::deliver;
@@ -48,6 +50,9 @@ pub struct Target {
     /// Effective limits; `None` or 0 = unlimited.
     pub quota_bytes: Option<i64>,
     pub quota_messages: Option<i64>,
+    /// Current usage of the account's Maildir (`None` when it could not
+    /// be read).
+    pub usage: Option<super::Usage>,
 }
 
 /// The whole answer.
@@ -207,8 +212,10 @@ fn on_disk(
     for mb in &plan.mailboxes {
         let t = target(&root_fd, root, mb, &cfg.mail.folders);
         match t {
-            Ok(t) => {
+            Ok(mut t) => {
                 stored.push(t.delivers_to.clone());
+                t.usage =
+                    super::usage(cfg, &mb.maildir, mb.quota_bytes, mb.quota_messages, false).ok();
                 run.mailboxes.push(t);
             }
             Err(f) => {
@@ -221,6 +228,7 @@ fn on_disk(
                     exists: false,
                     quota_bytes: mb.quota_bytes,
                     quota_messages: mb.quota_messages,
+                    usage: None,
                 });
                 first_problem.get_or_insert(f);
             }
@@ -353,6 +361,7 @@ fn target(
         exists,
         quota_bytes: mb.quota_bytes,
         quota_messages: mb.quota_messages,
+        usage: None,
     })
 }
 

@@ -933,7 +933,7 @@ fn resolve(
     }
     for m in &r.mailboxes {
         t += &format!(
-            "mailbox:    {} ({}{}){}\n            quota {}, {} messages\n",
+            "mailbox:    {} ({}{}){}\n            quota: {}\n",
             m.delivers_to,
             m.owner,
             m.folder
@@ -944,8 +944,14 @@ fn resolve(
             } else {
                 ", created on first delivery"
             },
-            human_limit(m.quota_bytes),
-            human_count(m.quota_messages)
+            match &m.usage {
+                Some(u) => usage_text(u),
+                None => format!(
+                    "{}, {} messages",
+                    human_limit(m.quota_bytes),
+                    human_count(m.quota_messages)
+                ),
+            }
         );
     }
     for f in &r.forwards {
@@ -964,14 +970,45 @@ fn resolve(
     Ok(rep)
 }
 
+/// `1.2 MiB of 2 GiB, 12 of 50000 messages (1%)`.
+fn usage_text(u: &admin::Usage) -> String {
+    let bytes = admin::human_size(u.bytes);
+    let bytes = if u.limit_bytes == 0 {
+        format!("{bytes} (no limit)")
+    } else {
+        format!("{bytes} of {}", admin::human_size(u.limit_bytes as i64))
+    };
+    let msgs = if u.limit_messages == 0 {
+        format!("{} messages (no limit)", u.messages)
+    } else {
+        format!("{} of {} messages", u.messages, u.limit_messages)
+    };
+    format!("{bytes}, {msgs} ({}%)", u.percent)
+}
+
 fn quota(
     c: &mut postgres::Client,
     cfg: &Config,
     address: &str,
     recalc: bool,
 ) -> anyhow::Result<Report> {
-    let _ = (c, cfg, address, recalc);
-    Err(AdminError::Failed("quota: not available yet".into()).into())
+    let q = admin::quota(c, cfg, address, recalc)?;
+    let mut t = format!(
+        "account:  {}\nMaildir:  {}\nusage:    {}\nsource:   {}",
+        q.address,
+        q.maildir,
+        usage_text(&q.usage),
+        match q.usage.source {
+            "maildirsize" => "maildirsize",
+            "counted" => "counted (maildirsize not trusted)",
+            "recalculated" => "recalculated, maildirsize rewritten",
+            _ => "no Maildir yet",
+        }
+    );
+    if let Some(n) = &q.usage.note {
+        t += &format!("\nnote:     {n}");
+    }
+    Report::new(t, q)
 }
 
 fn check(path: &Path, user: Option<&str>) -> anyhow::Result<Report> {

@@ -1094,7 +1094,11 @@ fn resolve_shows_the_tree_targets_and_forwards() {
         text.contains("vdeliver would exit 0: delivered to"),
         "{text}"
     );
-    assert!(text.contains("quota 1 GiB, 500 messages"), "{text}");
+    assert!(
+        text.contains("quota: 0 B of 1 GiB, 0 of 500 messages (0%)"),
+        "{text}"
+    );
+    assert_eq!(m[0]["usage"]["source"], "none");
     // Not found: exit 1, and the bounce line.
     let r = s.ctl(&["resolve", "ghost@example.com"], b"");
     assert_eq!(r.code, Some(1), "{r:?}");
@@ -1235,4 +1239,117 @@ fn check_reports_each_problem() {
         f[0].starts_with("configuration file: ") && f[0].contains("writable"),
         "{f:?}"
     );
+}
+
+/// The stored size of each message in a Maildir's new/, from `,S=`.
+fn stored_sizes(s: &Site, rel: &str) -> Vec<i64> {
+    s.files(rel, "new")
+        .iter()
+        .map(|n| n.rsplit_once(",S=").unwrap().1.parse().unwrap())
+        .collect()
+}
+
+#[test]
+fn quota_reports_usage_and_recalculates() {
+    let s = Site::new();
+    const MD: &str = "example.com/alice/Maildir/";
+    s.ctl_ok(&[
+        "account",
+        "add",
+        "alice@example.com",
+        "--quota-bytes",
+        "1M",
+        "--quota-messages",
+        "10",
+    ]);
+    s.account("bob@example.com");
+    // Never delivered to: nothing, and nothing created.
+    let q = json(&s, &["quota", "alice@example.com"]);
+    assert_eq!(q["source"], "none");
+    assert_eq!(
+        (q["bytes"].as_i64(), q["messages"].as_i64()),
+        (Some(0), Some(0))
+    );
+    assert!(!s.maildir(MD).exists());
+
+    deliver_one(&s, "alice@example.com", MD);
+    let r = s.deliver(
+        "alice@example.com",
+        "carol@remote.org",
+        b"Subject: 2\n\nsecond, longer message\n",
+    );
+    assert_eq!(r.code, Some(0), "{r:?}");
+    let total: i64 = stored_sizes(&s, MD).iter().sum();
+    let q = json(&s, &["quota", "alice@example.com"]);
+    assert_eq!(q["address"], "alice@example.com");
+    assert_eq!(q["source"], "maildirsize", "{q}");
+    assert_eq!(
+        (q["bytes"].as_i64(), q["messages"].as_i64()),
+        (Some(total), Some(2))
+    );
+    assert_eq!(
+        (q["limit_bytes"].as_u64(), q["limit_messages"].as_u64()),
+        (Some(1 << 20), Some(10))
+    );
+    assert_eq!(q["percent"], 20, "2 of 10 messages");
+    let text = s.ctl_ok(&["quota", "alice@example.com"]);
+    assert!(
+        text.contains(&format!(
+            "usage:    {total} B of 1 MiB, 2 of 10 messages (20%)"
+        )),
+        "{text}"
+    );
+
+    // resolve shows the same usage for the mailbox.
+    let v = json(&s, &["resolve", "alice@example.com"]);
+    assert_eq!(v["mailboxes"][0]["usage"]["messages"], 2);
+    assert_eq!(v["mailboxes"][0]["usage"]["bytes"], total);
+
+    // A corrupt file is not trusted: the Maildir is counted, the file left
+    // for vdeliver to rewrite (vmailctl quota writes nothing).
+    let file = s.maildir(MD).join("maildirsize");
+    fs::write(&file, b"1048576S,10C\n12 x\n").unwrap();
+    let q = json(&s, &["quota", "alice@example.com"]);
+    assert_eq!(q["source"], "counted");
+    assert!(q["note"].as_str().unwrap().contains("corrupt"), "{q}");
+    assert_eq!(
+        (q["bytes"].as_i64(), q["messages"].as_i64()),
+        (Some(total), Some(2))
+    );
+    assert_eq!(fs::read(&file).unwrap(), b"1048576S,10C\n12 x\n");
+
+    // --recalc recounts and rewrites; a message removed behind its back
+    // (as an IMAP client would) is gone from the figures.
+    let first = s.files(MD, "new")[0].clone();
+    fs::remove_file(s.maildir(MD).join("new").join(&first)).unwrap();
+    let left: i64 = stored_sizes(&s, MD).iter().sum();
+    let q = json(&s, &["quota", "alice@example.com", "--recalc"]);
+    assert_eq!(q["source"], "recalculated");
+    assert_eq!(
+        (q["bytes"].as_i64(), q["messages"].as_i64()),
+        (Some(left), Some(1))
+    );
+    let text = fs::read_to_string(&file).unwrap();
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some("1048576S,10C"), "{text}");
+    let sum: (i64, i64) = lines.fold((0, 0), |(b, m), l| {
+        let mut it = l.split_whitespace().map(|x| x.parse::<i64>().unwrap());
+        (b + it.next().unwrap(), m + it.next().unwrap())
+    });
+    assert_eq!(sum, (left, 1), "{text}");
+    assert_eq!(
+        json(&s, &["quota", "alice@example.com"])["source"],
+        "maildirsize"
+    );
+
+    // Unlimited: usage without limits.
+    deliver_one(&s, "bob@example.com", "example.com/bob/Maildir/");
+    let q = json(&s, &["quota", "bob@example.com"]);
+    assert_eq!(
+        (q["limit_bytes"].as_u64(), q["percent"].as_u64()),
+        (Some(0), Some(0))
+    );
+    assert_eq!(q["messages"], 1);
+    let e = fails(&s, &["quota", "nobody@example.com"], 1);
+    assert!(e.contains("no account nobody@example.com"), "{e}");
 }
