@@ -4,3 +4,4 @@ mod fuzz_corpus;
 mod delivery;
 mod routing;
 mod pgbouncer;
+mod reliability;

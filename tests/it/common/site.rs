@@ -288,6 +288,31 @@ impl Site {
         self.deliver_env(&qmail_env(to, from), msg)
     }
 
+    /// vdeliver run under a tool (strace, say): `tool[0]` is found in PATH,
+    /// the rest of `tool` and `tool_args` go before `-- vdeliver`. Run as
+    /// the unprivileged user, like [`Site::command`].
+    pub fn command_via(
+        &self,
+        env: &[(String, String)],
+        tool: &[&str],
+        tool_args: &[&str],
+    ) -> Command {
+        let path = super::find_in_path(tool[0])
+            .unwrap_or_else(|| panic!("{} is not installed (.ci/run installs it)", tool[0]));
+        let mut c = command_as_unprivileged(&path);
+        c.args(&tool[1..])
+            .args(tool_args)
+            .arg("--")
+            .arg(bin("vdeliver"))
+            .env_clear()
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .env("VDELIVER_CONFIG", &self.config)
+            .current_dir(&self.root)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        c
+    }
+
     /// The absolute path of a Maildir (relative to the root).
     pub fn maildir(&self, rel: &str) -> PathBuf {
         self.root.join(rel)
