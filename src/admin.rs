@@ -1,25 +1,55 @@
 //! What `vmailctl` does to the database. Each function is one operation
 //! with typed errors; the binary only parses arguments and prints.
+//!
+//! # Guarantees
+//!
+//! * Names are validated and normalised before they reach SQL: domains
+//!   lowercased and in their ASCII (punycode) form, local parts RFC 5322
+//!   atoms and dots, lowercased.
+//! * A change that would make mail undeliverable is refused (exit 1)
+//!   unless forced, naming what would break and what vdeliver would then
+//!   say: an alias or catch-all whose destinations do not resolve (no such
+//!   mailbox, a loop, a copy for itself without an account), and a delete
+//!   that leaves another alias pointing at nothing. The check runs the same
+//!   resolution vdeliver runs ([`crate::db::fetch`] + [`crate::plan`]),
+//!   inside the transaction that makes the change, so it sees the change.
+//! * Deletes never touch Maildirs; [`purge_maildir`] does, only when asked,
+//!   and only beneath the mail root without following symlinks.
+//! * Nothing here prints, reads the environment or exits.
 
-use crate::recipient::normalize_domain;
-use crate::schema;
+mod check;
+mod dryrun;
+mod purge;
+
+pub use check::{check, Check};
+pub use dryrun::{dry_run, DryRun, Target};
+pub use purge::{purge_maildir, Purged};
+
+use crate::outcome::{Exit, Failure};
+use crate::plan::{self, Facts, Plan, Rules, Step};
+use crate::recipient::{normalize_domain, Recipient};
+use crate::{db, schema};
 use postgres::error::SqlState;
 use postgres::Client;
+use serde::Serialize;
 use std::fmt;
 
 /// Why an administrative operation failed.
 #[derive(Debug)]
 pub enum AdminError {
-    /// The input is not acceptable (a bad name): a usage error.
+    /// The input is not acceptable (a bad name, a bad size): a usage error.
     Invalid(String),
     NotFound(String),
+    /// Already there, or the change would break something.
     Conflict(String),
+    /// Anything else that failed: the filesystem, a lookup.
+    Failed(String),
     Db(postgres::Error),
 }
 
 impl AdminError {
     /// vmailctl's exit code: 2 for bad input, 1 for a failed operation.
-    pub fn exit_code(&self) -> i32 {
+    pub fn exit_code(&self) -> u8 {
         match self {
             AdminError::Invalid(_) => 2,
             _ => 1,
@@ -30,9 +60,10 @@ impl AdminError {
 impl fmt::Display for AdminError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            AdminError::Invalid(s) | AdminError::NotFound(s) | AdminError::Conflict(s) => {
-                f.write_str(s)
-            }
+            AdminError::Invalid(s)
+            | AdminError::NotFound(s)
+            | AdminError::Conflict(s)
+            | AdminError::Failed(s) => f.write_str(s),
             AdminError::Db(e) => match e.as_db_error() {
                 Some(db) => write!(f, "database: {}", db.message()),
                 None => write!(f, "database: {e}"),
@@ -49,7 +80,13 @@ impl From<postgres::Error> for AdminError {
     }
 }
 
-type Result<T> = std::result::Result<T, AdminError>;
+impl From<db::DbError> for AdminError {
+    fn from(e: db::DbError) -> AdminError {
+        AdminError::Failed(format!("database: {e}"))
+    }
+}
+
+pub type Result<T> = std::result::Result<T, AdminError>;
 
 /// Turn a unique violation into a conflict with a readable text.
 fn conflict(e: postgres::Error, what: impl FnOnce() -> String) -> AdminError {
@@ -60,10 +97,33 @@ fn conflict(e: postgres::Error, what: impl FnOnce() -> String) -> AdminError {
     }
 }
 
+// ---------------------------------------------------------------- names
+
 /// A domain as an administrator types it, normalised for storage.
 pub fn domain_name(raw: &str) -> Result<String> {
     normalize_domain(raw.trim())
         .map_err(|w| AdminError::Invalid(format!("bad domain {raw:?}: {w}")))
+}
+
+/// The Unicode form of a stored (ASCII) domain, for display.
+pub fn unicode(ascii: &str) -> String {
+    let (u, r) = idna::domain_to_unicode(ascii);
+    if r.is_ok() {
+        u
+    } else {
+        ascii.to_string()
+    }
+}
+
+/// A domain shown in both forms when they differ: `bücher.example
+/// (xn--bcher-kva.example)`.
+pub fn both_forms(ascii: &str) -> String {
+    let u = unicode(ascii);
+    if u == ascii {
+        u
+    } else {
+        format!("{u} ({ascii})")
+    }
 }
 
 /// Local parts vdeliver accepts for accounts: RFC 5322 atoms and dots, but
@@ -89,10 +149,144 @@ pub fn local_part(raw: &str) -> Result<String> {
 /// Split and normalise `local@domain`.
 pub fn address(raw: &str) -> Result<(String, String)> {
     let (l, d) = raw
+        .trim()
         .rsplit_once('@')
         .ok_or_else(|| AdminError::Invalid(format!("bad address {raw:?}: no '@'")))?;
     Ok((local_part(l)?, domain_name(d)?))
 }
+
+/// A Maildir path as given on the command line: relative, no `..`.
+pub fn check_maildir(m: &str) -> Result<String> {
+    let bad = |w: &str| AdminError::Invalid(format!("bad Maildir path {m:?}: {w}"));
+    if m.is_empty() {
+        return Err(bad("empty"));
+    }
+    if m.starts_with('/') {
+        return Err(bad("must be relative to mail.root"));
+    }
+    if m.split('/').any(|c| c == "..") {
+        return Err(bad("must not contain '..'"));
+    }
+    if m.split('/').all(|c| c.is_empty() || c == ".") {
+        return Err(bad("must name a directory beneath mail.root"));
+    }
+    if m.chars().any(char::is_control) {
+        return Err(bad("contains a control character"));
+    }
+    Ok(if m.ends_with('/') {
+        m.to_string()
+    } else {
+        format!("{m}/")
+    })
+}
+
+/// Check a destination as an alias or catch-all row will hold it: an
+/// address once `%n`, `%d`, `%=` are filled in.
+pub fn destination(raw: &str) -> Result<String> {
+    let d = raw.trim();
+    plan::interpolate(d, "x", "example.org")
+        .and_then(|s| plan::split_address(&s).map(|_| ()))
+        .map_err(|w| AdminError::Invalid(format!("bad destination {raw:?}: {w}")))?;
+    // Store the domain part normalised when it is literal, so the
+    // database's own follow-up of literal destinations finds it.
+    if d.contains('%') {
+        return Ok(d.to_string());
+    }
+    let (l, dom) = plan::split_address(d)
+        .map_err(|w| AdminError::Invalid(format!("bad destination {raw:?}: {w}")))?;
+    Ok(format!("{l}@{dom}"))
+}
+
+// ---------------------------------------------------------------- sizes
+
+/// A byte count as typed: `0`, `unlimited`, `5000000`, `500M`, `2G`,
+/// `1.5GiB`. Units are binary (K = 1024), as Dovecot's quota rules and
+/// Courier's `maildirmake -q` read them. 0 means unlimited.
+pub fn parse_size(raw: &str) -> Result<i64> {
+    let s = raw.trim();
+    let bad = || {
+        AdminError::Invalid(format!(
+            "bad size {raw:?}: give bytes, or a number with K, M, G or T (binary units), or 'unlimited'"
+        ))
+    };
+    if s.eq_ignore_ascii_case("unlimited") || s.eq_ignore_ascii_case("none") {
+        return Ok(0);
+    }
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let mult: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "k" | "kb" | "kib" => 1024.0,
+        "m" | "mb" | "mib" => 1024.0 * 1024.0,
+        "g" | "gb" | "gib" => 1024.0 * 1024.0 * 1024.0,
+        "t" | "tb" | "tib" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
+        _ => return Err(bad()),
+    };
+    if num.is_empty() || num.matches('.').count() > 1 || num.starts_with('.') {
+        return Err(bad());
+    }
+    if !num.contains('.') {
+        let n: i64 = num.parse().map_err(|_| bad())?;
+        return n.checked_mul(mult as i64).ok_or_else(bad);
+    }
+    let v: f64 = num.parse().map_err(|_| bad())?;
+    let bytes = (v * mult).round();
+    if !(0.0..9.0e18).contains(&bytes) {
+        return Err(bad());
+    }
+    Ok(bytes as i64)
+}
+
+/// A message count as typed: a whole number, or `unlimited` (0).
+pub fn parse_count(raw: &str) -> Result<i64> {
+    let s = raw.trim();
+    if s.eq_ignore_ascii_case("unlimited") || s.eq_ignore_ascii_case("none") {
+        return Ok(0);
+    }
+    s.parse::<i64>().ok().filter(|n| *n >= 0).ok_or_else(|| {
+        AdminError::Invalid(format!(
+            "bad message count {raw:?}: give a whole number or 'unlimited'"
+        ))
+    })
+}
+
+/// A byte count for people: `2 GiB`, `1.5 MiB`, `512 B`.
+pub fn human_size(n: i64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v.abs() >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else if (v - v.round()).abs() < 0.05 {
+        format!("{} {}", v.round() as i64, UNITS[u])
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+/// A limit for people: `unlimited` for NULL or 0.
+pub fn human_limit(bytes: Option<i64>) -> String {
+    match bytes {
+        Some(n) if n > 0 => human_size(n),
+        _ => "unlimited".into(),
+    }
+}
+
+/// A message limit for people.
+pub fn human_count(n: Option<i64>) -> String {
+    match n {
+        Some(n) if n > 0 => n.to_string(),
+        _ => "unlimited".into(),
+    }
+}
+
+// ---------------------------------------------------------------- schema
 
 /// Apply every migration not yet applied, in one transaction, under an
 /// advisory lock. Returns (version before, version after).
@@ -138,157 +332,427 @@ pub fn schema_version(client: &mut Client) -> Result<i32> {
         .get(0))
 }
 
-/// Add a primary domain. Returns its stored name.
-pub fn domain_add(client: &mut Client, raw: &str) -> Result<String> {
-    let name = domain_name(raw)?;
-    client
-        .execute("INSERT INTO domains (name) VALUES ($1)", &[&name])
-        .map_err(|e| conflict(e, || format!("domain {name} already exists")))?;
-    Ok(name)
+// ---------------------------------------------------------------- transactions and checks
+
+/// Run `f` in a transaction on the plain client (BEGIN … COMMIT), so that
+/// the resolution check ([`db::fetch`], which takes a `Client`) sees the
+/// change. Rolled back on any error.
+fn in_tx<T>(client: &mut Client, f: impl FnOnce(&mut Client) -> Result<T>) -> Result<T> {
+    client.batch_execute("BEGIN")?;
+    match f(client) {
+        Ok(v) => {
+            client.batch_execute("COMMIT")?;
+            Ok(v)
+        }
+        Err(e) => {
+            // A failed ROLLBACK leaves nothing committed either.
+            let _ = client.batch_execute("ROLLBACK");
+            Err(e)
+        }
+    }
 }
 
-/// A new account's settings.
-#[derive(Debug, Default)]
-pub struct NewAccount {
-    /// Relative to `mail.root`; default `DOMAIN/LOCAL/Maildir/`.
-    pub maildir: Option<String>,
-    pub password_hash: Option<String>,
+/// Resolve `rcpt` over `client` exactly as [`crate::deliver::lookup`]
+/// does over its own connection: the outer error is the database's, the
+/// inner one what vdeliver would answer.
+pub fn resolve_on(
+    client: &mut Client,
+    rcpt: &Recipient,
+    rules: &Rules,
+) -> Result<std::result::Result<Plan, Failure>> {
+    let mut facts = Facts::default();
+    let mut ask = plan::first_question(rcpt, rules);
+    for _ in 0..=2 * plan::MAX_DEPTH + 2 {
+        db::fetch(client, &ask, &mut facts)?;
+        match plan::resolve(rcpt, &facts, rules) {
+            Err(f) => return Ok(Err(f)),
+            Ok(Step::Done(p)) => return Ok(Ok(p)),
+            Ok(Step::Need(more)) => {
+                ask = more
+                    .into_iter()
+                    .filter(|p| !facts.asked.contains(p))
+                    .collect();
+                if ask.is_empty() {
+                    break;
+                }
+            }
+        }
+    }
+    Ok(Err(Failure::temporary("alias resolution did not converge")))
 }
 
-/// Add an account. Returns (`local@domain`, Maildir path).
-pub fn account_add(client: &mut Client, raw: &str, new: &NewAccount) -> Result<(String, String)> {
-    let (local, domain) = address(raw)?;
-    let maildir = match &new.maildir {
-        Some(m) => check_maildir(m)?,
-        None => format!("{domain}/{local}/Maildir/"),
-    };
-    let n = client
-        .execute(
-            "INSERT INTO accounts (domain_id, local_part, maildir, password_hash)
-             SELECT id, $2, $3, $4 FROM domains WHERE name = $1",
-            &[&domain, &local, &maildir, &new.password_hash],
-        )
-        .map_err(|e| conflict(e, || format!("{local}@{domain} already exists")))?;
-    if n == 0 {
-        return Err(AdminError::NotFound(format!("no domain {domain}")));
+fn recipient_of(local: &str, domain: &str, rules: &Rules) -> Recipient {
+    Recipient {
+        local_as_addressed: local.to_string(),
+        local: if rules.lowercase {
+            local.to_lowercase()
+        } else {
+            local.to_string()
+        },
+        domain: domain.to_string(),
     }
-    Ok((format!("{local}@{domain}"), maildir))
 }
 
-/// A Maildir path as given on the command line: relative, no `..`.
-pub fn check_maildir(m: &str) -> Result<String> {
-    let bad = |w: &str| AdminError::Invalid(format!("bad Maildir path {m:?}: {w}"));
-    if m.is_empty() {
-        return Err(bad("empty"));
+/// A local part no one has, for probing what a domain does with unknown
+/// addresses (its catch-all). No delimiter, so no extension matches.
+fn probe_local() -> String {
+    let mut b = [0u8; 8];
+    rustix::rand::getrandom(&mut b, rustix::rand::GetRandomFlags::empty()).ok();
+    format!("vmailctlprobe{:016x}", u64::from_le_bytes(b))
+}
+
+/// An address whose delivery a change may affect, and how to name it.
+#[derive(Debug, Clone)]
+struct Probe {
+    /// What the user sees: `alias team@example.com` or `catch-all of example.com`.
+    what: String,
+    local: String,
+    domain: String,
+}
+
+/// What vdeliver would answer for each probe: `Ok` for a delivery (or
+/// a definite "disabled", which is the administrator's own choice).
+fn outcomes(
+    client: &mut Client,
+    probes: &[Probe],
+    rules: &Rules,
+) -> Result<Vec<std::result::Result<(), Failure>>> {
+    let mut v = Vec::with_capacity(probes.len());
+    for p in probes {
+        let r = resolve_on(client, &recipient_of(&p.local, &p.domain, rules), rules)?;
+        v.push(match r {
+            Ok(_) => Ok(()),
+            Err(f) if f.status == "5.2.1" => Ok(()),
+            Err(f) => Err(f),
+        });
     }
-    if m.starts_with('/') {
-        return Err(bad("must be relative to mail.root"));
-    }
-    if m.split('/').any(|c| c == "..") {
-        return Err(bad("must not contain '..'"));
-    }
-    if m.chars().any(char::is_control) {
-        return Err(bad("contains a control character"));
-    }
-    Ok(if m.ends_with('/') {
-        m.to_string()
-    } else {
-        format!("{m}/")
+    Ok(v)
+}
+
+/// What would break, one line per probe that resolved before and does not
+/// after.
+fn broken(
+    probes: &[Probe],
+    before: &[std::result::Result<(), Failure>],
+    after: &[std::result::Result<(), Failure>],
+) -> Vec<String> {
+    probes
+        .iter()
+        .zip(before.iter().zip(after))
+        .filter_map(|(p, (b, a))| match (b, a) {
+            (Ok(()), Err(f)) => Some(format!("{}: vdeliver would say {}", p.what, say(f))),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A failure as vdeliver prints it, without the newline.
+fn say(f: &Failure) -> String {
+    format!("{} (#{}), exit {}", f.text, f.status, f.exit.code())
+}
+
+/// Make `change` under the resolution check: refused (rolled back) when a
+/// probe that resolved before fails after, unless `force`; with `force`,
+/// the breakage comes back as warnings.
+fn guarded<T>(
+    client: &mut Client,
+    rules: &Rules,
+    probes: &[Probe],
+    force: bool,
+    change: impl FnOnce(&mut Client) -> Result<T>,
+) -> Result<(T, Vec<String>)> {
+    in_tx(client, |c| {
+        let before = outcomes(c, probes, rules)?;
+        let t = change(c)?;
+        let after = outcomes(c, probes, rules)?;
+        let bad = broken(probes, &before, &after);
+        if !bad.is_empty() && !force {
+            return Err(AdminError::Conflict(format!(
+                "refused, this would break delivery ({}); --force does it anyway",
+                bad.join("; ")
+            )));
+        }
+        Ok((t, bad))
     })
 }
 
-/// Enable or disable an account.
-pub fn account_set_active(client: &mut Client, raw: &str, active: bool) -> Result<String> {
-    let (local, domain) = address(raw)?;
-    let n = client.execute(
-        "UPDATE accounts a SET active = $3 FROM domains d
-          WHERE a.domain_id = d.id AND d.name = $1 AND a.local_part = $2",
-        &[&domain, &local, &active],
+/// Alias and catch-all rows whose destination points into `domains`
+/// (at `local` only, when given), except rows of the domain `except`.
+fn referrers(
+    client: &mut Client,
+    domains: &[String],
+    local: Option<&str>,
+    except: Option<i64>,
+) -> Result<Vec<Probe>> {
+    let rows = client.query(
+        "WITH x AS (
+           SELECT 'a' AS kind, a.local_part AS loc, d.name AS dom, a.domain_id, a.destination AS dest
+             FROM aliases a JOIN domains d ON d.id = a.domain_id
+           UNION ALL
+           SELECT 'c', NULL, d.name, c.domain_id, c.destination
+             FROM catchalls c JOIN domains d ON d.id = c.domain_id)
+         SELECT DISTINCT kind, loc, dom FROM x
+          WHERE strpos(dest, '@') > 1
+            AND lower(right(dest, strpos(reverse(dest), '@') - 1)) = ANY($1)
+            AND ($2::text IS NULL
+                 OR lower(left(dest, length(dest) - strpos(reverse(dest), '@'))) = $2)
+            AND ($3::bigint IS NULL OR domain_id <> $3)
+          ORDER BY 1, 3, 2",
+        &[&domains, &local, &except],
     )?;
-    if n == 0 {
-        return Err(AdminError::NotFound(format!("no account {local}@{domain}")));
+    Ok(rows
+        .iter()
+        .map(|r| {
+            let kind: &str = r.get(0);
+            let loc: Option<String> = r.get(1);
+            let dom: String = r.get(2);
+            match (kind, loc) {
+                ("a", Some(l)) => Probe {
+                    what: format!("alias {l}@{dom}"),
+                    local: l,
+                    domain: dom,
+                },
+                _ => Probe {
+                    what: format!("catch-all of {dom}"),
+                    local: probe_local(),
+                    domain: dom,
+                },
+            }
+        })
+        .collect())
+}
+
+/// The primary domain and its alias domains' names.
+fn names_of(client: &mut Client, id: i64, name: &str) -> Result<Vec<String>> {
+    let mut v = vec![name.to_string()];
+    for r in client.query(
+        "SELECT name FROM alias_domains WHERE domain_id = $1 ORDER BY name",
+        &[&id],
+    )? {
+        v.push(r.get(0));
     }
-    Ok(format!("{local}@{domain}"))
+    Ok(v)
 }
 
-/// Check a destination as an alias or catch-all row will hold it: an
-/// address once `%n`, `%d`, `%=` are filled in.
-pub fn destination(raw: &str) -> Result<String> {
-    let d = raw.trim();
-    let probe = crate::plan::interpolate(d, "x", "example.org")
-        .and_then(|s| crate::plan::split_address(&s).map(|_| ()))
-        .map_err(|w| AdminError::Invalid(format!("bad destination {raw:?}: {w}")));
-    probe.map(|()| d.to_string())
-}
-
-/// The id of a primary domain.
+/// The id of a primary domain, or a clear "not found" (naming the primary
+/// when `name` is an alias domain).
 fn domain_id(client: &mut Client, name: &str) -> Result<i64> {
-    client
-        .query_opt("SELECT id FROM domains WHERE name = $1", &[&name])?
-        .map(|r| r.get(0))
-        .ok_or_else(|| AdminError::NotFound(format!("no domain {name}")))
-}
-
-/// Add destinations to an alias (creating it). Returns the address.
-pub fn alias_add(client: &mut Client, raw: &str, dests: &[String]) -> Result<String> {
-    let (local, domain) = address(raw)?;
-    let dests: Vec<String> = dests
-        .iter()
-        .map(|d| destination(d))
-        .collect::<Result<_>>()?;
-    let mut tx = client.transaction()?;
-    let id = domain_id_tx(&mut tx, &domain)?;
-    for d in &dests {
-        tx.execute(
-            "INSERT INTO aliases (domain_id, local_part, destination) VALUES ($1, $2, $3)
-             ON CONFLICT DO NOTHING",
-            &[&id, &local, d],
-        )?;
+    if let Some(r) = client.query_opt("SELECT id FROM domains WHERE name = $1", &[&name])? {
+        return Ok(r.get(0));
     }
-    tx.commit()?;
-    Ok(format!("{local}@{domain}"))
+    let primary = client.query_opt(
+        "SELECT d.name FROM alias_domains a JOIN domains d ON d.id = a.domain_id WHERE a.name = $1",
+        &[&name],
+    )?;
+    Err(AdminError::NotFound(match primary {
+        Some(r) => format!(
+            "{name} is an alias domain of {}; use {} instead",
+            r.get::<_, String>(0),
+            r.get::<_, String>(0)
+        ),
+        None => format!("no domain {name}"),
+    }))
 }
 
-fn domain_id_tx(tx: &mut postgres::Transaction<'_>, name: &str) -> Result<i64> {
-    tx.query_opt("SELECT id FROM domains WHERE name = $1", &[&name])?
-        .map(|r| r.get(0))
-        .ok_or_else(|| AdminError::NotFound(format!("no domain {name}")))
+// ---------------------------------------------------------------- domains
+
+/// Settings of a domain; `None` leaves a value as it is (or at its default
+/// for a new domain). Quotas: 0 = unlimited.
+#[derive(Debug, Clone, Default)]
+pub struct DomainSettings {
+    pub quota_bytes: Option<i64>,
+    pub quota_messages: Option<i64>,
+    pub active: Option<bool>,
+    pub note: Option<String>,
 }
 
-/// Add catch-all destinations to a domain.
-pub fn catchall_add(client: &mut Client, raw_domain: &str, dests: &[String]) -> Result<String> {
-    let domain = domain_name(raw_domain)?;
-    let dests: Vec<String> = dests
-        .iter()
-        .map(|d| destination(d))
-        .collect::<Result<_>>()?;
-    let id = domain_id(client, &domain)?;
-    for d in &dests {
-        client.execute(
-            "INSERT INTO catchalls (domain_id, destination) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-            &[&id, d],
-        )?;
+/// A domain as `list` and `show` give it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Domain {
+    /// Stored (ASCII) form.
+    pub name: String,
+    pub unicode: String,
+    pub active: bool,
+    /// Defaults for the domain's accounts; `None` or 0 = unlimited.
+    pub quota_bytes: Option<i64>,
+    pub quota_messages: Option<i64>,
+    pub note: String,
+    pub accounts: i64,
+    /// Addresses with alias rows.
+    pub aliases: i64,
+    pub relocated: i64,
+    pub alias_domains: Vec<String>,
+    pub catchalls: Vec<String>,
+    pub created_at: String,
+}
+
+const DOMAIN_SELECT: &str = "\
+SELECT d.name, d.active, d.quota_bytes, d.quota_messages, d.note, d.created_at::text,
+       (SELECT count(*) FROM accounts a WHERE a.domain_id = d.id),
+       (SELECT count(DISTINCT local_part) FROM aliases x WHERE x.domain_id = d.id),
+       (SELECT count(*) FROM relocated r WHERE r.domain_id = d.id),
+       ARRAY(SELECT name FROM alias_domains ad WHERE ad.domain_id = d.id ORDER BY name),
+       ARRAY(SELECT destination FROM catchalls c WHERE c.domain_id = d.id ORDER BY destination)
+  FROM domains d";
+
+fn domain_row(r: &postgres::Row) -> Domain {
+    let name: String = r.get(0);
+    Domain {
+        unicode: unicode(&name),
+        name,
+        active: r.get(1),
+        quota_bytes: r.get(2),
+        quota_messages: r.get(3),
+        note: r.get(4),
+        created_at: r.get(5),
+        accounts: r.get(6),
+        aliases: r.get(7),
+        relocated: r.get(8),
+        alias_domains: r.get(9),
+        catchalls: r.get(10),
     }
-    Ok(domain)
 }
 
-/// Record that an address has moved.
-pub fn relocated_add(client: &mut Client, raw: &str, new_address: &str) -> Result<String> {
-    let (local, domain) = address(raw)?;
-    crate::plan::split_address(new_address.trim())
-        .map_err(|w| AdminError::Invalid(format!("bad new address {new_address:?}: {w}")))?;
-    let id = domain_id(client, &domain)?;
+fn check_note(note: &Option<String>) -> Result<()> {
+    match note {
+        Some(n) if n.chars().any(char::is_control) => Err(AdminError::Invalid(
+            "bad note: it contains a control character".into(),
+        )),
+        Some(n) if n.len() > 1000 => Err(AdminError::Invalid(
+            "bad note: longer than 1000 bytes".into(),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Add a primary domain with default settings. Returns its stored name.
+pub fn domain_add(client: &mut Client, raw: &str) -> Result<String> {
+    domain_add_with(client, raw, &DomainSettings::default()).map(|d| d.name)
+}
+
+/// Add a primary domain.
+pub fn domain_add_with(client: &mut Client, raw: &str, s: &DomainSettings) -> Result<Domain> {
+    let name = domain_name(raw)?;
+    check_note(&s.note)?;
     client
         .execute(
-            "INSERT INTO relocated (domain_id, local_part, new_address) VALUES ($1, $2, $3)",
-            &[&id, &local, &new_address.trim()],
+            "INSERT INTO domains (name, quota_bytes, quota_messages, active, note)
+             VALUES ($1, $2, $3, $4, $5)",
+            &[
+                &name,
+                &s.quota_bytes,
+                &s.quota_messages,
+                &s.active.unwrap_or(true),
+                &s.note.clone().unwrap_or_default(),
+            ],
         )
         .map_err(|e| {
             conflict(e, || {
-                format!("{local}@{domain} is an account or already relocated")
+                format!("{name} is already a domain or an alias domain")
             })
         })?;
-    Ok(format!("{local}@{domain}"))
+    domain_show(client, &name)
+}
+
+/// Change a domain's settings.
+pub fn domain_set(client: &mut Client, raw: &str, s: &DomainSettings) -> Result<Domain> {
+    let name = domain_name(raw)?;
+    check_note(&s.note)?;
+    let id = domain_id(client, &name)?;
+    client.execute(
+        "UPDATE domains SET quota_bytes = coalesce($2, quota_bytes),
+                            quota_messages = coalesce($3, quota_messages),
+                            active = coalesce($4, active),
+                            note = coalesce($5, note)
+          WHERE id = $1",
+        &[&id, &s.quota_bytes, &s.quota_messages, &s.active, &s.note],
+    )?;
+    domain_show(client, &name)
+}
+
+/// All primary domains, by name.
+pub fn domain_list(client: &mut Client) -> Result<Vec<Domain>> {
+    Ok(client
+        .query(&format!("{DOMAIN_SELECT} ORDER BY d.name"), &[])?
+        .iter()
+        .map(domain_row)
+        .collect())
+}
+
+/// One domain.
+pub fn domain_show(client: &mut Client, raw: &str) -> Result<Domain> {
+    let name = domain_name(raw)?;
+    let id = domain_id(client, &name)?;
+    let r = client.query_one(&format!("{DOMAIN_SELECT} WHERE d.id = $1"), &[&id])?;
+    Ok(domain_row(&r))
+}
+
+/// What a delete removed, for the report and for `--purge`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Deleted {
+    pub name: String,
+    /// Maildirs (relative to mail.root) of the accounts deleted: left on
+    /// disk unless purged.
+    pub maildirs: Vec<String>,
+    /// What `--force` let break.
+    pub warnings: Vec<String>,
+}
+
+/// Delete a domain with its alias domains, aliases, catch-alls and
+/// relocated rows. A domain with accounts needs `force`, and so does one
+/// that other domains' aliases still point into.
+pub fn domain_delete(client: &mut Client, raw: &str, force: bool) -> Result<Deleted> {
+    let name = domain_name(raw)?;
+    in_tx(client, |c| {
+        let id = domain_id(c, &name)?;
+        c.execute("SELECT 1 FROM domains WHERE id = $1 FOR UPDATE", &[&id])?;
+        let names = names_of(c, id, &name)?;
+        let refs = referrers(c, &names, None, Some(id))?;
+        let maildirs: Vec<String> = c
+            .query(
+                "SELECT maildir FROM accounts WHERE domain_id = $1 ORDER BY local_part",
+                &[&id],
+            )?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let mut warnings = Vec::new();
+        if !refs.is_empty() {
+            let what: Vec<&str> = refs.iter().map(|p| p.what.as_str()).collect();
+            let w = format!("still referenced by {}", what.join(", "));
+            if !force {
+                return Err(AdminError::Conflict(format!(
+                    "refused: {name} is {w}; --force deletes it anyway"
+                )));
+            }
+            warnings.push(w);
+        }
+        if !maildirs.is_empty() && !force {
+            return Err(AdminError::Conflict(format!(
+                "refused: {name} has {} account(s); --force deletes them too \
+                 (their Maildirs stay unless --purge)",
+                maildirs.len()
+            )));
+        }
+        c.execute("DELETE FROM accounts WHERE domain_id = $1", &[&id])?;
+        c.execute("DELETE FROM domains WHERE id = $1", &[&id])?;
+        Ok(Deleted {
+            name: name.clone(),
+            maildirs,
+            warnings,
+        })
+    })
+}
+
+// ---------------------------------------------------------------- alias domains
+
+/// An alias domain.
+#[derive(Debug, Clone, Serialize)]
+pub struct AliasDomain {
+    pub name: String,
+    pub unicode: String,
+    /// The primary domain.
+    pub domain: String,
 }
 
 /// Make `alias` an alias domain of `domain`.
@@ -307,6 +771,701 @@ pub fn alias_domain_add(client: &mut Client, raw_alias: &str, raw_domain: &str) 
             })
         })?;
     Ok(alias)
+}
+
+/// Remove an alias domain. Refused while aliases elsewhere point into it,
+/// unless `force`.
+pub fn alias_domain_delete(client: &mut Client, raw: &str, force: bool) -> Result<Deleted> {
+    let alias = domain_name(raw)?;
+    in_tx(client, |c| {
+        let row = c.query_opt(
+            "SELECT domain_id FROM alias_domains WHERE name = $1 FOR UPDATE",
+            &[&alias],
+        )?;
+        let Some(row) = row else {
+            return Err(AdminError::NotFound(format!("no alias domain {alias}")));
+        };
+        let id: i64 = row.get(0);
+        let refs = referrers(c, std::slice::from_ref(&alias), None, None)?;
+        let mut warnings = Vec::new();
+        // References from the primary domain itself count too: after the
+        // delete, `x@alias` is just a remote address.
+        if !refs.is_empty() {
+            let what: Vec<&str> = refs.iter().map(|p| p.what.as_str()).collect();
+            let w = format!("still referenced by {}", what.join(", "));
+            if !force {
+                return Err(AdminError::Conflict(format!(
+                    "refused: {alias} is {w}; --force deletes it anyway"
+                )));
+            }
+            warnings.push(w);
+        }
+        let _ = id;
+        c.execute("DELETE FROM alias_domains WHERE name = $1", &[&alias])?;
+        Ok(Deleted {
+            name: alias.clone(),
+            maildirs: Vec::new(),
+            warnings,
+        })
+    })
+}
+
+/// Point an alias domain at another primary domain.
+pub fn alias_domain_move(
+    client: &mut Client,
+    raw_alias: &str,
+    raw_domain: &str,
+) -> Result<AliasDomain> {
+    let alias = domain_name(raw_alias)?;
+    let domain = domain_name(raw_domain)?;
+    let id = domain_id(client, &domain)?;
+    let n = client.execute(
+        "UPDATE alias_domains SET domain_id = $2 WHERE name = $1",
+        &[&alias, &id],
+    )?;
+    if n == 0 {
+        return Err(AdminError::NotFound(format!("no alias domain {alias}")));
+    }
+    Ok(AliasDomain {
+        unicode: unicode(&alias),
+        name: alias,
+        domain,
+    })
+}
+
+/// Alias domains, of one primary domain or all.
+pub fn alias_domain_list(
+    client: &mut Client,
+    raw_domain: Option<&str>,
+) -> Result<Vec<AliasDomain>> {
+    let filter = raw_domain.map(domain_name).transpose()?;
+    if let Some(d) = &filter {
+        domain_id(client, d)?;
+    }
+    Ok(client
+        .query(
+            "SELECT a.name, d.name FROM alias_domains a JOIN domains d ON d.id = a.domain_id
+              WHERE $1::text IS NULL OR d.name = $1 ORDER BY a.name",
+            &[&filter],
+        )?
+        .iter()
+        .map(|r| {
+            let name: String = r.get(0);
+            AliasDomain {
+                unicode: unicode(&name),
+                name,
+                domain: r.get(1),
+            }
+        })
+        .collect())
+}
+
+// ---------------------------------------------------------------- accounts
+
+/// A new account's settings; the default is an active account with the
+/// default Maildir, no password and the domain's limits.
+#[derive(Debug)]
+pub struct NewAccount {
+    /// Relative to `mail.root`; default `DOMAIN/LOCAL/Maildir/`.
+    pub maildir: Option<String>,
+    pub password_hash: Option<String>,
+    /// `None`: the domain's default.
+    pub quota_bytes: Option<i64>,
+    pub quota_messages: Option<i64>,
+    pub active: bool,
+}
+
+impl Default for NewAccount {
+    fn default() -> NewAccount {
+        NewAccount {
+            maildir: None,
+            password_hash: None,
+            quota_bytes: None,
+            quota_messages: None,
+            active: true,
+        }
+    }
+}
+
+/// An account as `list` and `show` give it. The password hash is never
+/// part of it, only whether there is one and its scheme.
+#[derive(Debug, Clone, Serialize)]
+pub struct Account {
+    pub address: String,
+    pub local_part: String,
+    pub domain: String,
+    /// Relative to mail.root.
+    pub maildir: String,
+    pub active: bool,
+    pub domain_active: bool,
+    /// `SHA512-CRYPT`, `ARGON2ID`, …; `None` when it cannot log in.
+    pub password_scheme: Option<String>,
+    /// The account's own limits (`None`: the domain's).
+    pub quota_bytes: Option<i64>,
+    pub quota_messages: Option<i64>,
+    /// What applies: its own, else the domain's; `None` or 0 = unlimited.
+    pub effective_quota_bytes: Option<i64>,
+    pub effective_quota_messages: Option<i64>,
+    pub created_at: String,
+}
+
+const ACCOUNT_SELECT: &str = "\
+SELECT a.local_part, d.name, a.maildir, a.active, d.active, a.password_hash,
+       a.quota_bytes, a.quota_messages,
+       coalesce(a.quota_bytes, d.quota_bytes), coalesce(a.quota_messages, d.quota_messages),
+       a.created_at::text
+  FROM accounts a JOIN domains d ON d.id = a.domain_id";
+
+fn account_row(r: &postgres::Row) -> Account {
+    let local: String = r.get(0);
+    let domain: String = r.get(1);
+    let hash: Option<String> = r.get(5);
+    Account {
+        address: format!("{local}@{domain}"),
+        local_part: local,
+        domain,
+        maildir: r.get(2),
+        active: r.get(3),
+        domain_active: r.get(4),
+        password_scheme: hash.as_deref().map(|h| {
+            crate::password::scheme_of(h)
+                .unwrap_or("unknown")
+                .to_string()
+        }),
+        quota_bytes: r.get(6),
+        quota_messages: r.get(7),
+        effective_quota_bytes: r.get(8),
+        effective_quota_messages: r.get(9),
+        created_at: r.get(10),
+    }
+}
+
+/// Add an account.
+pub fn account_add(client: &mut Client, raw: &str, new: &NewAccount) -> Result<Account> {
+    let (local, domain) = address(raw)?;
+    let maildir = match &new.maildir {
+        Some(m) => check_maildir(m)?,
+        None => format!("{domain}/{local}/Maildir/"),
+    };
+    let id = domain_id(client, &domain)?;
+    client
+        .execute(
+            "INSERT INTO accounts (domain_id, local_part, maildir, password_hash,
+                                   quota_bytes, quota_messages, active)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            &[
+                &id,
+                &local,
+                &maildir,
+                &new.password_hash,
+                &new.quota_bytes,
+                &new.quota_messages,
+                &new.active,
+            ],
+        )
+        .map_err(|e| {
+            conflict(e, || {
+                format!("{local}@{domain} is already an account or a relocated address")
+            })
+        })?;
+    account_show(client, &format!("{local}@{domain}"))
+}
+
+/// One account.
+pub fn account_show(client: &mut Client, raw: &str) -> Result<Account> {
+    let (local, domain) = address(raw)?;
+    domain_id(client, &domain)?;
+    client
+        .query_opt(
+            &format!("{ACCOUNT_SELECT} WHERE d.name = $1 AND a.local_part = $2"),
+            &[&domain, &local],
+        )?
+        .map(|r| account_row(&r))
+        .ok_or_else(|| AdminError::NotFound(format!("no account {local}@{domain}")))
+}
+
+/// Accounts, of one domain or all.
+pub fn account_list(client: &mut Client, raw_domain: Option<&str>) -> Result<Vec<Account>> {
+    let filter = raw_domain.map(domain_name).transpose()?;
+    if let Some(d) = &filter {
+        domain_id(client, d)?;
+    }
+    Ok(client
+        .query(
+            &format!(
+                "{ACCOUNT_SELECT} WHERE $1::text IS NULL OR d.name = $1 ORDER BY d.name, a.local_part"
+            ),
+            &[&filter],
+        )?
+        .iter()
+        .map(account_row)
+        .collect())
+}
+
+/// Run an UPDATE on one account; not found when it matched nothing.
+fn account_update(
+    client: &mut Client,
+    raw: &str,
+    set: &str,
+    params: &[&(dyn postgres::types::ToSql + Sync)],
+) -> Result<String> {
+    let (local, domain) = address(raw)?;
+    domain_id(client, &domain)?;
+    let mut all: Vec<&(dyn postgres::types::ToSql + Sync)> = vec![&domain, &local];
+    all.extend_from_slice(params);
+    let n = client.execute(
+        &format!(
+            "UPDATE accounts a SET {set} FROM domains d
+              WHERE a.domain_id = d.id AND d.name = $1 AND a.local_part = $2"
+        ),
+        &all,
+    )?;
+    if n == 0 {
+        return Err(AdminError::NotFound(format!("no account {local}@{domain}")));
+    }
+    Ok(format!("{local}@{domain}"))
+}
+
+/// Enable or disable an account.
+pub fn account_set_active(client: &mut Client, raw: &str, active: bool) -> Result<String> {
+    account_update(client, raw, "active = $3", &[&active])
+}
+
+/// Store a new password hash (see [`crate::password::hash`]).
+pub fn account_password(client: &mut Client, raw: &str, hash: &str) -> Result<String> {
+    account_update(client, raw, "password_hash = $3", &[&hash])
+}
+
+/// Set an account's own limits (`None` leaves one as it is), or with
+/// `inherit` drop both so the domain's defaults apply.
+pub fn account_quota(
+    client: &mut Client,
+    raw: &str,
+    bytes: Option<i64>,
+    messages: Option<i64>,
+    inherit: bool,
+) -> Result<Account> {
+    let addr = if inherit {
+        account_update(
+            client,
+            raw,
+            "quota_bytes = NULL, quota_messages = NULL",
+            &[],
+        )?
+    } else {
+        account_update(
+            client,
+            raw,
+            "quota_bytes = coalesce($3, a.quota_bytes), quota_messages = coalesce($4, a.quota_messages)",
+            &[&bytes, &messages],
+        )?
+    };
+    account_show(client, &addr)
+}
+
+/// Delete an account (its Maildir stays; see [`purge_maildir`]). Refused,
+/// unless `force`, when an alias or catch-all that delivers today would
+/// stop delivering.
+pub fn account_delete(
+    client: &mut Client,
+    rules: &Rules,
+    raw: &str,
+    force: bool,
+) -> Result<Deleted> {
+    let (local, domain) = address(raw)?;
+    let id = domain_id(client, &domain)?;
+    let names = names_of(client, id, &domain)?;
+    let probes = referrers(client, &names, Some(&local), None)?;
+    let addr = format!("{local}@{domain}");
+    let (maildir, warnings) = guarded(client, rules, &probes, force, |c| {
+        let row = c.query_opt(
+            "DELETE FROM accounts WHERE domain_id = $1 AND local_part = $2 RETURNING maildir",
+            &[&id, &local],
+        )?;
+        row.map(|r| r.get::<_, String>(0))
+            .ok_or_else(|| AdminError::NotFound(format!("no account {addr}")))
+    })?;
+    Ok(Deleted {
+        name: addr,
+        maildirs: vec![maildir],
+        warnings,
+    })
+}
+
+// ---------------------------------------------------------------- aliases and catch-alls
+
+/// An address with its destinations.
+#[derive(Debug, Clone, Serialize)]
+pub struct Alias {
+    pub address: String,
+    pub destinations: Vec<String>,
+}
+
+/// What a change of aliases or catch-alls did.
+#[derive(Debug, Clone, Serialize)]
+pub struct Changed {
+    /// The address (or domain, for a catch-all).
+    pub name: String,
+    /// The destinations added or removed.
+    pub destinations: Vec<String>,
+    pub warnings: Vec<String>,
+}
+
+fn destinations(raw: &[String]) -> Result<Vec<String>> {
+    let mut v: Vec<String> = Vec::with_capacity(raw.len());
+    for d in raw {
+        let d = destination(d)?;
+        if !v.iter().any(|x| x.eq_ignore_ascii_case(&d)) {
+            v.push(d);
+        }
+    }
+    Ok(v)
+}
+
+/// Add destinations to an alias (creating it). Refused, unless `force`,
+/// when the alias would not deliver afterwards (a destination that does
+/// not exist, a loop, a copy for itself without an account), or when it
+/// breaks an alias pointing at it.
+pub fn alias_add(
+    client: &mut Client,
+    rules: &Rules,
+    raw: &str,
+    dests: &[String],
+    force: bool,
+) -> Result<Changed> {
+    let (local, domain) = address(raw)?;
+    let dests = destinations(dests)?;
+    let id = domain_id(client, &domain)?;
+    let names = names_of(client, id, &domain)?;
+    let mut probes = vec![Probe {
+        what: format!("alias {local}@{domain}"),
+        local: local.clone(),
+        domain: domain.clone(),
+    }];
+    probes.extend(referrers(client, &names, Some(&local), None)?);
+    let (added, warnings) = in_tx(client, |c| {
+        let before = outcomes(c, &probes[1..], rules)?;
+        let mut added = Vec::new();
+        for d in &dests {
+            let n = c.execute(
+                "INSERT INTO aliases (domain_id, local_part, destination) VALUES ($1, $2, $3)
+                 ON CONFLICT DO NOTHING",
+                &[&id, &local, d],
+            )?;
+            if n == 1 {
+                added.push(d.clone());
+            }
+        }
+        if added.is_empty() {
+            return Err(AdminError::Conflict(format!(
+                "{local}@{domain} already has {}",
+                dests.join(", ")
+            )));
+        }
+        // The alias itself must deliver afterwards, whatever it did
+        // before, and nothing pointing at it may stop delivering.
+        let now = outcomes(c, &probes, rules)?;
+        let mut bad = Vec::new();
+        if let Err(f) = &now[0] {
+            bad.push(format!("{}: vdeliver would say {}", probes[0].what, say(f)));
+        }
+        bad.extend(broken(&probes[1..], &before, &now[1..]));
+        if !bad.is_empty() && !force {
+            return Err(AdminError::Conflict(format!(
+                "refused, this would break delivery ({}); --force adds it anyway",
+                bad.join("; ")
+            )));
+        }
+        Ok((added, bad))
+    })?;
+    Ok(Changed {
+        name: format!("{local}@{domain}"),
+        destinations: added,
+        warnings,
+    })
+}
+
+/// Remove some destinations of an alias, or all of them (`dests` empty).
+/// Refused, unless `force`, when something that delivers today would stop.
+pub fn alias_delete(
+    client: &mut Client,
+    rules: &Rules,
+    raw: &str,
+    dests: &[String],
+    force: bool,
+) -> Result<Changed> {
+    let (local, domain) = address(raw)?;
+    let dests = destinations(dests)?;
+    let id = domain_id(client, &domain)?;
+    let names = names_of(client, id, &domain)?;
+    let mut probes = referrers(client, &names, Some(&local), None)?;
+    if !dests.is_empty() {
+        // Removing some destinations must leave the alias delivering.
+        probes.push(Probe {
+            what: format!("alias {local}@{domain}"),
+            local: local.clone(),
+            domain: domain.clone(),
+        });
+    }
+    let addr = format!("{local}@{domain}");
+    let (removed, warnings) = guarded(client, rules, &probes, force, |c| {
+        let rows = if dests.is_empty() {
+            c.query(
+                "DELETE FROM aliases WHERE domain_id = $1 AND local_part = $2 RETURNING destination",
+                &[&id, &local],
+            )?
+        } else {
+            let mut rows = Vec::new();
+            for d in &dests {
+                let r = c.query(
+                    "DELETE FROM aliases WHERE domain_id = $1 AND local_part = $2
+                        AND lower(destination) = lower($3) RETURNING destination",
+                    &[&id, &local, d],
+                )?;
+                if r.is_empty() {
+                    return Err(AdminError::NotFound(format!(
+                        "alias {addr} has no destination {d}"
+                    )));
+                }
+                rows.extend(r);
+            }
+            rows
+        };
+        if rows.is_empty() {
+            return Err(AdminError::NotFound(format!("no alias {addr}")));
+        }
+        Ok(rows
+            .iter()
+            .map(|r| r.get::<_, String>(0))
+            .collect::<Vec<_>>())
+    })?;
+    Ok(Changed {
+        name: addr,
+        destinations: removed,
+        warnings,
+    })
+}
+
+/// Aliases, of one domain or all, one entry per address.
+pub fn alias_list(client: &mut Client, raw_domain: Option<&str>) -> Result<Vec<Alias>> {
+    let filter = raw_domain.map(domain_name).transpose()?;
+    if let Some(d) = &filter {
+        domain_id(client, d)?;
+    }
+    Ok(client
+        .query(
+            "SELECT a.local_part || '@' || d.name, array_agg(a.destination ORDER BY a.id)
+               FROM aliases a JOIN domains d ON d.id = a.domain_id
+              WHERE $1::text IS NULL OR d.name = $1
+              GROUP BY d.name, a.local_part ORDER BY d.name, a.local_part",
+            &[&filter],
+        )?
+        .iter()
+        .map(|r| Alias {
+            address: r.get(0),
+            destinations: r.get(1),
+        })
+        .collect())
+}
+
+/// Add catch-all destinations to a domain. Refused, unless `force`, when
+/// the catch-all would not deliver.
+pub fn catchall_add(
+    client: &mut Client,
+    rules: &Rules,
+    raw_domain: &str,
+    dests: &[String],
+    force: bool,
+) -> Result<Changed> {
+    let domain = domain_name(raw_domain)?;
+    let dests = destinations(dests)?;
+    let id = domain_id(client, &domain)?;
+    let probe = Probe {
+        what: format!("catch-all of {domain}"),
+        local: probe_local(),
+        domain: domain.clone(),
+    };
+    let (added, warnings) = in_tx(client, |c| {
+        let mut added = Vec::new();
+        for d in &dests {
+            let n = c.execute(
+                "INSERT INTO catchalls (domain_id, destination) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                &[&id, d],
+            )?;
+            if n == 1 {
+                added.push(d.clone());
+            }
+        }
+        if added.is_empty() {
+            return Err(AdminError::Conflict(format!(
+                "the catch-all of {domain} already has {}",
+                dests.join(", ")
+            )));
+        }
+        let now = outcomes(c, std::slice::from_ref(&probe), rules)?;
+        let bad: Vec<String> = now
+            .iter()
+            .filter_map(|r| r.as_ref().err())
+            .map(|f| format!("{}: vdeliver would say {}", probe.what, say(f)))
+            .collect();
+        if !bad.is_empty() && !force {
+            return Err(AdminError::Conflict(format!(
+                "refused, this would break delivery ({}); --force adds it anyway",
+                bad.join("; ")
+            )));
+        }
+        Ok((added, bad))
+    })?;
+    Ok(Changed {
+        name: domain,
+        destinations: added,
+        warnings,
+    })
+}
+
+/// Remove some catch-all destinations of a domain, or all.
+pub fn catchall_delete(client: &mut Client, raw_domain: &str, dests: &[String]) -> Result<Changed> {
+    let domain = domain_name(raw_domain)?;
+    let dests = destinations(dests)?;
+    let id = domain_id(client, &domain)?;
+    let removed = in_tx(client, |c| {
+        let rows = if dests.is_empty() {
+            c.query(
+                "DELETE FROM catchalls WHERE domain_id = $1 RETURNING destination",
+                &[&id],
+            )?
+        } else {
+            let mut rows = Vec::new();
+            for d in &dests {
+                let r = c.query(
+                    "DELETE FROM catchalls WHERE domain_id = $1 AND lower(destination) = lower($2)
+                     RETURNING destination",
+                    &[&id, d],
+                )?;
+                if r.is_empty() {
+                    return Err(AdminError::NotFound(format!(
+                        "the catch-all of {domain} has no destination {d}"
+                    )));
+                }
+                rows.extend(r);
+            }
+            rows
+        };
+        if rows.is_empty() {
+            return Err(AdminError::NotFound(format!("{domain} has no catch-all")));
+        }
+        Ok(rows
+            .iter()
+            .map(|r| r.get::<_, String>(0))
+            .collect::<Vec<_>>())
+    })?;
+    Ok(Changed {
+        name: domain,
+        destinations: removed,
+        warnings: Vec::new(),
+    })
+}
+
+/// Catch-alls, of one domain or all.
+pub fn catchall_list(client: &mut Client, raw_domain: Option<&str>) -> Result<Vec<Alias>> {
+    let filter = raw_domain.map(domain_name).transpose()?;
+    if let Some(d) = &filter {
+        domain_id(client, d)?;
+    }
+    Ok(client
+        .query(
+            "SELECT d.name, array_agg(c.destination ORDER BY c.id)
+               FROM catchalls c JOIN domains d ON d.id = c.domain_id
+              WHERE $1::text IS NULL OR d.name = $1
+              GROUP BY d.name ORDER BY d.name",
+            &[&filter],
+        )?
+        .iter()
+        .map(|r| Alias {
+            address: r.get(0),
+            destinations: r.get(1),
+        })
+        .collect())
+}
+
+// ---------------------------------------------------------------- relocated
+
+/// A relocated address.
+#[derive(Debug, Clone, Serialize)]
+pub struct Relocated {
+    pub address: String,
+    pub new_address: String,
+}
+
+/// Record that an address has moved. The address must not be an account
+/// (mail to it now bounces naming the new address, #5.1.6).
+pub fn relocated_add(client: &mut Client, raw: &str, new_address: &str) -> Result<Relocated> {
+    let (local, domain) = address(raw)?;
+    let new = new_address.trim();
+    let (nl, nd) = plan::split_address(new)
+        .map_err(|w| AdminError::Invalid(format!("bad new address {new_address:?}: {w}")))?;
+    let new = format!("{nl}@{nd}");
+    if new.eq_ignore_ascii_case(&format!("{local}@{domain}")) {
+        return Err(AdminError::Invalid(format!(
+            "{local}@{domain} cannot move to itself"
+        )));
+    }
+    let id = domain_id(client, &domain)?;
+    client
+        .execute(
+            "INSERT INTO relocated (domain_id, local_part, new_address) VALUES ($1, $2, $3)",
+            &[&id, &local, &new],
+        )
+        .map_err(|e| {
+            conflict(e, || {
+                format!("{local}@{domain} is an account or already relocated")
+            })
+        })?;
+    Ok(Relocated {
+        address: format!("{local}@{domain}"),
+        new_address: new,
+    })
+}
+
+/// Forget that an address has moved.
+pub fn relocated_delete(client: &mut Client, raw: &str) -> Result<Relocated> {
+    let (local, domain) = address(raw)?;
+    let id = domain_id(client, &domain)?;
+    let row = client.query_opt(
+        "DELETE FROM relocated WHERE domain_id = $1 AND local_part = $2 RETURNING new_address",
+        &[&id, &local],
+    )?;
+    row.map(|r| Relocated {
+        address: format!("{local}@{domain}"),
+        new_address: r.get(0),
+    })
+    .ok_or_else(|| AdminError::NotFound(format!("no relocated address {local}@{domain}")))
+}
+
+/// Relocated addresses, of one domain or all.
+pub fn relocated_list(client: &mut Client, raw_domain: Option<&str>) -> Result<Vec<Relocated>> {
+    let filter = raw_domain.map(domain_name).transpose()?;
+    if let Some(d) = &filter {
+        domain_id(client, d)?;
+    }
+    Ok(client
+        .query(
+            "SELECT r.local_part || '@' || d.name, r.new_address
+               FROM relocated r JOIN domains d ON d.id = r.domain_id
+              WHERE $1::text IS NULL OR d.name = $1 ORDER BY d.name, r.local_part",
+            &[&filter],
+        )?
+        .iter()
+        .map(|r| Relocated {
+            address: r.get(0),
+            new_address: r.get(1),
+        })
+        .collect())
+}
+
+/// Whether an exit code is a delivery (0 or 99).
+pub fn delivers(exit: Exit) -> bool {
+    matches!(exit, Exit::Delivered | Exit::DeliveredStop)
 }
 
 #[cfg(test)]
@@ -335,9 +1494,54 @@ mod tests {
         assert_eq!(check_maildir("x/y").unwrap(), "x/y/");
         assert!(check_maildir("../y").is_err());
         assert!(check_maildir("/y").is_err());
+        assert!(check_maildir("./").is_err());
         assert!(destination("%n@%d").is_ok());
-        assert!(destination("a@b.org").is_ok());
+        assert_eq!(destination("a@B.Org").unwrap(), "a@b.org");
         assert!(destination("nope").is_err());
         assert!(destination("%q@x.org").is_err());
+    }
+
+    #[test]
+    fn idn_forms() {
+        assert_eq!(
+            domain_name("Bücher.Example").unwrap(),
+            "xn--bcher-kva.example"
+        );
+        assert_eq!(unicode("xn--bcher-kva.example"), "bücher.example");
+        assert_eq!(
+            both_forms("xn--bcher-kva.example"),
+            "bücher.example (xn--bcher-kva.example)"
+        );
+        assert_eq!(both_forms("example.com"), "example.com");
+    }
+
+    #[test]
+    fn sizes() {
+        let cases = [
+            ("0", 0),
+            ("unlimited", 0),
+            ("123", 123),
+            ("1k", 1024),
+            ("2G", 2 << 30),
+            ("2 GiB", 2 << 30),
+            ("500M", 500 << 20),
+            ("1.5K", 1536),
+            ("1T", 1 << 40),
+        ];
+        for (s, want) in cases {
+            assert_eq!(parse_size(s).unwrap(), want, "{s}");
+        }
+        for bad in ["", "-1", "1X", "G", ".5G", "1.2.3", "99999999999999999999"] {
+            assert!(parse_size(bad).is_err(), "{bad}");
+        }
+        assert_eq!(parse_count("50000").unwrap(), 50000);
+        assert_eq!(parse_count("unlimited").unwrap(), 0);
+        assert!(parse_count("-3").is_err());
+        assert!(parse_count("1.5").is_err());
+        assert_eq!(human_size(2 << 30), "2 GiB");
+        assert_eq!(human_size(1536), "1.5 KiB");
+        assert_eq!(human_size(12), "12 B");
+        assert_eq!(human_limit(Some(0)), "unlimited");
+        assert_eq!(human_limit(None), "unlimited");
     }
 }

@@ -20,6 +20,16 @@ pub struct Config {
     pub mail: Mail,
     pub delivery: Delivery,
     pub forward: Forward,
+    pub password: Password,
+}
+
+/// How `vmailctl` hashes the passwords it stores.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Password {
+    /// `"SHA512-CRYPT"` (the default; every Dovecot verifies it) or
+    /// `"ARGON2ID"` (Dovecot built with libsodium).
+    pub scheme: crate::password::Scheme,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]

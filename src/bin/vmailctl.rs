@@ -1,21 +1,46 @@
-//! vmailctl: administration of the vdeliver database.
+//! vmailctl: administration of the vdeliver database. Glue: parse the
+//! command line, call `vdeliver::admin`, print text or JSON.
+//!
+//! Exit codes: 0 success; 1 the operation failed (not found, conflict,
+//! database, a failed check, an address vdeliver would not deliver); 2 bad
+//! input or usage (clap's own code for usage errors).
 
-use clap::{Parser, Subcommand};
-use std::path::PathBuf;
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand};
+use serde::Serialize;
+use serde_json::json;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use vdeliver::admin::{self, AdminError, NewAccount};
-use vdeliver::{config, db, password};
+use vdeliver::admin::{self, both_forms, human_count, human_limit, AdminError, DomainSettings};
+use vdeliver::config::{self, Config};
+use vdeliver::{db, deliver, password};
+
+const TOP_EXAMPLES: &str = "\
+Examples:
+  vmailctl migrate
+  vmailctl domain add example.com --quota-bytes 2G --quota-messages 50000
+  vmailctl account add alice@example.com --password
+  vmailctl alias add team@example.com alice@example.com bob@remote.org
+  vmailctl resolve team@example.com
+  vmailctl check --user vmail
+
+Exit codes: 0 success, 1 the operation failed, 2 bad input or usage.
+Every command takes --json for machine-readable output.";
 
 #[derive(Parser)]
 #[command(
     name = "vmailctl",
     version,
-    about = "Administer vdeliver's virtual domains and accounts"
+    about = "Administer vdeliver's virtual domains, accounts, aliases and quotas",
+    after_help = TOP_EXAMPLES
 )]
 struct Cli {
     /// Configuration file [default: $VDELIVER_CONFIG, else /etc/vdeliver/config.toml]
     #[arg(long, global = true, value_name = "PATH")]
     config: Option<PathBuf>,
+    /// Print JSON instead of text
+    #[arg(long, global = true)]
+    json: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -24,79 +49,235 @@ struct Cli {
 enum Command {
     /// Create or upgrade the database schema (idempotent)
     Migrate,
-    /// Domains
+    /// Domains: add, delete, list, show, set
     #[command(subcommand)]
     Domain(DomainCmd),
+    /// Alias domains (another name for a domain, sharing its addresses)
+    #[command(subcommand, name = "alias-domain")]
+    AliasDomain(AliasDomainCmd),
     /// Accounts (mailboxes)
     #[command(subcommand)]
     Account(AccountCmd),
-    /// Alias domains (another name for a domain)
-    #[command(subcommand, name = "alias-domain")]
-    AliasDomain(AliasDomainCmd),
     /// Aliases: an address delivered to other addresses
     #[command(subcommand)]
     Alias(AliasCmd),
-    /// Catch-all destinations of a domain
+    /// Catch-all destinations of a domain (for addresses that exist nowhere else)
     #[command(subcommand)]
     Catchall(CatchallCmd),
-    /// Addresses that have moved (mail to them bounces naming the new one)
+    /// Addresses that have moved (mail to them bounces naming the new one, #5.1.6)
     #[command(subcommand)]
     Relocated(RelocatedCmd),
-}
+    /// Dry run: what vdeliver would do with mail to ADDRESS, writing nothing
+    #[command(after_help = "\
+Prints the resolution (alias steps, extension, catch-all), the Maildirs with
+their quota, the remote forwards, and the exit code and line vdeliver would
+give. Exit 0 when vdeliver would deliver, 1 when it would bounce or defer.
 
-#[derive(Subcommand)]
-enum AliasDomainCmd {
-    /// e.g. `vmailctl alias-domain add example.net example.com`
-    Add { alias: String, domain: String },
-}
-
-#[derive(Subcommand)]
-enum AliasCmd {
-    /// e.g. `vmailctl alias add team@example.com alice@example.com bob@remote.org`;
-    /// `%n`, `%d` and `%=` stand for the local part, the domain and `local=domain` as addressed
-    Add {
+Examples:
+  vmailctl resolve alice@example.com
+  vmailctl resolve alice-lists@example.com --sender bob@remote.org
+  vmailctl resolve nobody@example.com --fallback delete")]
+    Resolve {
         address: String,
-        #[arg(required = true)]
-        destinations: Vec<String>,
+        /// Envelope sender [default: <>]
+        #[arg(long, value_name = "ADDRESS")]
+        sender: Option<String>,
+        /// vpopmail-style fallback for unknown users, as on the .qmail line
+        /// (bounce-no-mailbox, delete, an address, a Maildir path)
+        #[arg(long, value_name = "ARG")]
+        fallback: Option<String>,
     },
-}
-
-#[derive(Subcommand)]
-enum CatchallCmd {
-    /// e.g. `vmailctl catchall add example.com postmaster@example.com`
-    Add {
-        domain: String,
-        #[arg(required = true)]
-        destinations: Vec<String>,
-    },
-}
-
-#[derive(Subcommand)]
-enum RelocatedCmd {
-    /// e.g. `vmailctl relocated add old@example.com new@example.org`
-    Add {
+    /// Quota usage of an account against its limits, from maildirsize
+    #[command(after_help = "\
+Examples:
+  vmailctl quota alice@example.com
+  vmailctl quota alice@example.com --recalc")]
+    Quota {
         address: String,
-        new_address: String,
+        /// Recount the Maildir and rewrite maildirsize first
+        #[arg(long)]
+        recalc: bool,
     },
+    /// Check the installation: configuration, database, schema, mail root, qmail-queue
+    #[command(after_help = "\
+One line per check; exit 1 if any fails.
+
+Examples:
+  vmailctl check
+  vmailctl check --user vmail --json")]
+    Check {
+        /// The user qmail-local runs vdeliver as [default: the owner of mail.root]
+        #[arg(long, value_name = "USER")]
+        user: Option<String>,
+    },
+}
+
+#[derive(Args)]
+struct DomainOpts {
+    /// Default quota for the domain's accounts: bytes or 500M, 2G, … (binary units); 0 = unlimited
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    quota_bytes: Option<i64>,
+    /// Default message limit for the domain's accounts; 0 = unlimited
+    #[arg(long, value_name = "N", value_parser = parse_count)]
+    quota_messages: Option<i64>,
+    /// A free-text note
+    #[arg(long)]
+    note: Option<String>,
 }
 
 #[derive(Subcommand)]
 enum DomainCmd {
-    /// Add a domain, e.g. `vmailctl domain add example.com`
-    Add { domain: String },
+    /// Add a domain
+    #[command(after_help = "\
+Examples:
+  vmailctl domain add example.com
+  vmailctl domain add bücher.example --quota-bytes 2G --quota-messages 50000 --note 'Books Ltd'
+  vmailctl domain add example.org --disabled")]
+    Add {
+        domain: String,
+        #[command(flatten)]
+        opts: DomainOpts,
+        /// Add it disabled (mail to it bounces, #5.2.1)
+        #[arg(long)]
+        disabled: bool,
+    },
+    /// Change a domain's quota defaults, note or active flag
+    #[command(after_help = "\
+Examples:
+  vmailctl domain set example.com --quota-bytes 5G
+  vmailctl domain set example.com --disable")]
+    Set {
+        domain: String,
+        #[command(flatten)]
+        opts: DomainOpts,
+        /// Mail to the domain bounces (#5.2.1)
+        #[arg(long, conflicts_with = "enable")]
+        disable: bool,
+        #[arg(long)]
+        enable: bool,
+    },
+    /// Delete a domain (its Maildirs stay unless --purge)
+    #[command(after_help = "\
+A domain with accounts needs --force. Deletes its alias domains, aliases,
+catch-alls and relocated addresses too.
+
+Examples:
+  vmailctl domain delete example.org
+  vmailctl domain delete example.com --force --purge")]
+    Delete {
+        domain: String,
+        /// Delete its accounts too, and ignore aliases elsewhere pointing into it
+        #[arg(long)]
+        force: bool,
+        /// Also remove the accounts' Maildirs from disk (beneath mail.root only)
+        #[arg(long, requires = "force")]
+        purge: bool,
+    },
+    /// List domains
+    List,
+    /// Show one domain
+    #[command(after_help = "Example:\n  vmailctl domain show example.com --json")]
+    Show { domain: String },
+}
+
+#[derive(Subcommand)]
+enum AliasDomainCmd {
+    /// Make ALIAS another name for DOMAIN
+    #[command(after_help = "Example:\n  vmailctl alias-domain add example.net example.com")]
+    Add { alias: String, domain: String },
+    /// Remove an alias domain
+    #[command(after_help = "Example:\n  vmailctl alias-domain delete example.net")]
+    Delete {
+        alias: String,
+        /// Even while aliases point into it
+        #[arg(long)]
+        force: bool,
+    },
+    /// Point an alias domain at another domain
+    #[command(after_help = "Example:\n  vmailctl alias-domain move example.net example.org")]
+    Move { alias: String, domain: String },
+    /// List alias domains (of DOMAIN, or all)
+    List { domain: Option<String> },
 }
 
 #[derive(Subcommand)]
 enum AccountCmd {
-    /// Add an account, e.g. `vmailctl account add alice@example.com`
+    /// Add an account
+    #[command(after_help = "\
+The password is read from the terminal (--password) or from the first line of
+standard input (--password-stdin), never from the command line.
+
+Examples:
+  vmailctl account add alice@example.com --password
+  printf '%s\\n' \"$pw\" | vmailctl account add bob@example.com --password-stdin --quota-bytes 1G
+  vmailctl account add carol@example.com --maildir example.com/c/carol/Maildir/")]
     Add {
         address: String,
         /// Maildir path relative to mail.root [default: DOMAIN/LOCAL/Maildir/]
         #[arg(long)]
         maildir: Option<String>,
+        /// Ask for a password on the terminal
+        #[arg(long, conflicts_with = "password_stdin")]
+        password: bool,
         /// Read the password from the first line of standard input
         #[arg(long)]
         password_stdin: bool,
+        /// Own quota (else the domain's default): bytes or 500M, 2G, …; 0 = unlimited
+        #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+        quota_bytes: Option<i64>,
+        /// Own message limit (else the domain's default); 0 = unlimited
+        #[arg(long, value_name = "N", value_parser = parse_count)]
+        quota_messages: Option<i64>,
+        /// Add it disabled
+        #[arg(long)]
+        disabled: bool,
+    },
+    /// Delete an account (its Maildir stays unless --purge)
+    #[command(after_help = "\
+Refused when an alias or catch-all that delivers today would stop delivering,
+unless --force.
+
+Examples:
+  vmailctl account delete alice@example.com
+  vmailctl account delete alice@example.com --purge")]
+    Delete {
+        address: String,
+        #[arg(long)]
+        force: bool,
+        /// Also remove the Maildir from disk (beneath mail.root only, never through a symlink)
+        #[arg(long)]
+        purge: bool,
+    },
+    /// List accounts (of DOMAIN, or all)
+    #[command(after_help = "Example:\n  vmailctl account list example.com --json")]
+    List { domain: Option<String> },
+    /// Show one account
+    Show { address: String },
+    /// Set the password (from the terminal, or --password-stdin)
+    #[command(after_help = "\
+Examples:
+  vmailctl account password alice@example.com
+  printf '%s\\n' \"$pw\" | vmailctl account password alice@example.com --password-stdin")]
+    Password {
+        address: String,
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Set the account's own limits, or --inherit the domain's
+    #[command(after_help = "\
+Examples:
+  vmailctl account quota alice@example.com --bytes 5G --messages 100000
+  vmailctl account quota alice@example.com --bytes unlimited
+  vmailctl account quota alice@example.com --inherit")]
+    Quota {
+        address: String,
+        #[arg(long, value_name = "SIZE", value_parser = parse_size, conflicts_with = "inherit")]
+        bytes: Option<i64>,
+        #[arg(long, value_name = "N", value_parser = parse_count, conflicts_with = "inherit")]
+        messages: Option<i64>,
+        /// Use the domain's defaults
+        #[arg(long, required_unless_present_any = ["bytes", "messages"])]
+        inherit: bool,
     },
     /// Stop delivering to an account (mail to it bounces with #5.2.1)
     Disable { address: String },
@@ -104,94 +285,710 @@ enum AccountCmd {
     Enable { address: String },
 }
 
+#[derive(Subcommand)]
+enum AliasCmd {
+    /// Add destinations to an alias
+    #[command(after_help = "\
+A destination equal to the address itself keeps a copy in its own mailbox.
+%n, %d and %= stand for the local part, the domain and local=domain as
+addressed. Refused when the alias would not deliver (no such destination, a
+loop), unless --force.
+
+Examples:
+  vmailctl alias add team@example.com alice@example.com bob@remote.org
+  vmailctl alias add alice@example.com alice@example.com alice@home.example
+  vmailctl alias add %n@example.net %n@example.com")]
+    Add {
+        address: String,
+        #[arg(required = true)]
+        destinations: Vec<String>,
+        #[arg(long)]
+        force: bool,
+    },
+    /// Remove the given destinations of an alias, or all of them
+    #[command(after_help = "\
+Examples:
+  vmailctl alias delete team@example.com bob@remote.org
+  vmailctl alias delete team@example.com")]
+    Delete {
+        address: String,
+        destinations: Vec<String>,
+        #[arg(long)]
+        force: bool,
+    },
+    /// List aliases (of DOMAIN, or all)
+    List { domain: Option<String> },
+}
+
+#[derive(Subcommand)]
+enum CatchallCmd {
+    /// Add catch-all destinations to a domain
+    #[command(after_help = "\
+Examples:
+  vmailctl catchall add example.com postmaster@example.com
+  vmailctl catchall add example.com %n@legacy.example")]
+    Add {
+        domain: String,
+        #[arg(required = true)]
+        destinations: Vec<String>,
+        #[arg(long)]
+        force: bool,
+    },
+    /// Remove the given catch-all destinations, or all of them
+    Delete {
+        domain: String,
+        destinations: Vec<String>,
+    },
+    /// List catch-alls (of DOMAIN, or all)
+    List { domain: Option<String> },
+}
+
+#[derive(Subcommand)]
+enum RelocatedCmd {
+    /// Record that ADDRESS has moved to NEW_ADDRESS
+    #[command(after_help = "Example:\n  vmailctl relocated add old@example.com new@example.org")]
+    Add {
+        address: String,
+        new_address: String,
+    },
+    /// Forget a relocated address
+    Delete { address: String },
+    /// List relocated addresses (of DOMAIN, or all)
+    List { domain: Option<String> },
+}
+
+fn parse_size(s: &str) -> Result<i64, String> {
+    admin::parse_size(s).map_err(|e| e.to_string())
+}
+
+fn parse_count(s: &str) -> Result<i64, String> {
+    admin::parse_count(s).map_err(|e| e.to_string())
+}
+
+/// What a command prints: text lines, or the JSON value.
+struct Report {
+    text: String,
+    json: serde_json::Value,
+    /// 0, or 1 for a result that is itself a failure (a failed check).
+    code: u8,
+}
+
+impl Report {
+    fn new(text: impl Into<String>, json: impl Serialize) -> anyhow::Result<Report> {
+        Ok(Report {
+            text: text.into(),
+            json: serde_json::to_value(json)?,
+            code: 0,
+        })
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let json = cli.json;
     match run(cli) {
-        Ok(line) => {
-            println!("{line}");
-            ExitCode::SUCCESS
+        Ok(r) => {
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&r.json).unwrap_or_default()
+                );
+            } else if !r.text.is_empty() {
+                println!("{}", r.text.trim_end_matches('\n'));
+            }
+            ExitCode::from(r.code)
         }
         Err(e) => {
-            eprintln!("vmailctl: {e}");
-            ExitCode::from(e.exit_code() as u8)
+            let code = e
+                .downcast_ref::<AdminError>()
+                .map_or(1, AdminError::exit_code);
+            eprintln!("vmailctl: {e:#}");
+            ExitCode::from(code)
         }
     }
 }
 
-fn run(cli: Cli) -> Result<String, AdminError> {
+fn config_path(cli: &Option<PathBuf>) -> PathBuf {
     let env_config = std::env::var("VDELIVER_CONFIG").ok();
-    let path = config::choose_path(cli.config.as_deref(), env_config.as_deref());
-    let cfg =
-        config::load(&path).map_err(|e| AdminError::Invalid(format!("configuration: {e}")))?;
-    // Validate the input before touching the database.
+    config::choose_path(cli.as_deref(), env_config.as_deref())
+}
+
+fn load(path: &Path) -> Result<Config, AdminError> {
+    config::load(path).map_err(|e| AdminError::Failed(format!("configuration: {e}")))
+}
+
+fn run(cli: Cli) -> anyhow::Result<Report> {
+    let path = config_path(&cli.config);
+    // Commands that need no database connection of their own.
+    match &cli.command {
+        Command::Check { user } => return check(&path, user.as_deref()),
+        Command::Resolve {
+            address,
+            sender,
+            fallback,
+        } => {
+            let cfg = load(&path)?;
+            return resolve(&cfg, address, sender.as_deref(), fallback.as_deref());
+        }
+        _ => {}
+    }
+    let cfg = load(&path)?;
+    // Validate what needs no database, and read the password, first.
     let password_hash = match &cli.command {
         Command::Account(AccountCmd::Add {
-            password_stdin: true,
+            password,
+            password_stdin,
             ..
-        }) => {
-            let pw =
-                password::read_line(&mut std::io::stdin().lock()).map_err(AdminError::Invalid)?;
-            Some(password::hash(pw.as_bytes()).map_err(AdminError::Invalid)?)
+        }) if *password || *password_stdin => Some(read_password(&cfg, *password_stdin)?),
+        Command::Account(AccountCmd::Password { password_stdin, .. }) => {
+            Some(read_password(&cfg, *password_stdin)?)
         }
         _ => None,
     };
     let mut client = db::connect(&cfg.database, "vmailctl")
-        .map_err(|e| AdminError::NotFound(format!("cannot reach the database: {e}")))?;
+        .map_err(|e| AdminError::Failed(format!("cannot reach the database: {e}")))?;
+    let c = &mut client;
+    let rules = deliver::rules(&cfg, None).map_err(|f| AdminError::Failed(f.text))?;
     match cli.command {
+        Command::Check { .. } | Command::Resolve { .. } => unreachable!("handled above"),
         Command::Migrate => {
-            let (before, after) = admin::migrate(&mut client)?;
-            Ok(if before == after {
+            let (before, after) = admin::migrate(c)?;
+            let text = if before == after {
                 format!("schema is at version {after}, nothing to do")
             } else {
                 format!("schema migrated from version {before} to {after}")
-            })
-        }
-        Command::Domain(DomainCmd::Add { domain }) => {
-            let name = admin::domain_add(&mut client, &domain)?;
-            Ok(format!("added domain {name}"))
-        }
-        Command::Account(AccountCmd::Add {
-            address, maildir, ..
-        }) => {
-            let new = NewAccount {
-                maildir,
-                password_hash,
             };
-            let (addr, md) = admin::account_add(&mut client, &address, &new)?;
-            Ok(format!("added account {addr} with Maildir {md}"))
+            Report::new(text, json!({"before": before, "after": after}))
         }
-        Command::Account(AccountCmd::Disable { address }) => Ok(format!(
-            "disabled {}",
-            admin::account_set_active(&mut client, &address, false)?
-        )),
-        Command::Account(AccountCmd::Enable { address }) => Ok(format!(
-            "enabled {}",
-            admin::account_set_active(&mut client, &address, true)?
-        )),
-        Command::AliasDomain(AliasDomainCmd::Add { alias, domain }) => {
-            let a = admin::alias_domain_add(&mut client, &alias, &domain)?;
-            Ok(format!("added alias domain {a}"))
+        Command::Domain(cmd) => domain(c, &cfg, cmd),
+        Command::AliasDomain(cmd) => alias_domain(c, cmd),
+        Command::Account(cmd) => account(c, &cfg, &rules, cmd, password_hash),
+        Command::Alias(cmd) => alias(c, &rules, cmd),
+        Command::Catchall(cmd) => catchall(c, &rules, cmd),
+        Command::Relocated(cmd) => relocated(c, cmd),
+        Command::Quota { address, recalc } => quota(c, &cfg, &address, recalc),
+    }
+}
+
+fn read_password(cfg: &Config, from_stdin: bool) -> anyhow::Result<String> {
+    let pw = if from_stdin {
+        password::read_line(&mut std::io::stdin().lock())
+    } else {
+        password::prompt("New password")
+    }
+    .map_err(AdminError::Invalid)?;
+    Ok(password::hash(cfg.password.scheme, pw.as_bytes()).map_err(AdminError::Failed)?)
+}
+
+fn settings(opts: DomainOpts, active: Option<bool>) -> DomainSettings {
+    DomainSettings {
+        quota_bytes: opts.quota_bytes,
+        quota_messages: opts.quota_messages,
+        active,
+        note: opts.note,
+    }
+}
+
+fn domain_text(d: &admin::Domain) -> String {
+    let mut t = format!(
+        "domain:         {}\nactive:         {}\nquota:          {}, {} messages (account default)\n\
+         accounts:       {}\naliases:        {}\nrelocated:      {}\n",
+        both_forms(&d.name),
+        yes_no(d.active),
+        human_limit(d.quota_bytes),
+        human_count(d.quota_messages),
+        d.accounts,
+        d.aliases,
+        d.relocated
+    );
+    let ads: Vec<String> = d.alias_domains.iter().map(|a| both_forms(a)).collect();
+    t += &format!(
+        "alias domains:  {}\n",
+        if ads.is_empty() {
+            "-".into()
+        } else {
+            ads.join(", ")
         }
-        Command::Alias(AliasCmd::Add {
-            address,
-            destinations,
-        }) => {
-            let a = admin::alias_add(&mut client, &address, &destinations)?;
-            Ok(format!("alias {a} -> {}", destinations.join(", ")))
+    );
+    t += &format!(
+        "catch-all:      {}\n",
+        if d.catchalls.is_empty() {
+            "-".into()
+        } else {
+            d.catchalls.join(", ")
         }
-        Command::Catchall(CatchallCmd::Add {
+    );
+    if !d.note.is_empty() {
+        t += &format!("note:           {}\n", d.note);
+    }
+    t += &format!("created:        {}", d.created_at);
+    t
+}
+
+fn yes_no(b: bool) -> &'static str {
+    if b {
+        "yes"
+    } else {
+        "no"
+    }
+}
+
+fn domain(c: &mut postgres::Client, cfg: &Config, cmd: DomainCmd) -> anyhow::Result<Report> {
+    match cmd {
+        DomainCmd::Add {
             domain,
-            destinations,
-        }) => {
-            let d = admin::catchall_add(&mut client, &domain, &destinations)?;
-            Ok(format!("catch-all of {d} -> {}", destinations.join(", ")))
+            opts,
+            disabled,
+        } => {
+            let d = admin::domain_add_with(c, &domain, &settings(opts, Some(!disabled)))?;
+            Report::new(format!("added domain {}", both_forms(&d.name)), d)
         }
-        Command::Relocated(RelocatedCmd::Add {
-            address,
-            new_address,
-        }) => {
-            let a = admin::relocated_add(&mut client, &address, &new_address)?;
-            Ok(format!("{a} has moved to {}", new_address.trim()))
+        DomainCmd::Set {
+            domain,
+            opts,
+            disable,
+            enable,
+        } => {
+            let active = match (disable, enable) {
+                (true, _) => Some(false),
+                (_, true) => Some(true),
+                _ => None,
+            };
+            let d = admin::domain_set(c, &domain, &settings(opts, active))?;
+            Report::new(domain_text(&d), d)
+        }
+        DomainCmd::Delete {
+            domain,
+            force,
+            purge,
+        } => {
+            let del = admin::domain_delete(c, &domain, force)?;
+            let mut text = format!("deleted domain {}", both_forms(&del.name));
+            let purged = purge_all(c, cfg, &del.maildirs, purge, &mut text)?;
+            warn(&del.warnings, &mut text);
+            Report::new(text, json!({"deleted": del, "purged": purged}))
+        }
+        DomainCmd::List => {
+            let v = admin::domain_list(c)?;
+            let mut t = String::new();
+            for d in &v {
+                t += &format!(
+                    "{}{}  accounts {}  quota {}/{} msgs{}\n",
+                    both_forms(&d.name),
+                    if d.active { "" } else { "  (disabled)" },
+                    d.accounts,
+                    human_limit(d.quota_bytes),
+                    human_count(d.quota_messages),
+                    if d.alias_domains.is_empty() {
+                        String::new()
+                    } else {
+                        format!("  alias domains {}", d.alias_domains.join(", "))
+                    }
+                );
+            }
+            Report::new(t, v)
+        }
+        DomainCmd::Show { domain } => {
+            let d = admin::domain_show(c, &domain)?;
+            Report::new(domain_text(&d), d)
         }
     }
+}
+
+/// Purge each Maildir (when asked), reporting what happened; the first
+/// failure fails the command after the others were tried.
+fn purge_all(
+    c: &mut postgres::Client,
+    cfg: &Config,
+    maildirs: &[String],
+    purge: bool,
+    text: &mut String,
+) -> anyhow::Result<Vec<serde_json::Value>> {
+    let mut out = Vec::new();
+    let mut first_err = None;
+    for m in maildirs {
+        if !purge {
+            *text += &format!("\nMaildir {m} left on disk (use --purge to remove it)");
+            continue;
+        }
+        match admin::purge_maildir(c, &cfg.mail.root, m) {
+            Ok(p) => {
+                *text += &format!(
+                    "\nMaildir {m}: {}",
+                    match p {
+                        admin::Purged::Removed => "removed",
+                        admin::Purged::Absent => "was not on disk",
+                    }
+                );
+                out.push(json!({"maildir": m, "purged": p}));
+            }
+            Err(e) => {
+                first_err.get_or_insert(e);
+            }
+        }
+    }
+    match first_err {
+        Some(e) => Err(anyhow::Error::new(e).context("the database change is done, but")),
+        None => Ok(out),
+    }
+}
+
+fn warn(warnings: &[String], text: &mut String) {
+    for w in warnings {
+        *text += &format!("\nwarning (forced): {w}");
+    }
+}
+
+fn alias_domain(c: &mut postgres::Client, cmd: AliasDomainCmd) -> anyhow::Result<Report> {
+    match cmd {
+        AliasDomainCmd::Add { alias, domain } => {
+            let a = admin::alias_domain_add(c, &alias, &domain)?;
+            let d = admin::domain_name(&domain)?;
+            Report::new(
+                format!(
+                    "added alias domain {} of {}",
+                    both_forms(&a),
+                    both_forms(&d)
+                ),
+                json!({"name": a, "unicode": admin::unicode(&a), "domain": d}),
+            )
+        }
+        AliasDomainCmd::Delete { alias, force } => {
+            let del = admin::alias_domain_delete(c, &alias, force)?;
+            let mut text = format!("deleted alias domain {}", both_forms(&del.name));
+            warn(&del.warnings, &mut text);
+            Report::new(text, del)
+        }
+        AliasDomainCmd::Move { alias, domain } => {
+            let a = admin::alias_domain_move(c, &alias, &domain)?;
+            Report::new(
+                format!(
+                    "alias domain {} now belongs to {}",
+                    both_forms(&a.name),
+                    both_forms(&a.domain)
+                ),
+                a,
+            )
+        }
+        AliasDomainCmd::List { domain } => {
+            let v = admin::alias_domain_list(c, domain.as_deref())?;
+            let t: String = v
+                .iter()
+                .map(|a| format!("{} -> {}\n", both_forms(&a.name), a.domain))
+                .collect();
+            Report::new(t, v)
+        }
+    }
+}
+
+fn account_text(a: &admin::Account) -> String {
+    format!(
+        "account:        {}\nactive:         {}{}\nMaildir:        {}\npassword:       {}\n\
+         quota:          {} ({}), {} messages ({})\ncreated:        {}",
+        a.address,
+        yes_no(a.active),
+        if a.domain_active {
+            ""
+        } else {
+            " (but its domain is disabled)"
+        },
+        a.maildir,
+        a.password_scheme
+            .as_deref()
+            .map_or("none (cannot log in)".to_string(), |s| format!("set ({s})")),
+        human_limit(a.effective_quota_bytes),
+        if a.quota_bytes.is_some() {
+            "own"
+        } else {
+            "domain default"
+        },
+        human_count(a.effective_quota_messages),
+        if a.quota_messages.is_some() {
+            "own"
+        } else {
+            "domain default"
+        },
+        a.created_at
+    )
+}
+
+fn account(
+    c: &mut postgres::Client,
+    cfg: &Config,
+    rules: &vdeliver::plan::Rules,
+    cmd: AccountCmd,
+    password_hash: Option<String>,
+) -> anyhow::Result<Report> {
+    match cmd {
+        AccountCmd::Add {
+            address,
+            maildir,
+            quota_bytes,
+            quota_messages,
+            disabled,
+            ..
+        } => {
+            let new = admin::NewAccount {
+                maildir,
+                password_hash,
+                quota_bytes,
+                quota_messages,
+                active: !disabled,
+            };
+            let a = admin::account_add(c, &address, &new)?;
+            Report::new(
+                format!("added account {} with Maildir {}", a.address, a.maildir),
+                a,
+            )
+        }
+        AccountCmd::Delete {
+            address,
+            force,
+            purge,
+        } => {
+            let del = admin::account_delete(c, rules, &address, force)?;
+            let mut text = format!("deleted account {}", del.name);
+            let purged = purge_all(c, cfg, &del.maildirs, purge, &mut text)?;
+            warn(&del.warnings, &mut text);
+            Report::new(text, json!({"deleted": del, "purged": purged}))
+        }
+        AccountCmd::List { domain } => {
+            let v = admin::account_list(c, domain.as_deref())?;
+            let t: String = v
+                .iter()
+                .map(|a| {
+                    format!(
+                        "{}{}  {}  quota {}/{} msgs\n",
+                        a.address,
+                        if a.active { "" } else { "  (disabled)" },
+                        a.maildir,
+                        human_limit(a.effective_quota_bytes),
+                        human_count(a.effective_quota_messages)
+                    )
+                })
+                .collect();
+            Report::new(t, v)
+        }
+        AccountCmd::Show { address } => {
+            let a = admin::account_show(c, &address)?;
+            Report::new(account_text(&a), a)
+        }
+        AccountCmd::Password { address, .. } => {
+            let hash = password_hash.context("no password was read")?;
+            let a = admin::account_password(c, &address, &hash)?;
+            Report::new(
+                format!("password of {a} changed ({})", cfg.password.scheme),
+                json!({"address": a, "scheme": cfg.password.scheme}),
+            )
+        }
+        AccountCmd::Quota {
+            address,
+            bytes,
+            messages,
+            inherit,
+        } => {
+            let a = admin::account_quota(c, &address, bytes, messages, inherit)?;
+            Report::new(account_text(&a), a)
+        }
+        AccountCmd::Disable { address } => {
+            let a = admin::account_set_active(c, &address, false)?;
+            Report::new(
+                format!("disabled {a}"),
+                json!({"address": a, "active": false}),
+            )
+        }
+        AccountCmd::Enable { address } => {
+            let a = admin::account_set_active(c, &address, true)?;
+            Report::new(
+                format!("enabled {a}"),
+                json!({"address": a, "active": true}),
+            )
+        }
+    }
+}
+
+fn changed_text(verb: &str, what: &str, ch: &admin::Changed) -> String {
+    let mut t = format!("{verb} {what}{}: {}", ch.name, ch.destinations.join(", "));
+    warn(&ch.warnings, &mut t);
+    t
+}
+
+fn alias(
+    c: &mut postgres::Client,
+    rules: &vdeliver::plan::Rules,
+    cmd: AliasCmd,
+) -> anyhow::Result<Report> {
+    match cmd {
+        AliasCmd::Add {
+            address,
+            destinations,
+            force,
+        } => {
+            let ch = admin::alias_add(c, rules, &address, &destinations, force)?;
+            Report::new(changed_text("alias", "", &ch).replacen(": ", " -> ", 1), ch)
+        }
+        AliasCmd::Delete {
+            address,
+            destinations,
+            force,
+        } => {
+            let ch = admin::alias_delete(c, rules, &address, &destinations, force)?;
+            Report::new(changed_text("removed from alias", "", &ch), ch)
+        }
+        AliasCmd::List { domain } => {
+            let v = admin::alias_list(c, domain.as_deref())?;
+            let t: String = v
+                .iter()
+                .map(|a| format!("{} -> {}\n", a.address, a.destinations.join(", ")))
+                .collect();
+            Report::new(t, v)
+        }
+    }
+}
+
+fn catchall(
+    c: &mut postgres::Client,
+    rules: &vdeliver::plan::Rules,
+    cmd: CatchallCmd,
+) -> anyhow::Result<Report> {
+    match cmd {
+        CatchallCmd::Add {
+            domain,
+            destinations,
+            force,
+        } => {
+            let ch = admin::catchall_add(c, rules, &domain, &destinations, force)?;
+            Report::new(
+                changed_text("catch-all of", "", &ch).replacen(": ", " -> ", 1),
+                ch,
+            )
+        }
+        CatchallCmd::Delete {
+            domain,
+            destinations,
+        } => {
+            let ch = admin::catchall_delete(c, &domain, &destinations)?;
+            Report::new(changed_text("removed from the catch-all of", "", &ch), ch)
+        }
+        CatchallCmd::List { domain } => {
+            let v = admin::catchall_list(c, domain.as_deref())?;
+            let t: String = v
+                .iter()
+                .map(|a| format!("@{} -> {}\n", a.address, a.destinations.join(", ")))
+                .collect();
+            Report::new(t, v)
+        }
+    }
+}
+
+fn relocated(c: &mut postgres::Client, cmd: RelocatedCmd) -> anyhow::Result<Report> {
+    match cmd {
+        RelocatedCmd::Add {
+            address,
+            new_address,
+        } => {
+            let r = admin::relocated_add(c, &address, &new_address)?;
+            Report::new(format!("{} has moved to {}", r.address, r.new_address), r)
+        }
+        RelocatedCmd::Delete { address } => {
+            let r = admin::relocated_delete(c, &address)?;
+            Report::new(format!("{} is no longer relocated", r.address), r)
+        }
+        RelocatedCmd::List { domain } => {
+            let v = admin::relocated_list(c, domain.as_deref())?;
+            let t: String = v
+                .iter()
+                .map(|r| format!("{} -> {}\n", r.address, r.new_address))
+                .collect();
+            Report::new(t, v)
+        }
+    }
+}
+
+fn resolve(
+    cfg: &Config,
+    address: &str,
+    sender: Option<&str>,
+    fallback: Option<&str>,
+) -> anyhow::Result<Report> {
+    if !address.contains('@') {
+        return Err(AdminError::Invalid(format!("bad address {address:?}: no '@'")).into());
+    }
+    let qmailqueue = std::env::var("QMAILQUEUE").ok();
+    let r = admin::dry_run(cfg, address, sender, fallback, qmailqueue.as_deref());
+    let mut t = format!(
+        "recipient:  {}\nsender:     <{}>\n",
+        if r.recipient.is_empty() {
+            address
+        } else {
+            &r.recipient
+        },
+        r.sender
+    );
+    if !r.trace.is_empty() {
+        t += "resolution:\n";
+        for s in &r.trace {
+            t += &format!("  {s}\n");
+        }
+    }
+    for m in &r.mailboxes {
+        t += &format!(
+            "mailbox:    {} ({}{}){}\n            quota {}, {} messages\n",
+            m.delivers_to,
+            m.owner,
+            m.folder
+                .as_deref()
+                .map_or(String::new(), |f| format!(", extension {f}")),
+            if m.exists {
+                ""
+            } else {
+                ", created on first delivery"
+            },
+            human_limit(m.quota_bytes),
+            human_count(m.quota_messages)
+        );
+    }
+    for f in &r.forwards {
+        t += &format!("forward:    {f}\n");
+    }
+    if let Some(d) = &r.discard {
+        t += &format!("discard:    {d}\n");
+    }
+    t += &format!("vdeliver would exit {}: {}", r.exit, r.line);
+    for n in &r.notes {
+        t += &format!("\nnote: {n}");
+    }
+    let code = if r.exit == 0 || r.exit == 99 { 0 } else { 1 };
+    let mut rep = Report::new(t, &r)?;
+    rep.code = code;
+    Ok(rep)
+}
+
+fn quota(
+    c: &mut postgres::Client,
+    cfg: &Config,
+    address: &str,
+    recalc: bool,
+) -> anyhow::Result<Report> {
+    let _ = (c, cfg, address, recalc);
+    Err(AdminError::Failed("quota: not available yet".into()).into())
+}
+
+fn check(path: &Path, user: Option<&str>) -> anyhow::Result<Report> {
+    let checks = admin::check(path, user);
+    let ok = checks.iter().all(|c| c.ok);
+    let t: String = checks
+        .iter()
+        .map(|c| {
+            format!(
+                "{:<4} {}: {}\n",
+                if c.ok { "ok" } else { "FAIL" },
+                c.name,
+                c.detail
+            )
+        })
+        .collect();
+    let mut rep = Report::new(t, json!({"ok": ok, "checks": checks}))?;
+    rep.code = if ok { 0 } else { 1 };
+    Ok(rep)
 }

@@ -1,7 +1,8 @@
 mod common;
-mod harness_selftest;
-mod fuzz_corpus;
 mod delivery;
-mod routing;
+mod fuzz_corpus;
+mod harness_selftest;
 mod pgbouncer;
 mod reliability;
+mod routing;
+mod vmailctl;

@@ -1,0 +1,235 @@
+//! `vmailctl check`: is this installation ready to deliver? One result per
+//! check, each with a reason; nothing is changed.
+
+use crate::config::{self, Config};
+use crate::{db, schema};
+use serde::Serialize;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
+
+/// One check's result.
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    pub name: &'static str,
+    pub ok: bool,
+    pub detail: String,
+}
+
+fn pass(name: &'static str, detail: String) -> Check {
+    Check {
+        name,
+        ok: true,
+        detail,
+    }
+}
+
+fn fail(name: &'static str, detail: String) -> Check {
+    Check {
+        name,
+        ok: false,
+        detail,
+    }
+}
+
+/// Run every check. `user` is the account qmail-local runs vdeliver as
+/// (e.g. `vmail`); without it, the owner of `mail.root` is taken to be
+/// that account.
+pub fn check(path: &Path, user: Option<&str>) -> Vec<Check> {
+    let mut out = Vec::new();
+    let cfg = match config::load(path) {
+        Ok(c) => {
+            out.push(pass(
+                "configuration",
+                format!("{} is readable and valid", path.display()),
+            ));
+            c
+        }
+        Err(e) => {
+            out.push(fail("configuration", e.to_string()));
+            for name in [
+                "configuration file",
+                "database",
+                "schema",
+                "delivery user",
+                "mail root",
+                "qmail-queue",
+            ] {
+                out.push(fail(
+                    name,
+                    "not checked: the configuration is unusable".into(),
+                ));
+            }
+            return out;
+        }
+    };
+    out.push(config_file(path, &cfg));
+    match db::connect(&cfg.database, "vmailctl") {
+        Err(e) => {
+            out.push(fail("database", format!("cannot connect: {e}")));
+            out.push(fail(
+                "schema",
+                "not checked: the database is unreachable".into(),
+            ));
+        }
+        Ok(mut client) => {
+            out.push(pass("database", "reachable".into()));
+            let want = schema::current_version();
+            out.push(match super::schema_version(&mut client) {
+                Ok(v) if v == want => pass("schema", format!("at version {v}, the current one")),
+                Ok(v) if v < want => fail(
+                    "schema",
+                    format!("at version {v}, this vdeliver needs {want}: run vmailctl migrate"),
+                ),
+                Ok(v) => fail(
+                    "schema",
+                    format!("at version {v}, newer than this vdeliver ({want}): upgrade vdeliver"),
+                ),
+                Err(e) => fail("schema", e.to_string()),
+            });
+        }
+    }
+    let root = &cfg.mail.root;
+    let root_meta = std::fs::symlink_metadata(root);
+    let (uid, who) = match user {
+        Some(u) => match nix::unistd::User::from_name(u) {
+            Ok(Some(pw)) => (Some(pw.uid.as_raw()), format!("user {u}")),
+            _ => {
+                out.push(fail("delivery user", format!("there is no user {u}")));
+                (None, format!("user {u}"))
+            }
+        },
+        None => match &root_meta {
+            Ok(m) => (Some(m.uid()), format!("the owner of {}", root.display())),
+            Err(_) => (None, String::new()),
+        },
+    };
+    match uid {
+        Some(0) => out.push(fail(
+            "delivery user",
+            format!(
+                "{who} is root; vdeliver refuses to run as root: run it as the virtual mail user"
+            ),
+        )),
+        Some(n) => out.push(pass(
+            "delivery user",
+            format!("{who} (uid {n}) is not root"),
+        )),
+        None if user.is_none() => out.push(fail(
+            "delivery user",
+            "unknown: mail.root is missing and no --user was given".into(),
+        )),
+        None => {}
+    }
+    out.push(mail_root(root, root_meta, uid));
+    out.push(qmail_queue(&cfg.forward.qmail_queue));
+    out
+}
+
+fn config_file(path: &Path, cfg: &Config) -> Check {
+    let name = "configuration file";
+    let Ok(m) = std::fs::metadata(path) else {
+        return fail(name, format!("cannot stat {}", path.display()));
+    };
+    let mode = m.permissions().mode();
+    if mode & 0o022 != 0 {
+        return fail(
+            name,
+            format!(
+                "{} is writable by group or others (mode {:04o}): anyone could redirect mail",
+                path.display(),
+                mode & 0o7777
+            ),
+        );
+    }
+    let has_password = cfg
+        .database
+        .url
+        .parse::<postgres::Config>()
+        .map(|c| c.get_password().is_some())
+        .unwrap_or(false);
+    if has_password && mode & 0o004 != 0 {
+        return fail(
+            name,
+            format!(
+                "{} holds a database password and is readable by everyone (mode {:04o})",
+                path.display(),
+                mode & 0o7777
+            ),
+        );
+    }
+    pass(
+        name,
+        format!("mode {:04o}, not writable by others", mode & 0o7777),
+    )
+}
+
+fn mail_root(root: &Path, meta: std::io::Result<std::fs::Metadata>, uid: Option<u32>) -> Check {
+    let name = "mail root";
+    let m = match meta {
+        Ok(m) => m,
+        Err(e) => return fail(name, format!("{}: {e}", root.display())),
+    };
+    if m.file_type().is_symlink() {
+        return fail(
+            name,
+            format!(
+                "{} is a symlink; configure the real directory",
+                root.display()
+            ),
+        );
+    }
+    if !m.is_dir() {
+        return fail(name, format!("{} is not a directory", root.display()));
+    }
+    let mode = m.permissions().mode() & 0o7777;
+    if mode & 0o022 != 0 {
+        return fail(
+            name,
+            format!(
+                "{} is writable by group or others (mode {mode:04o}); make it 0700 or 0750",
+                root.display()
+            ),
+        );
+    }
+    if m.uid() == 0 {
+        return fail(
+            name,
+            format!(
+                "{} is owned by root; vdeliver (not root) must create Maildirs in it",
+                root.display()
+            ),
+        );
+    }
+    if let Some(u) = uid {
+        if m.uid() != u {
+            return fail(
+                name,
+                format!(
+                    "{} is owned by uid {}, not by the delivery user (uid {u})",
+                    root.display(),
+                    m.uid()
+                ),
+            );
+        }
+    }
+    pass(
+        name,
+        format!(
+            "{} is a directory, owner uid {}, mode {mode:04o}",
+            root.display(),
+            m.uid()
+        ),
+    )
+}
+
+fn qmail_queue(path: &Path) -> Check {
+    let name = "qmail-queue";
+    match std::fs::metadata(path) {
+        Err(e) => fail(name, format!("{}: {e}", path.display())),
+        Ok(m) if !m.is_file() => fail(name, format!("{} is not a regular file", path.display())),
+        Ok(m) if m.permissions().mode() & 0o111 == 0 => {
+            fail(name, format!("{} is not executable", path.display()))
+        }
+        Ok(_) => pass(name, format!("{} is executable", path.display())),
+    }
+}

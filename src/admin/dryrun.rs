@@ -1,0 +1,425 @@
+//! `vmailctl resolve`: what vdeliver would do for an address, without
+//! doing it.
+//!
+//! It cannot disagree with delivery about routing because it runs the same
+//! code: [`crate::recipient::recipient`] on the address (as
+//! `vdeliver --local L --domain D` does), [`crate::deliver::rules`] and
+//! [`crate::deliver::lookup`] for the plan, [`crate::outcome`] for the exit
+//! code and the line. What delivery then does on disk is mirrored
+//! read-only: the mail root must open; each Maildir path must stay beneath
+//! it without a symlink (the same checks and the same texts as
+//! [`crate::maildir`]); an extension's folder is used when it exists or
+//! will be created with a new Maildir; qmail-queue must be executable when
+//! there is anything to forward. Nothing is created or written.
+//!
+//! What it cannot know is the message: a message that already carries
+//! the `Delivered-To:` line vdeliver adds, or 100 hops, bounces as a loop.
+
+use crate::config::{check_folder_name, Config};
+use crate::deliver;
+use crate::forward::{self, QueueError};
+use crate::maildir::MaildirError;
+use crate::outcome::{Failure, Outcome};
+use crate::plan::{Mailbox, Plan};
+use crate::recipient::{self, Overrides, QmailEnv};
+use rustix::fd::{AsFd, OwnedFd};
+use rustix::fs::{self as rfs, Mode, OFlags, ResolveFlags};
+use rustix::io::Errno;
+use serde::Serialize;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+/// One Maildir the message would be stored in.
+#[derive(Debug, Clone, Serialize)]
+pub struct Target {
+    /// The account (`alice@example.com`) or the fallback it stands for.
+    pub owner: String,
+    /// The account's Maildir, relative to mail.root.
+    pub maildir: String,
+    /// The folder an extension asked for, if any.
+    pub folder: Option<String>,
+    /// Where the message goes, as vdeliver reports it: the Maildir, or
+    /// its `.Folder/` when that exists (or will, with a new Maildir).
+    pub delivers_to: String,
+    /// The same, absolute.
+    pub path: String,
+    /// Whether the Maildir exists already (vdeliver creates it).
+    pub exists: bool,
+    /// Effective limits; `None` or 0 = unlimited.
+    pub quota_bytes: Option<i64>,
+    pub quota_messages: Option<i64>,
+}
+
+/// The whole answer.
+#[derive(Debug, Clone, Serialize)]
+pub struct DryRun {
+    /// `local@domain` as vdeliver writes it into `Delivered-To:`; empty
+    /// when the address itself is unusable.
+    pub recipient: String,
+    pub sender: String,
+    /// The resolution steps (aliases, extension, catch-all) as the plan
+    /// recorded them.
+    pub trace: Vec<String>,
+    pub mailboxes: Vec<Target>,
+    /// Remote addresses handed to qmail-queue in one call.
+    pub forwards: Vec<String>,
+    /// Why the message would be accepted and dropped (vpopmail `delete`).
+    pub discard: Option<String>,
+    /// vdeliver's exit code and line (without the newline).
+    pub exit: i32,
+    pub line: String,
+    /// What the dry run cannot see.
+    pub notes: Vec<String>,
+}
+
+/// Work out what vdeliver would do for mail to `address` from `sender`
+/// (default `<>`), with the vpopmail-style `fallback` argument if given.
+/// `qmailqueue` is `$QMAILQUEUE`, which overrides the configured path as
+/// it does for vdeliver.
+pub fn dry_run(
+    cfg: &Config,
+    address: &str,
+    sender: Option<&str>,
+    fallback: Option<&str>,
+    qmailqueue: Option<&str>,
+) -> DryRun {
+    let (local, domain) = match address.rsplit_once('@') {
+        Some((l, d)) => (l, d),
+        None => (address, ""),
+    };
+    let mut run = DryRun {
+        recipient: String::new(),
+        sender: sender.unwrap_or("").to_string(),
+        trace: Vec::new(),
+        mailboxes: Vec::new(),
+        forwards: Vec::new(),
+        discard: None,
+        exit: 0,
+        line: String::new(),
+        notes: Vec::new(),
+    };
+    let outcome = match plan_of(cfg, local, domain, sender, fallback, &mut run) {
+        Err(f) => Outcome::Failed(f),
+        Ok(plan) => {
+            run.trace = plan.trace.clone();
+            run.forwards = plan.remote.clone();
+            match &plan.discard {
+                Some(why) => {
+                    run.discard = Some(why.clone());
+                    Outcome::Discarded(why.clone())
+                }
+                None => match on_disk(cfg, &plan, qmailqueue, &mut run) {
+                    Ok(stored) => Outcome::Delivered {
+                        mailboxes: stored,
+                        forwarded: plan.remote.len(),
+                        stop: false,
+                    },
+                    Err(f) => Outcome::Failed(f),
+                },
+            }
+        }
+    };
+    if !run.recipient.is_empty() {
+        run.notes.push(format!(
+            "a message that already has a \"Delivered-To: {}\" line, or 100 or more \
+             Received/Delivered-To lines, bounces as a loop (#5.4.6)",
+            run.recipient
+        ));
+    }
+    run.exit = outcome.exit().code();
+    let line = outcome.line();
+    run.line = line.strip_suffix('\n').unwrap_or(&line).to_string();
+    run
+}
+
+/// Address → recipient → plan, through delivery's own functions.
+fn plan_of(
+    cfg: &Config,
+    local: &str,
+    domain: &str,
+    sender: Option<&str>,
+    fallback: Option<&str>,
+    run: &mut DryRun,
+) -> Result<Plan, Failure> {
+    let over = Overrides {
+        local: Some(local),
+        domain: Some(domain),
+        sender: Some(sender.unwrap_or("")),
+    };
+    let env = QmailEnv::default();
+    let env_failure = |e: recipient::EnvError| {
+        if e.is_bad_address() {
+            Failure::bad_address(e)
+        } else {
+            Failure::config(e)
+        }
+    };
+    let rcpt =
+        recipient::recipient(&env, &over, cfg.mail.lowercase_local_part).map_err(env_failure)?;
+    recipient::sender(&env, &over).map_err(env_failure)?;
+    run.recipient = rcpt.delivered_to();
+    let rules = deliver::rules(cfg, fallback)?;
+    deliver::lookup(cfg, &rcpt, &rules)
+}
+
+const DIR_FLAGS: OFlags = OFlags::RDONLY
+    .union(OFlags::DIRECTORY)
+    .union(OFlags::NOFOLLOW)
+    .union(OFlags::CLOEXEC);
+
+fn retry<T>(mut f: impl FnMut() -> rustix::io::Result<T>) -> rustix::io::Result<T> {
+    loop {
+        match f() {
+            Err(Errno::INTR) => continue,
+            r => return r,
+        }
+    }
+}
+
+/// Mirror, read-only, what `deliver::store` checks before writing, in the
+/// same order. Returns the mailboxes vdeliver would report.
+fn on_disk(
+    cfg: &Config,
+    plan: &Plan,
+    qmailqueue: Option<&str>,
+    run: &mut DryRun,
+) -> Result<Vec<String>, Failure> {
+    let queue = forward::program(&cfg.forward.qmail_queue, qmailqueue);
+    if plan.mailboxes.is_empty() {
+        if plan.remote.is_empty() {
+            return Err(Failure::temporary(
+                "the plan has neither mailboxes nor forwards",
+            ));
+        }
+        return check_queue(&queue).map(|()| Vec::new());
+    }
+    let root = &cfg.mail.root;
+    let root_fd = retry(|| rfs::open(root, DIR_FLAGS.difference(OFlags::NOFOLLOW), Mode::empty()))
+        .map_err(|e| {
+            Failure::temporary(MaildirError::Io {
+                op: "open mail root",
+                path: root.display().to_string(),
+                errno: e,
+            })
+        })?;
+    let mut first_problem = None;
+    let mut stored = Vec::new();
+    for mb in &plan.mailboxes {
+        let t = target(&root_fd, root, mb, &cfg.mail.folders);
+        match t {
+            Ok(t) => {
+                stored.push(t.delivers_to.clone());
+                run.mailboxes.push(t);
+            }
+            Err(f) => {
+                run.mailboxes.push(Target {
+                    owner: mb.owner.clone(),
+                    maildir: mb.maildir.clone(),
+                    folder: mb.folder.clone(),
+                    delivers_to: mb.maildir.clone(),
+                    path: root.join(&mb.maildir).display().to_string(),
+                    exists: false,
+                    quota_bytes: mb.quota_bytes,
+                    quota_messages: mb.quota_messages,
+                });
+                first_problem.get_or_insert(f);
+            }
+        }
+    }
+    if let Some(f) = first_problem {
+        return Err(f);
+    }
+    if !plan.remote.is_empty() {
+        check_queue(&queue)?;
+    }
+    Ok(stored)
+}
+
+/// qmail-queue must be something vdeliver can run.
+fn check_queue(path: &Path) -> Result<(), Failure> {
+    let problem = match std::fs::metadata(path) {
+        Err(e) => Some(e),
+        Ok(m) if !m.is_file() || m.permissions().mode() & 0o111 == 0 => Some(
+            std::io::Error::from_raw_os_error(Errno::ACCESS.raw_os_error()),
+        ),
+        Ok(_) => None,
+    };
+    match problem {
+        Some(e) => Err(Failure::temporary(QueueError::Spawn(path.to_path_buf(), e))),
+        None => Ok(()),
+    }
+}
+
+fn escape(rel: &str, why: &'static str) -> Failure {
+    Failure::config(MaildirError::Escape {
+        path: rel.to_string(),
+        why,
+    })
+}
+
+fn io(op: &'static str, rel: &str, errno: Errno) -> Failure {
+    Failure::temporary(MaildirError::Io {
+        op,
+        path: rel.to_string(),
+        errno,
+    })
+}
+
+/// One mailbox, checked as `MailRoot::maildir` and `Maildir::folder` would
+/// open it, creating nothing.
+fn target(
+    root_fd: &OwnedFd,
+    root: &Path,
+    mb: &Mailbox,
+    folders: &[String],
+) -> Result<Target, Failure> {
+    let rel = mb.maildir.as_str();
+    if rel.starts_with('/') {
+        return Err(escape(rel, "it is absolute"));
+    }
+    if rel.contains('\0') {
+        return Err(escape(rel, "it contains a NUL byte"));
+    }
+    let mut comps = Vec::new();
+    for c in rel.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => return Err(escape(rel, "it contains '..'")),
+            c => comps.push(c),
+        }
+    }
+    let joined = comps.join("/");
+    let dir = if joined.is_empty() {
+        Some(
+            retry(|| rfs::openat(root_fd, ".", DIR_FLAGS, Mode::empty()))
+                .map_err(|e| io("open", rel, e))?,
+        )
+    } else {
+        let r = retry(|| {
+            rfs::openat2(
+                root_fd,
+                joined.as_str(),
+                DIR_FLAGS,
+                Mode::empty(),
+                ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS,
+            )
+        });
+        match r {
+            Ok(fd) => Some(fd),
+            Err(Errno::NOENT) => walk(root_fd, rel, &comps)?,
+            Err(Errno::XDEV) => return Err(escape(rel, "it crosses out of the root")),
+            Err(Errno::LOOP) => return Err(escape(rel, "it goes through a symlink")),
+            Err(Errno::NOTDIR) => return Err(escape(rel, "a component is not a directory")),
+            Err(Errno::NOSYS | Errno::PERM | Errno::INVAL | Errno::AGAIN) => {
+                walk(root_fd, rel, &comps)?
+            }
+            Err(e) => return Err(io("open", rel, e)),
+        }
+    };
+    let exists = dir.is_some();
+    // Whether vdeliver will create cur/ new/ tmp/ and the default folders.
+    let creating = match &dir {
+        None => true,
+        Some(d) => {
+            let sub = |n: &str| retry(|| rfs::openat(d, n, DIR_FLAGS, Mode::empty())).map(|_| ());
+            match (sub("tmp"), sub("new")) {
+                (Ok(()), Ok(())) => false,
+                (Err(Errno::LOOP), _) | (_, Err(Errno::LOOP)) => {
+                    return Err(escape(rel, "tmp/ or new/ is a symlink"))
+                }
+                (Err(Errno::NOENT), _) | (_, Err(Errno::NOENT)) => true,
+                (Err(Errno::NOTDIR), _) | (_, Err(Errno::NOTDIR)) => {
+                    return Err(escape(rel, "tmp or new is not a directory"))
+                }
+                (Err(e), _) | (_, Err(e)) => return Err(io("open", rel, e)),
+            }
+        }
+    };
+    let dot = mb
+        .folder
+        .as_deref()
+        .filter(|f| check_folder_name(f).is_ok())
+        .and_then(|f| folder(dir.as_ref(), f, folders, creating));
+    let delivers_to = match &dot {
+        Some(d) => format!("{rel}{d}/"),
+        None => rel.to_string(),
+    };
+    Ok(Target {
+        owner: mb.owner.clone(),
+        maildir: rel.to_string(),
+        folder: mb.folder.clone(),
+        path: root.join(&delivers_to).display().to_string(),
+        delivers_to,
+        exists,
+        quota_bytes: mb.quota_bytes,
+        quota_messages: mb.quota_messages,
+    })
+}
+
+/// The walk vdeliver falls back on: `None` when a component is missing
+/// (vdeliver creates the rest).
+fn walk(root_fd: &OwnedFd, rel: &str, comps: &[&str]) -> Result<Option<OwnedFd>, Failure> {
+    let mut cur = retry(|| rfs::openat(root_fd, ".", DIR_FLAGS, Mode::empty()))
+        .map_err(|e| io("open", rel, e))?;
+    for c in comps {
+        cur = match retry(|| rfs::openat(&cur, *c, DIR_FLAGS, Mode::empty())) {
+            Ok(fd) => fd,
+            Err(Errno::NOENT) => return Ok(None),
+            Err(Errno::LOOP) => return Err(escape(rel, "it goes through a symlink")),
+            Err(Errno::NOTDIR) => return Err(escape(rel, "a component is not a directory")),
+            Err(e) => return Err(io("open", rel, e)),
+        };
+    }
+    Ok(Some(cur))
+}
+
+/// The `.Folder` name vdeliver would deliver into for extension `name`:
+/// an existing folder (exact name first, then ignoring ASCII case) that
+/// has `tmp/` and `new/`, or one of the default folders when the Maildir
+/// is about to be set up.
+fn folder(
+    dir: Option<&OwnedFd>,
+    name: &str,
+    defaults: &[String],
+    creating: bool,
+) -> Option<String> {
+    let exact = format!(".{name}");
+    let usable = |dot: &str| -> bool {
+        if creating && defaults.iter().any(|f| format!(".{f}") == dot) {
+            return true;
+        }
+        let Some(d) = dir else { return false };
+        let Ok(fd) = retry(|| rfs::openat(d, dot, DIR_FLAGS, Mode::empty())) else {
+            return false;
+        };
+        ["tmp", "new"]
+            .iter()
+            .all(|s| retry(|| rfs::openat(&fd, *s, DIR_FLAGS, Mode::empty())).is_ok())
+    };
+    let exists = |dot: &str| -> bool {
+        (creating && defaults.iter().any(|f| format!(".{f}") == dot))
+            || dir.is_some_and(|d| retry(|| rfs::openat(d, dot, DIR_FLAGS, Mode::empty())).is_ok())
+    };
+    // vdeliver: the exact name when it opens, else a case-insensitive match.
+    let chosen = if exists(&exact) {
+        exact
+    } else {
+        let mut names: Vec<String> = Vec::new();
+        if let Some(d) = dir {
+            if let Ok(mut rd) = rfs::Dir::read_from(d.as_fd()) {
+                while let Some(Ok(e)) = rd.read() {
+                    if let Ok(n) = e.file_name().to_str() {
+                        names.push(n.to_string());
+                    }
+                }
+            }
+        }
+        if creating {
+            names.extend(defaults.iter().map(|f| format!(".{f}")));
+        }
+        names
+            .into_iter()
+            .find(|n| n.eq_ignore_ascii_case(&exact) && n != "." && n != "..")?
+    };
+    usable(&chosen).then_some(chosen)
+}

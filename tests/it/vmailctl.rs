@@ -1,0 +1,1238 @@
+//! vmailctl end to end: the real binary against the throwaway PostgreSQL.
+//! Every command's success path, its `--json` form and its error paths;
+//! passwords checked by Dovecot's own `doveadm pw -t`; deletes and
+//! `--purge` against real directories; `resolve` compared with what the
+//! real `vdeliver` then does for the same address; `check`.
+
+use crate::common::pg::Pg;
+use crate::common::site::{bin, qmail_env, qmail_queue_stub, Run, Site};
+use crate::common::unpriv::chown_for_unpriv;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+const MSG: &[u8] = b"From: bob@remote.org\nSubject: vmailctl\n\nHello.\n";
+
+/// Run vmailctl with `--json`, expecting exit 0, and parse stdout.
+fn json(s: &Site, args: &[&str]) -> Value {
+    let mut a = args.to_vec();
+    a.push("--json");
+    let r = s.ctl(&a, b"");
+    assert_eq!(r.code, Some(0), "vmailctl {a:?}: {r:?}");
+    serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("{a:?}: {e}: {}", r.stdout))
+}
+
+/// Run vmailctl expecting exit `code`; returns stderr.
+fn fails(s: &Site, args: &[&str], code: i32) -> String {
+    let r = s.ctl(args, b"");
+    assert_eq!(r.code, Some(code), "vmailctl {args:?}: {r:?}");
+    assert!(r.stdout.is_empty(), "{args:?}: {r:?}");
+    assert!(r.stderr.starts_with("vmailctl: ") || code == 2, "{r:?}");
+    r.stderr
+}
+
+fn strs(v: &Value) -> Vec<String> {
+    v.as_array()
+        .unwrap_or_else(|| panic!("not an array: {v}"))
+        .iter()
+        .map(|x| x.as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Every file and directory beneath `root` with its size: to see that a
+/// command wrote nothing.
+fn tree(root: &Path) -> BTreeMap<PathBuf, u64> {
+    let mut m = BTreeMap::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            let md = fs::symlink_metadata(&p).unwrap();
+            m.insert(p.clone(), md.len());
+            if md.is_dir() {
+                stack.push(p);
+            }
+        }
+    }
+    m
+}
+
+#[test]
+fn usage_errors_exit_2_and_help_has_examples() {
+    let s = Site::new();
+    for args in [
+        vec![],
+        vec!["domain"],
+        vec!["domain", "add"],
+        vec!["bogus"],
+        vec!["account", "add", "a@example.com", "--no-such-flag"],
+        vec!["domain", "add", "x.org", "--quota-bytes", "lots"],
+        vec!["account", "quota", "a@example.com"],
+        vec!["domain", "delete", "example.com", "--purge"],
+    ] {
+        let r = s.ctl(&args, b"");
+        assert_eq!(r.code, Some(2), "{args:?}: {r:?}");
+    }
+    for args in [
+        vec!["--help"],
+        vec!["domain", "add", "--help"],
+        vec!["domain", "delete", "--help"],
+        vec!["account", "add", "--help"],
+        vec!["account", "quota", "--help"],
+        vec!["alias", "add", "--help"],
+        vec!["catchall", "add", "--help"],
+        vec!["relocated", "add", "--help"],
+        vec!["alias-domain", "move", "--help"],
+        vec!["resolve", "--help"],
+        vec!["quota", "--help"],
+        vec!["check", "--help"],
+    ] {
+        let r = s.ctl(&args, b"");
+        assert_eq!(r.code, Some(0), "{args:?}: {r:?}");
+        assert!(r.stdout.contains("Example"), "{args:?}: {}", r.stdout);
+    }
+}
+
+#[test]
+fn domains_add_set_list_show_with_units_and_idn() {
+    let s = Site::new();
+    let d = json(
+        &s,
+        &[
+            "domain",
+            "add",
+            "Bücher.Example",
+            "--quota-bytes",
+            "2G",
+            "--quota-messages",
+            "50000",
+            "--note",
+            "Books Ltd",
+        ],
+    );
+    assert_eq!(d["name"], "xn--bcher-kva.example");
+    assert_eq!(d["unicode"], "bücher.example");
+    assert_eq!(d["quota_bytes"], 2i64 << 30);
+    assert_eq!(d["quota_messages"], 50000);
+    assert_eq!(d["note"], "Books Ltd");
+    assert_eq!(d["active"], true);
+    // Text output shows both forms.
+    let out = s.ctl_ok(&["domain", "add", "Straße.Example", "--disabled"]);
+    assert_eq!(
+        out, "added domain straße.example (xn--strae-oqa.example)\n",
+        "{out}"
+    );
+    let show = s.ctl_ok(&["domain", "show", "xn--bcher-kva.example"]);
+    assert!(
+        show.contains("bücher.example (xn--bcher-kva.example)"),
+        "{show}"
+    );
+    assert!(show.contains("2 GiB, 50000 messages"), "{show}");
+
+    let list = json(&s, &["domain", "list"]);
+    let names: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "example.com",
+            "xn--bcher-kva.example",
+            "xn--strae-oqa.example"
+        ]
+    );
+    assert_eq!(list[2]["active"], false);
+
+    let d = json(
+        &s,
+        &[
+            "domain",
+            "set",
+            "bücher.example",
+            "--quota-bytes",
+            "1.5M",
+            "--disable",
+        ],
+    );
+    assert_eq!(d["quota_bytes"], 1536 * 1024);
+    assert_eq!(d["quota_messages"], 50000, "left as it was");
+    assert_eq!(d["active"], false);
+
+    // Errors: duplicates 1, bad names 2, missing 1.
+    let e = fails(&s, &["domain", "add", "EXAMPLE.com"], 1);
+    assert!(e.contains("example.com is already a domain"), "{e}");
+    for bad in ["exa mple.com", "x-.org", "a..b", "x_y.org", ""] {
+        let e = fails(&s, &["domain", "add", bad], 2);
+        assert!(e.contains("bad domain"), "{bad}: {e}");
+    }
+    let e = fails(&s, &["domain", "show", "nowhere.org"], 1);
+    assert!(e.contains("no domain nowhere.org"), "{e}");
+    let e = fails(&s, &["domain", "add", "x.org", "--note", "a\nb"], 2);
+    assert!(e.contains("control character"), "{e}");
+}
+
+#[test]
+fn alias_domains_add_move_list_delete() {
+    let s = Site::new();
+    s.ctl_ok(&["domain", "add", "example.org"]);
+    let out = s.ctl_ok(&["alias-domain", "add", "Example.NET", "example.com"]);
+    assert_eq!(out, "added alias domain example.net of example.com\n");
+    let l = json(&s, &["alias-domain", "list"]);
+    assert_eq!(l[0]["name"], "example.net");
+    assert_eq!(l[0]["domain"], "example.com");
+    assert_eq!(
+        json(&s, &["domain", "show", "example.com"])["alias_domains"][0],
+        "example.net"
+    );
+    // A name is a domain or an alias domain, never both.
+    let e = fails(
+        &s,
+        &["alias-domain", "add", "example.org", "example.com"],
+        1,
+    );
+    assert!(e.contains("already a domain or an alias domain"), "{e}");
+    let e = fails(&s, &["domain", "add", "example.net"], 1);
+    assert!(e.contains("already a domain or an alias domain"), "{e}");
+    // An alias domain is not a place to put accounts; the error says where.
+    let e = fails(&s, &["account", "add", "x@example.net"], 1);
+    assert!(
+        e.contains("example.net is an alias domain of example.com"),
+        "{e}"
+    );
+    let e = fails(
+        &s,
+        &["alias-domain", "add", "a.example", "nowhere.example"],
+        1,
+    );
+    assert!(e.contains("no domain nowhere.example"), "{e}");
+
+    let m = json(&s, &["alias-domain", "move", "example.net", "example.org"]);
+    assert_eq!(m["domain"], "example.org");
+    assert!(strs(&json(&s, &["alias-domain", "list", "example.com"])).is_empty());
+    assert_eq!(
+        json(&s, &["alias-domain", "list", "example.org"])[0]["name"],
+        "example.net"
+    );
+    let e = fails(
+        &s,
+        &["alias-domain", "move", "nope.example", "example.org"],
+        1,
+    );
+    assert!(e.contains("no alias domain nope.example"), "{e}");
+
+    // Delete: refused while an alias points into it.
+    s.account("bob@example.org");
+    s.ctl_ok(&["alias", "add", "team@example.com", "bob@example.net"]);
+    let e = fails(&s, &["alias-domain", "delete", "example.net"], 1);
+    assert!(e.contains("alias team@example.com"), "{e}");
+    let out = s.ctl_ok(&["alias-domain", "delete", "example.net", "--force"]);
+    assert!(out.starts_with("deleted alias domain example.net\nwarning (forced): still referenced by alias team@example.com"), "{out}");
+    fails(&s, &["alias-domain", "delete", "example.net"], 1);
+}
+
+#[test]
+fn accounts_add_list_show_quota_disable_password() {
+    let s = Site::with_config("[password]\nscheme = \"SHA512-CRYPT\"\n");
+    s.ctl_ok(&[
+        "domain",
+        "set",
+        "example.com",
+        "--quota-bytes",
+        "1G",
+        "--quota-messages",
+        "1000",
+    ]);
+    let a = json(&s, &["account", "add", "Alice@Example.COM"]);
+    assert_eq!(a["address"], "alice@example.com");
+    assert_eq!(a["maildir"], "example.com/alice/Maildir/");
+    assert_eq!(a["active"], true);
+    assert_eq!(a["password_scheme"], Value::Null);
+    assert_eq!(a["quota_bytes"], Value::Null);
+    assert_eq!(a["effective_quota_bytes"], 1i64 << 30);
+    let r = s.ctl(
+        &[
+            "account",
+            "add",
+            "bob@example.com",
+            "--password-stdin",
+            "--maildir",
+            "example.com/b/bob",
+            "--quota-bytes",
+            "5M",
+            "--disabled",
+        ],
+        b"hunter2\n",
+    );
+    assert_eq!(r.code, Some(0), "{r:?}");
+    assert_eq!(
+        r.stdout,
+        "added account bob@example.com with Maildir example.com/b/bob/\n"
+    );
+    assert!(!r.stdout.contains("hunter2") && !r.stderr.contains("hunter2"));
+
+    let l = json(&s, &["account", "list", "example.com"]);
+    assert_eq!(l.as_array().unwrap().len(), 2);
+    assert_eq!(l[1]["address"], "bob@example.com");
+    assert_eq!(l[1]["active"], false);
+    assert_eq!(l[1]["password_scheme"], "SHA512-CRYPT");
+    assert_eq!(l[1]["quota_bytes"], 5 << 20);
+    assert_eq!(l[1]["effective_quota_messages"], 1000);
+    let raw = s.ctl(&["account", "show", "bob@example.com", "--json"], b"");
+    assert!(
+        !raw.stdout.contains("$6$"),
+        "the hash is never shown: {}",
+        raw.stdout
+    );
+    let text = s.ctl_ok(&["account", "show", "bob@example.com"]);
+    assert!(
+        text.contains("password:       set (SHA512-CRYPT)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("quota:          5 MiB (own), 1000 messages (domain default)"),
+        "{text}"
+    );
+
+    assert_eq!(
+        s.ctl_ok(&["account", "enable", "bob@example.com"]),
+        "enabled bob@example.com\n"
+    );
+    assert_eq!(
+        json(&s, &["account", "show", "bob@example.com"])["active"],
+        true
+    );
+    assert_eq!(
+        s.ctl_ok(&["account", "disable", "bob@example.com"]),
+        "disabled bob@example.com\n"
+    );
+    assert_eq!(
+        json(&s, &["account", "show", "bob@example.com"])["active"],
+        false
+    );
+
+    let q = json(
+        &s,
+        &[
+            "account",
+            "quota",
+            "alice@example.com",
+            "--bytes",
+            "unlimited",
+            "--messages",
+            "7",
+        ],
+    );
+    assert_eq!(
+        (q["quota_bytes"].as_i64(), q["quota_messages"].as_i64()),
+        (Some(0), Some(7))
+    );
+    let q = json(
+        &s,
+        &["account", "quota", "alice@example.com", "--messages", "9"],
+    );
+    assert_eq!(
+        (q["quota_bytes"].as_i64(), q["quota_messages"].as_i64()),
+        (Some(0), Some(9))
+    );
+    let q = json(&s, &["account", "quota", "alice@example.com", "--inherit"]);
+    assert_eq!(q["quota_bytes"], Value::Null);
+    assert_eq!(q["effective_quota_bytes"], 1i64 << 30);
+    fails(
+        &s,
+        &[
+            "account",
+            "quota",
+            "alice@example.com",
+            "--inherit",
+            "--bytes",
+            "1",
+        ],
+        2,
+    );
+
+    let r = s.ctl(
+        &[
+            "account",
+            "password",
+            "alice@example.com",
+            "--password-stdin",
+            "--json",
+        ],
+        b"n3w pass\n",
+    );
+    assert_eq!(r.code, Some(0), "{r:?}");
+    assert!(!r.stdout.contains("n3w"), "{r:?}");
+    assert_eq!(
+        json(&s, &["account", "show", "alice@example.com"])["password_scheme"],
+        "SHA512-CRYPT"
+    );
+
+    // Errors.
+    let e = fails(&s, &["account", "add", "alice@example.com"], 1);
+    assert!(e.contains("alice@example.com is already an account"), "{e}");
+    let e = fails(&s, &["account", "add", "x@nowhere.example"], 1);
+    assert!(e.contains("no domain nowhere.example"), "{e}");
+    for bad in [
+        "a/b@example.com",
+        "a..b@example.com",
+        "noat",
+        "a@",
+        "a b@example.com",
+    ] {
+        fails(&s, &["account", "add", bad], 2);
+    }
+    let e = fails(
+        &s,
+        &["account", "add", "c@example.com", "--maildir", "../etc"],
+        2,
+    );
+    assert!(e.contains("'..'"), "{e}");
+    fails(
+        &s,
+        &["account", "add", "c@example.com", "--maildir", "/etc"],
+        2,
+    );
+    for args in [
+        vec!["account", "show", "nobody@example.com"],
+        vec!["account", "disable", "nobody@example.com"],
+        vec!["account", "quota", "nobody@example.com", "--bytes", "1"],
+    ] {
+        let e = fails(&s, &args, 1);
+        assert!(e.contains("no account nobody@example.com"), "{args:?}: {e}");
+    }
+    let r = s.ctl(
+        &[
+            "account",
+            "password",
+            "alice@example.com",
+            "--password-stdin",
+        ],
+        b"\n",
+    );
+    assert_eq!(r.code, Some(2), "{r:?}");
+    assert!(r.stderr.contains("empty"), "{r:?}");
+    // An address is an account or relocated, never both.
+    s.ctl_ok(&["relocated", "add", "old@example.com", "new@example.org"]);
+    let e = fails(&s, &["account", "add", "old@example.com"], 1);
+    assert!(
+        e.contains("already an account or a relocated address"),
+        "{e}"
+    );
+}
+
+/// The password never comes from argv: there is no option that takes one,
+/// and without a terminal vmailctl refuses rather than reading stdin.
+#[test]
+fn password_never_from_argv_nor_without_a_terminal() {
+    let s = Site::new();
+    let r = s.ctl(
+        &["account", "add", "a@example.com", "--password", "secret"],
+        b"",
+    );
+    assert_eq!(r.code, Some(2), "{r:?}");
+    let r = s.ctl(
+        &["account", "add", "a@example.com", "--password=secret"],
+        b"",
+    );
+    assert_eq!(r.code, Some(2), "{r:?}");
+    s.account("a@example.com");
+    let setsid = ["/usr/bin/setsid", "/bin/setsid"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .expect(
+            "this test needs setsid(1) (Debian: util-linux) to run vmailctl without a terminal",
+        );
+    let out = Command::new(setsid)
+        .arg(bin("vmailctl"))
+        .arg("--config")
+        .arg(&s.config)
+        .args(["account", "password", "a@example.com"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let r: Run = out.into();
+    assert_eq!(r.code, Some(2), "{r:?}");
+    assert!(
+        r.stderr.contains("no terminal") && r.stderr.contains("--password-stdin"),
+        "{r:?}"
+    );
+    assert_eq!(
+        json(&s, &["account", "show", "a@example.com"])["password_scheme"],
+        Value::Null
+    );
+}
+
+fn doveadm() -> PathBuf {
+    ["/usr/bin/doveadm", "/usr/sbin/doveadm"]
+        .into_iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+        .or_else(|| crate::common::find_in_path("doveadm"))
+        .unwrap_or_else(|| {
+            panic!(
+                "this test needs Dovecot's doveadm to verify password hashes, and it is not \
+                 installed (Debian: apt-get install dovecot-core; .ci/run installs it)"
+            )
+        })
+}
+
+/// Dovecot's `doveadm pw -t HASH -p PASSWORD`: does Dovecot accept it?
+fn dovecot_accepts(hash: &str, password: &str) -> bool {
+    let out = Command::new(doveadm())
+        .args(["-o", "log_path=/dev/null", "pw", "-t", hash, "-p", password])
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    if out.status.success() {
+        assert!(text.contains("(verified)"), "{text}");
+        true
+    } else {
+        assert!(
+            text.contains("mismatch"),
+            "doveadm failed for another reason: {text}"
+        );
+        false
+    }
+}
+
+#[test]
+fn password_hashes_verify_with_dovecot() {
+    for scheme in ["SHA512-CRYPT", "ARGON2ID"] {
+        let s = Site::with_config(&format!("[password]\nscheme = \"{scheme}\"\n"));
+        let r = s.ctl(
+            &["account", "add", "alice@example.com", "--password-stdin"],
+            b"c0rrect horse\n",
+        );
+        assert_eq!(r.code, Some(0), "{r:?}");
+        let mut c = s.db.client();
+        let hash: String = c
+            .query_one("SELECT password_hash FROM accounts", &[])
+            .unwrap()
+            .get(0);
+        assert!(hash.starts_with(&format!("{{{scheme}}}")), "{hash}");
+        assert!(dovecot_accepts(&hash, "c0rrect horse"), "{scheme}");
+        assert!(!dovecot_accepts(&hash, "c0rrect horsE"), "{scheme}");
+        // A new password replaces it.
+        let r = s.ctl(
+            &[
+                "account",
+                "password",
+                "alice@example.com",
+                "--password-stdin",
+            ],
+            b"other\n",
+        );
+        assert_eq!(r.code, Some(0), "{r:?}");
+        let hash2: String = c
+            .query_one("SELECT password_hash FROM accounts", &[])
+            .unwrap()
+            .get(0);
+        assert!(dovecot_accepts(&hash2, "other"));
+        assert!(!dovecot_accepts(&hash2, "c0rrect horse"));
+    }
+}
+
+#[test]
+fn aliases_catchalls_relocated() {
+    let s = Site::new();
+    s.account("alice@example.com");
+    s.account("bob@example.com");
+    let out = s.ctl_ok(&[
+        "alias",
+        "add",
+        "Team@example.com",
+        "alice@example.com",
+        "Dave@Remote.ORG",
+    ]);
+    assert_eq!(
+        out,
+        "alias team@example.com -> alice@example.com, Dave@remote.org\n"
+    );
+    let ch = json(
+        &s,
+        &[
+            "alias",
+            "add",
+            "team@example.com",
+            "bob@example.com",
+            "alice@example.com",
+        ],
+    );
+    assert_eq!(
+        strs(&ch["destinations"]),
+        ["bob@example.com"],
+        "only what is new"
+    );
+    let e = fails(
+        &s,
+        &["alias", "add", "team@example.com", "bob@example.com"],
+        1,
+    );
+    assert!(e.contains("already has bob@example.com"), "{e}");
+    let l = json(&s, &["alias", "list"]);
+    assert_eq!(l[0]["address"], "team@example.com");
+    assert_eq!(
+        strs(&l[0]["destinations"]),
+        ["alice@example.com", "Dave@remote.org", "bob@example.com"]
+    );
+    // Bad input is a usage error.
+    for bad in ["nope", "%q@x.org", "a b@x.org", "a@x_y.org"] {
+        let e = fails(&s, &["alias", "add", "team@example.com", bad], 2);
+        assert!(e.contains("bad destination"), "{e}");
+    }
+    fails(&s, &["alias", "add", "team@nowhere.example", "a@b.org"], 1);
+
+    // Dangling destinations, loops and a self-copy without an account are
+    // refused, naming what vdeliver would say; --force adds anyway.
+    let e = fails(
+        &s,
+        &["alias", "add", "sales@example.com", "nobody@example.com"],
+        1,
+    );
+    assert!(
+        e.contains("alias sales@example.com")
+            && e.contains("no such mailbox")
+            && e.contains("#4.3.5"),
+        "{e}"
+    );
+    let e = fails(&s, &["alias", "add", "x@example.com", "x@example.com"], 1);
+    assert!(e.contains("keeps a copy for itself"), "{e}");
+    s.ctl_ok(&["alias", "add", "loop1@example.com", "alice@example.com"]);
+    s.ctl_ok(&["alias", "add", "loop2@example.com", "loop1@example.com"]);
+    let e = fails(
+        &s,
+        &["alias", "add", "loop1@example.com", "loop2@example.com"],
+        1,
+    );
+    assert!(e.contains("#5.4.6"), "{e}");
+    assert!(json(&s, &["alias", "list"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|a| a["address"] != "sales@example.com"));
+    let out = s.ctl_ok(&[
+        "alias",
+        "add",
+        "sales@example.com",
+        "nobody@example.com",
+        "--force",
+    ]);
+    assert!(
+        out.contains("warning (forced): alias sales@example.com"),
+        "{out}"
+    );
+
+    // Delete one destination, then all.
+    let ch = json(
+        &s,
+        &["alias", "delete", "team@example.com", "dave@remote.org"],
+    );
+    assert_eq!(strs(&ch["destinations"]), ["Dave@remote.org"]);
+    let e = fails(
+        &s,
+        &["alias", "delete", "team@example.com", "zed@remote.org"],
+        1,
+    );
+    assert!(e.contains("has no destination zed@remote.org"), "{e}");
+    let out = s.ctl_ok(&["alias", "delete", "team@example.com"]);
+    assert_eq!(
+        out,
+        "removed from alias team@example.com: alice@example.com, bob@example.com\n"
+    );
+    let e = fails(&s, &["alias", "delete", "team@example.com"], 1);
+    assert!(e.contains("no alias team@example.com"), "{e}");
+    // Removing what another alias needs is refused.
+    let e = fails(&s, &["alias", "delete", "loop1@example.com"], 1);
+    assert!(e.contains("alias loop2@example.com"), "{e}");
+
+    // Catch-all.
+    let out = s.ctl_ok(&["catchall", "add", "example.com", "bob@example.com"]);
+    assert_eq!(out, "catch-all of example.com -> bob@example.com\n");
+    let l = json(&s, &["catchall", "list"]);
+    assert_eq!(l[0]["address"], "example.com");
+    assert_eq!(strs(&l[0]["destinations"]), ["bob@example.com"]);
+    assert_eq!(
+        json(&s, &["domain", "show", "example.com"])["catchalls"][0],
+        "bob@example.com"
+    );
+    let e = fails(
+        &s,
+        &["catchall", "add", "example.com", "ghost@example.com"],
+        1,
+    );
+    assert!(
+        e.contains("catch-all of example.com") && e.contains("#5.4.6"),
+        "{e}"
+    );
+    fails(
+        &s,
+        &["catchall", "add", "example.com", "bob@example.com"],
+        1,
+    );
+    fails(
+        &s,
+        &["catchall", "add", "nowhere.example", "bob@example.com"],
+        1,
+    );
+    fails(
+        &s,
+        &["catchall", "delete", "example.com", "ghost@example.com"],
+        1,
+    );
+    let ch = json(&s, &["catchall", "delete", "example.com"]);
+    assert_eq!(strs(&ch["destinations"]), ["bob@example.com"]);
+    fails(&s, &["catchall", "delete", "example.com"], 1);
+
+    // Relocated.
+    let r = json(
+        &s,
+        &["relocated", "add", "Old@example.com", "new@Example.ORG"],
+    );
+    assert_eq!(
+        (r["address"].as_str(), r["new_address"].as_str()),
+        (Some("old@example.com"), Some("new@example.org"))
+    );
+    let e = fails(
+        &s,
+        &["relocated", "add", "alice@example.com", "a@example.org"],
+        1,
+    );
+    assert!(e.contains("is an account or already relocated"), "{e}");
+    fails(
+        &s,
+        &["relocated", "add", "old@example.com", "x@example.org"],
+        1,
+    );
+    fails(
+        &s,
+        &["relocated", "add", "x@example.com", "not-an-address"],
+        2,
+    );
+    assert_eq!(
+        json(&s, &["relocated", "list", "example.com"])[0]["new_address"],
+        "new@example.org"
+    );
+    assert_eq!(
+        s.ctl_ok(&["relocated", "delete", "old@example.com"]),
+        "old@example.com is no longer relocated\n"
+    );
+    fails(&s, &["relocated", "delete", "old@example.com"], 1);
+    assert!(json(&s, &["relocated", "list"])
+        .as_array()
+        .unwrap()
+        .is_empty());
+}
+
+/// Deliver one message to `to` and return its Maildir's files in new/.
+fn deliver_one(s: &Site, to: &str, maildir: &str) {
+    let r = s.deliver(to, "bob@remote.org", MSG);
+    assert_eq!(r.code, Some(0), "{r:?}");
+    assert_eq!(s.files(maildir, "new").len(), 1);
+}
+
+#[test]
+fn deletes_keep_maildirs_unless_purged() {
+    let s = Site::new();
+    s.account("alice@example.com");
+    deliver_one(&s, "alice@example.com", "example.com/alice/Maildir/");
+    let out = s.ctl_ok(&["account", "delete", "alice@example.com"]);
+    assert_eq!(
+        out,
+        "deleted account alice@example.com\nMaildir example.com/alice/Maildir/ left on disk (use --purge to remove it)\n"
+    );
+    assert_eq!(s.files("example.com/alice/Maildir/", "new").len(), 1);
+    fails(&s, &["account", "delete", "alice@example.com"], 1);
+
+    // Purge: the Maildir and the parents it leaves empty go; the root stays.
+    s.account("alice@example.com");
+    let d = json(&s, &["account", "delete", "alice@example.com", "--purge"]);
+    assert_eq!(d["purged"][0]["purged"], "removed");
+    assert!(!s.root.join("example.com").exists());
+    assert!(s.root.is_dir());
+    // Never delivered to: nothing to purge, and that is fine.
+    s.account("carol@example.com");
+    let out = s.ctl_ok(&["account", "delete", "carol@example.com", "--purge"]);
+    assert!(
+        out.ends_with("Maildir example.com/carol/Maildir/: was not on disk\n"),
+        "{out}"
+    );
+
+    // A domain with accounts needs --force; its Maildirs stay without --purge.
+    s.account("dave@example.com");
+    s.account("erin@example.com");
+    deliver_one(&s, "dave@example.com", "example.com/dave/Maildir/");
+    deliver_one(&s, "erin@example.com", "example.com/erin/Maildir/");
+    let e = fails(&s, &["domain", "delete", "example.com"], 1);
+    assert!(
+        e.contains("has 2 account(s)") && e.contains("--force"),
+        "{e}"
+    );
+    assert_eq!(json(&s, &["account", "list"]).as_array().unwrap().len(), 2);
+    s.ctl_ok(&["domain", "delete", "example.com", "--force"]);
+    assert!(json(&s, &["domain", "list"]).as_array().unwrap().is_empty());
+    assert_eq!(s.files("example.com/dave/Maildir/", "new").len(), 1);
+    assert_eq!(s.files("example.com/erin/Maildir/", "new").len(), 1);
+    // Again, with --purge.
+    s.ctl_ok(&["domain", "add", "example.com"]);
+    s.account("dave@example.com");
+    s.account("erin@example.com");
+    s.ctl_ok(&["alias-domain", "add", "example.net", "example.com"]);
+    s.ctl_ok(&["alias", "add", "team@example.com", "dave@example.net"]);
+    let d = json(
+        &s,
+        &["domain", "delete", "example.com", "--force", "--purge"],
+    );
+    assert_eq!(
+        strs(&d["deleted"]["maildirs"]),
+        ["example.com/dave/Maildir/", "example.com/erin/Maildir/"]
+    );
+    assert!(!s.root.join("example.com").exists());
+    assert!(json(&s, &["alias-domain", "list"])
+        .as_array()
+        .unwrap()
+        .is_empty());
+    assert!(json(&s, &["alias", "list"]).as_array().unwrap().is_empty());
+    fails(&s, &["domain", "delete", "example.com"], 1);
+}
+
+#[test]
+fn purge_stays_beneath_the_mail_root_and_never_follows_symlinks() {
+    let s = Site::new();
+    let outside = s.dir.path().join("outside");
+    fs::create_dir(&outside).unwrap();
+    fs::write(outside.join("precious"), b"keep me").unwrap();
+
+    // A symlink inside the Maildir: the link goes, its target stays.
+    s.account("alice@example.com");
+    deliver_one(&s, "alice@example.com", "example.com/alice/Maildir/");
+    let md = s.maildir("example.com/alice/Maildir/");
+    std::os::unix::fs::symlink(&outside, md.join("cur/evil")).unwrap();
+    std::os::unix::fs::symlink(&outside, md.join(".Evil")).unwrap();
+    s.ctl_ok(&["account", "delete", "alice@example.com", "--purge"]);
+    assert!(!md.exists());
+    assert_eq!(fs::read(outside.join("precious")).unwrap(), b"keep me");
+
+    // A Maildir path through a symlink: refused, nothing removed.
+    let evil_root = s.root.join("evil");
+    std::os::unix::fs::symlink(&outside, &evil_root).unwrap();
+    fs::create_dir_all(outside.join("Maildir/cur")).unwrap();
+    s.ctl_ok(&[
+        "account",
+        "add",
+        "mallory@example.com",
+        "--maildir",
+        "evil/Maildir/",
+    ]);
+    let e = s.ctl(
+        &["account", "delete", "mallory@example.com", "--purge"],
+        b"",
+    );
+    assert_eq!(e.code, Some(1), "{e:?}");
+    assert!(
+        e.stderr.contains("refusing to purge") && e.stderr.contains("symlink"),
+        "{e:?}"
+    );
+    assert!(outside.join("Maildir/cur").is_dir());
+    assert_eq!(fs::read(outside.join("precious")).unwrap(), b"keep me");
+    // The account itself is gone (the database change is reported done).
+    fails(&s, &["account", "show", "mallory@example.com"], 1);
+
+    // A path with '..' put in by hand: refused.
+    s.db.execute(
+        "INSERT INTO accounts (domain_id, local_part, maildir)
+         SELECT id, 'dots', '../outside/' FROM domains WHERE name = 'example.com'",
+    );
+    let e = s.ctl(&["account", "delete", "dots@example.com", "--purge"], b"");
+    assert_eq!(e.code, Some(1), "{e:?}");
+    assert!(e.stderr.contains("'..'"), "{e:?}");
+    assert_eq!(fs::read(outside.join("precious")).unwrap(), b"keep me");
+
+    // A Maildir another account still uses (or lives inside): refused.
+    s.ctl_ok(&["account", "add", "p@example.com", "--maildir", "shared/"]);
+    s.ctl_ok(&["account", "add", "q@example.com", "--maildir", "shared/q/"]);
+    fs::create_dir_all(s.root.join("shared/q/cur")).unwrap();
+    let e = s.ctl(&["account", "delete", "p@example.com", "--purge"], b"");
+    assert_eq!(e.code, Some(1), "{e:?}");
+    assert!(
+        e.stderr.contains("account q@example.com still uses"),
+        "{e:?}"
+    );
+    assert!(s.root.join("shared/q/cur").is_dir());
+
+    // Something that is not a Maildir: refused.
+    s.ctl_ok(&["account", "add", "r@example.com", "--maildir", "notes/"]);
+    fs::create_dir_all(s.root.join("notes")).unwrap();
+    fs::write(s.root.join("notes/todo.txt"), b"x").unwrap();
+    let e = s.ctl(&["account", "delete", "r@example.com", "--purge"], b"");
+    assert_eq!(e.code, Some(1), "{e:?}");
+    assert!(e.stderr.contains("not a Maildir"), "{e:?}");
+    assert!(s.root.join("notes/todo.txt").exists());
+}
+
+#[test]
+fn deletes_refuse_to_break_aliases_unless_forced() {
+    let s = Site::new();
+    s.account("alice@example.com");
+    s.account("bob@example.com");
+    s.ctl_ok(&["alias", "add", "team@example.com", "alice@example.com"]);
+    s.ctl_ok(&[
+        "alias",
+        "add",
+        "both@example.com",
+        "alice@example.com",
+        "bob@example.com",
+    ]);
+    let e = fails(&s, &["account", "delete", "alice@example.com"], 1);
+    assert!(
+        e.contains("alias both@example.com") && e.contains("alias team@example.com"),
+        "{e}"
+    );
+    assert!(e.contains("there is no such mailbox. (#4.3.5)"), "{e}");
+    json(&s, &["account", "show", "alice@example.com"]);
+    let out = s.ctl_ok(&["account", "delete", "alice@example.com", "--force"]);
+    assert!(
+        out.contains("warning (forced): alias both@example.com"),
+        "{out}"
+    );
+    // A domain others point into.
+    s.ctl_ok(&["domain", "add", "example.org"]);
+    s.account("carol@example.org");
+    s.ctl_ok(&["alias", "add", "carol@example.com", "carol@example.org"]);
+    let e = fails(&s, &["domain", "delete", "example.org"], 1);
+    assert!(e.contains("alias carol@example.com"), "{e}");
+}
+
+/// The vdeliver run for the resolve comparison: qmail's environment, the
+/// stub qmail-queue, optional extra arguments (the vpopmail fallback).
+fn vdeliver(s: &Site, to: &str, args: &[&str]) -> Run {
+    let mut env = qmail_env(to, "bob@remote.org");
+    env.extend(s.queue_env(0, &[]));
+    s.command(&env, args)
+        .stdin(s.message_file(MSG))
+        .output()
+        .unwrap()
+        .into()
+}
+
+#[test]
+fn resolve_agrees_with_vdeliver() {
+    let stub = qmail_queue_stub();
+    let s = Site::with_config(&format!(
+        "[forward]\nqmail_queue = \"{}\"\n",
+        stub.display()
+    ));
+    for a in ["alice", "bob", "carol", "dis"] {
+        s.account(&format!("{a}@example.com"));
+    }
+    s.ctl_ok(&["account", "disable", "dis@example.com"]);
+    s.ctl_ok(&[
+        "alias",
+        "add",
+        "team@example.com",
+        "alice@example.com",
+        "bob@example.com",
+        "dave@remote.org",
+    ]);
+    s.ctl_ok(&["alias", "add", "fwd@example.com", "zed@remote.org"]);
+    s.ctl_ok(&["alias", "add", "l1@example.com", "alice@example.com"]);
+    s.ctl_ok(&["alias", "add", "l2@example.com", "l1@example.com"]);
+    s.ctl_ok(&[
+        "alias",
+        "add",
+        "l1@example.com",
+        "l2@example.com",
+        "--force",
+    ]);
+    s.ctl_ok(&["relocated", "add", "old@example.com", "new@example.org"]);
+    s.ctl_ok(&["alias-domain", "add", "example.net", "example.com"]);
+    s.ctl_ok(&["domain", "add", "catch.example"]);
+    s.ctl_ok(&["catchall", "add", "catch.example", "carol@example.com"]);
+    s.ctl_ok(&["domain", "add", "off.example", "--disabled"]);
+    // A Maildir path through a symlink out of the root.
+    let outside = s.dir.path().join("outside");
+    fs::create_dir(&outside).unwrap();
+    chown_for_unpriv(&outside);
+    std::os::unix::fs::symlink(&outside, s.root.join("escape")).unwrap();
+    s.ctl_ok(&[
+        "account",
+        "add",
+        "esc@example.com",
+        "--maildir",
+        "escape/Maildir/",
+    ]);
+
+    // (address, extra vdeliver args, want exit)
+    let cases: &[(&str, &[&str], i32)] = &[
+        ("alice@example.com", &[], 0),
+        ("Alice-Sent@example.com", &[], 0), // folder created with the new Maildir
+        ("alice-nofolder@example.com", &[], 0),
+        ("team@example.com", &[], 0),
+        ("fwd@example.com", &[], 0),
+        ("bob@example.net", &[], 0),
+        ("anyone@catch.example", &[], 0),
+        ("nobody@example.com", &[], 100),
+        ("nobody@example.com", &["", "delete"], 0),
+        ("nobody@example.com", &["", "bounce-no-mailbox"], 100),
+        ("nobody@example.com", &["", "carol@example.com"], 0),
+        ("old@example.com", &[], 100),
+        ("dis@example.com", &[], 100),
+        ("x@off.example", &[], 100),
+        ("l1@example.com", &[], 100),
+        ("x@unknown.example", &[], 111),
+        ("esc@example.com", &[], 111),
+    ];
+    for (addr, args, want) in cases {
+        let before = tree(&s.root);
+        let mut rargs = vec!["resolve", addr, "--sender", "bob@remote.org", "--json"];
+        if let Some(fb) = args.get(1) {
+            rargs.extend(["--fallback", fb]);
+        }
+        let r = s.ctl(&rargs, b"");
+        assert_eq!(
+            r.code,
+            Some(if *want == 0 { 0 } else { 1 }),
+            "{addr}: {r:?}"
+        );
+        let v: Value = serde_json::from_str(&r.stdout).unwrap();
+        assert_eq!(
+            tree(&s.root),
+            before,
+            "resolve {addr} wrote to the mail root"
+        );
+        let d = vdeliver(&s, addr, args);
+        assert_eq!(d.code, Some(*want), "{addr}: {d:?}");
+        assert_eq!(
+            v["exit"].as_i64(),
+            d.code.map(i64::from),
+            "{addr}: resolve {v} vs vdeliver {d:?}"
+        );
+        assert_eq!(
+            format!("{}\n", v["line"].as_str().unwrap()),
+            d.stdout,
+            "{addr}: resolve and vdeliver disagree"
+        );
+    }
+    // Nothing escaped the root.
+    assert_eq!(fs::read_dir(&outside).unwrap().count(), 0);
+    // And the folder case went where resolve said.
+    assert_eq!(s.files("example.com/alice/Maildir/.Sent/", "new").len(), 1);
+}
+
+#[test]
+fn resolve_shows_the_tree_targets_and_forwards() {
+    let stub = qmail_queue_stub();
+    let s = Site::with_config(&format!(
+        "[forward]\nqmail_queue = \"{}\"\n",
+        stub.display()
+    ));
+    s.ctl_ok(&[
+        "domain",
+        "set",
+        "example.com",
+        "--quota-bytes",
+        "1G",
+        "--quota-messages",
+        "500",
+    ]);
+    s.account("alice@example.com");
+    s.account("bob@example.com");
+    s.ctl_ok(&[
+        "alias",
+        "add",
+        "team@example.com",
+        "alice@example.com",
+        "bob@example.com",
+        "dave@remote.org",
+    ]);
+    s.ctl_ok(&["alias", "add", "list@example.com", "team@example.com"]);
+    let v = json(&s, &["resolve", "List-x@example.com"]);
+    assert_eq!(v["recipient"], "list-x@example.com");
+    assert_eq!(v["sender"], "");
+    assert_eq!(
+        strs(&v["trace"]),
+        [
+            "alias list@example.com",
+            "  alias team@example.com",
+            "    mailbox alice@example.com",
+            "    mailbox bob@example.com",
+            // plan.rs indents a forward one level less than a mailbox.
+            "  forward to dave@remote.org"
+        ]
+    );
+    assert_eq!(strs(&v["forwards"]), ["dave@remote.org"]);
+    let m = &v["mailboxes"];
+    assert_eq!(m[0]["owner"], "alice@example.com");
+    assert_eq!(m[0]["delivers_to"], "example.com/alice/Maildir/");
+    assert_eq!(m[0]["exists"], false);
+    assert_eq!(m[0]["quota_bytes"], 1i64 << 30);
+    assert_eq!(
+        m[1]["path"],
+        s.root
+            .join("example.com/bob/Maildir/")
+            .display()
+            .to_string()
+    );
+    assert_eq!(v["exit"], 0);
+    assert_eq!(
+        v["line"],
+        "delivered to example.com/alice/Maildir/, example.com/bob/Maildir/ and forwarded to 1"
+    );
+    let text = s.ctl_ok(&["resolve", "list@example.com"]);
+    assert!(
+        text.contains("resolution:\n  alias list@example.com\n    alias team@example.com\n"),
+        "{text}"
+    );
+    assert!(text.contains("forward:    dave@remote.org\n"), "{text}");
+    assert!(
+        text.contains("vdeliver would exit 0: delivered to"),
+        "{text}"
+    );
+    assert!(text.contains("quota 1 GiB, 500 messages"), "{text}");
+    // Not found: exit 1, and the bounce line.
+    let r = s.ctl(&["resolve", "ghost@example.com"], b"");
+    assert_eq!(r.code, Some(1), "{r:?}");
+    assert!(
+        r.stdout
+            .contains("vdeliver would exit 100: Sorry, no mailbox here by that name. (#5.1.1)"),
+        "{r:?}"
+    );
+    fails(&s, &["resolve", "no-at-sign"], 2);
+    // The database down: 111, as vdeliver.
+    let dead = Site::with_config("");
+    let cfg = fs::read_to_string(&dead.config).unwrap();
+    fs::write(&dead.config, cfg.replace("host=", "host=/nonexistent/")).unwrap();
+    let r = dead.ctl(&["resolve", "alice@example.com", "--json"], b"");
+    assert_eq!(r.code, Some(1), "{r:?}");
+    let v: Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v["exit"], 111);
+    assert!(v["line"].as_str().unwrap().ends_with("(#4.3.0)"), "{v}");
+}
+
+#[test]
+fn check_reports_each_problem() {
+    let stub = qmail_queue_stub();
+    let s = Site::with_config(&format!(
+        "[forward]\nqmail_queue = \"{}\"\n",
+        stub.display()
+    ));
+    let r = s.ctl(&["check"], b"");
+    assert_eq!(r.code, Some(0), "{r:?}");
+    let names: Vec<&str> = r
+        .stdout
+        .lines()
+        .map(|l| {
+            assert!(l.starts_with("ok   "), "{l}");
+            l[5..].split(':').next().unwrap()
+        })
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "configuration",
+            "configuration file",
+            "database",
+            "schema",
+            "delivery user",
+            "mail root",
+            "qmail-queue"
+        ]
+    );
+    let v = json(&s, &["check"]);
+    assert_eq!(v["ok"], true);
+    assert_eq!(v["checks"].as_array().unwrap().len(), 7);
+
+    let failed = |s: &Site, args: &[&str]| -> Vec<String> {
+        let mut a = vec!["check", "--json"];
+        a.extend_from_slice(args);
+        let r = s.ctl(&a, b"");
+        assert_eq!(r.code, Some(1), "{r:?}");
+        let v: Value = serde_json::from_str(&r.stdout).unwrap();
+        assert_eq!(v["ok"], false);
+        v["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["ok"] == false)
+            .map(|c| {
+                format!(
+                    "{}: {}",
+                    c["name"].as_str().unwrap(),
+                    c["detail"].as_str().unwrap()
+                )
+            })
+            .collect()
+    };
+    // Root as the delivery user.
+    let f = failed(&s, &["--user", "root"]);
+    assert!(
+        f[0].starts_with("delivery user: user root is root"),
+        "{f:?}"
+    );
+    // A mail root others can write to.
+    fs::set_permissions(&s.root, fs::Permissions::from_mode(0o777)).unwrap();
+    let f = failed(&s, &[]);
+    assert_eq!(f.len(), 1, "{f:?}");
+    assert!(
+        f[0].starts_with("mail root: ") && f[0].contains("writable by group or others"),
+        "{f:?}"
+    );
+    fs::set_permissions(&s.root, fs::Permissions::from_mode(0o700)).unwrap();
+    // The text form: one line per check, FAIL marked.
+    let cfg = fs::read_to_string(&s.config).unwrap();
+    fs::write(
+        &s.config,
+        cfg.replace(&stub.display().to_string(), "/nonexistent/qmail-queue"),
+    )
+    .unwrap();
+    let r = s.ctl(&["check"], b"");
+    assert_eq!(r.code, Some(1), "{r:?}");
+    assert!(
+        r.stdout
+            .contains("FAIL qmail-queue: /nonexistent/qmail-queue: No such file"),
+        "{r:?}"
+    );
+    assert_eq!(
+        r.stdout.lines().filter(|l| l.starts_with("FAIL")).count(),
+        1,
+        "{r:?}"
+    );
+    // A schema behind the code.
+    let empty = Site::on(
+        Pg::shared(),
+        &format!("[forward]\nqmail_queue = \"{}\"\n", stub.display()),
+        false,
+    );
+    let f = failed(&empty, &[]);
+    let want = format!(
+        "schema: at version 0, this vdeliver needs {}: run vmailctl migrate",
+        vdeliver::schema::current_version()
+    );
+    assert_eq!(f, [want]);
+    // The database unreachable.
+    let cfg = fs::read_to_string(&empty.config).unwrap();
+    fs::write(&empty.config, cfg.replace("host=", "host=/nonexistent/")).unwrap();
+    let f = failed(&empty, &[]);
+    assert!(f[0].starts_with("database: cannot connect"), "{f:?}");
+    assert!(f[1].starts_with("schema: not checked"), "{f:?}");
+    // A configuration that does not parse, or writable by others.
+    fs::write(&empty.config, "[mail]\nroot = 3\n").unwrap();
+    let f = failed(&empty, &[]);
+    assert!(
+        f[0].starts_with("configuration: ") && f[0].contains("mail.root"),
+        "{f:?}"
+    );
+    fs::write(&empty.config, "").unwrap();
+    fs::set_permissions(&empty.config, fs::Permissions::from_mode(0o666)).unwrap();
+    let f = failed(&empty, &[]);
+    assert!(
+        f[0].starts_with("configuration file: ") && f[0].contains("writable"),
+        "{f:?}"
+    );
+}
