@@ -339,46 +339,7 @@ impl Site {
     }
 }
 
-/// qmail-local's environment for a virtual-domain delivery (SPEC §2).
-pub fn qmail_env(to: &str, from: &str) -> Vec<(String, String)> {
-    let (local, host) = to.rsplit_once('@').unwrap();
-    let prefix = host.to_ascii_lowercase();
-    let user_local = format!("vmail-{prefix}-{local}");
-    let ext = format!("{prefix}-{local}");
-    let mut v: Vec<(String, String)> = vec![
-        ("USER", "vmail".to_string()),
-        ("HOME", "/home/vmail".to_string()),
-        ("PATH", "/usr/bin:/bin".to_string()),
-        ("LOCAL", user_local.clone()),
-        ("HOST", host.to_string()),
-        ("RECIPIENT", format!("{user_local}@{host}")),
-        ("SENDER", from.to_string()),
-        ("NEWSENDER", from.to_string()),
-        ("EXT", ext.clone()),
-        ("EXT2", local.to_string()),
-        ("DEFAULT", ext),
-        ("DTLINE", format!("Delivered-To: {user_local}@{host}\n")),
-        ("RPLINE", format!("Return-Path: <{from}>\n")),
-        (
-            "UFLINE",
-            format!(
-                "From {} Thu Jan  1 00:00:00 2026\n",
-                if from.is_empty() {
-                    "MAILER-DAEMON"
-                } else {
-                    from
-                }
-            ),
-        ),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect();
-    if let Some(pos) = local.find('-') {
-        v.push(("EXT3".into(), local[pos + 1..].to_string()));
-    }
-    v
-}
+pub use super::throwaway::qmail_env;
 
 /// Replace (or add) one variable.
 pub fn set(env: &mut Vec<(String, String)>, k: &str, val: &str) {
