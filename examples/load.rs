@@ -31,6 +31,9 @@ mod pg;
 #[path = "../tests/it/common/pgbouncer.rs"]
 mod pgbouncer;
 #[allow(dead_code)]
+#[path = "../tests/it/common/throwaway.rs"]
+mod throwaway;
+#[allow(dead_code)]
 #[path = "../tests/it/common/unpriv.rs"]
 mod unpriv;
 #[allow(dead_code)]
@@ -39,8 +42,6 @@ mod util;
 #[allow(unused_imports)]
 use util::*;
 
-use pg::Pg;
-use pgbouncer::Bouncer;
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
@@ -49,7 +50,8 @@ use std::process::{exit, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use unpriv::{chown_for_unpriv, command_as_unprivileged, temp_dir_for_unpriv};
+use throwaway::{qmail_env, runnable_copy, Setup};
+use unpriv::{command_as_unprivileged, temp_dir_for_unpriv};
 
 struct Opts {
     messages: usize,
@@ -140,74 +142,6 @@ fn sibling(name: &str) -> PathBuf {
     exit(1)
 }
 
-/// A copy of a binary the unprivileged user can run.
-fn runnable_copy(src: &Path, dir: &Path) -> PathBuf {
-    let dst = dir.join(src.file_name().unwrap());
-    fs::copy(src, &dst).expect("copy binary");
-    fs::set_permissions(&dst, fs::Permissions::from_mode(0o755)).unwrap();
-    dst
-}
-
-struct Setup {
-    /// Kept alive for the run.
-    _pg: Option<Pg>,
-    _bouncer: Option<Bouncer>,
-    _dir: tempfile::TempDir,
-    config: PathBuf,
-    url: String,
-    root: PathBuf,
-    recipients: Vec<String>,
-    bin_dir: PathBuf,
-}
-
-fn throwaway(o: &Opts) -> Setup {
-    let pg = Pg::private();
-    let db = pg.fresh_db();
-    let mut client = db.client();
-    vdeliver::admin::migrate(&mut client).expect("migrate");
-    vdeliver::admin::domain_add(&mut client, "example.com").expect("domain");
-    let mut recipients = Vec::new();
-    for i in 0..o.accounts {
-        let a = if i == 0 {
-            "alice@example.com".to_string()
-        } else {
-            format!("user{i}@example.com")
-        };
-        vdeliver::admin::account_add(&mut client, &a, &Default::default()).expect("account");
-        recipients.push(a);
-    }
-    let bouncer = o.pgbouncer.then(|| Bouncer::start(&pg, &db.name));
-    let url = match &bouncer {
-        Some(b) => b.url(&db.name),
-        None => db.url.clone(),
-    };
-    let dir = temp_dir_for_unpriv();
-    let root = dir.path().join("vmail");
-    fs::create_dir(&root).unwrap();
-    chown_for_unpriv(&root);
-    let config = dir.path().join("config.toml");
-    fs::write(
-        &config,
-        format!(
-            "[database]\nurl = \"{url}\"\n[mail]\nroot = \"{}\"\n",
-            root.display()
-        ),
-    )
-    .unwrap();
-    fs::set_permissions(&config, fs::Permissions::from_mode(0o644)).unwrap();
-    let bin_dir = dir.path().to_path_buf();
-    Setup {
-        _pg: Some(pg),
-        _bouncer: bouncer,
-        _dir: dir,
-        config,
-        url,
-        root,
-        recipients,
-        bin_dir,
-    }
-}
-
 fn installed(o: &Opts, path: &Path) -> Setup {
     let cfg = vdeliver::config::load(path).unwrap_or_else(|e| {
         eprintln!("load: {e}");
@@ -216,41 +150,16 @@ fn installed(o: &Opts, path: &Path) -> Setup {
     let dir = temp_dir_for_unpriv();
     let bin_dir = dir.path().to_path_buf();
     Setup {
-        _pg: None,
-        _bouncer: None,
-        _dir: dir,
+        pg: None,
+        bouncer: None,
+        db: None,
+        dir,
         config: path.to_path_buf(),
         url: cfg.database.url.clone(),
         root: cfg.mail.root.clone(),
         recipients: o.to.clone(),
         bin_dir,
     }
-}
-
-/// qmail-local's environment for one recipient.
-fn qmail_env(to: &str) -> Vec<(String, String)> {
-    let (local, host) = to.rsplit_once('@').unwrap_or((to, ""));
-    let ext = format!("{host}-{local}");
-    [
-        ("USER", "vmail".to_string()),
-        ("HOME", "/".to_string()),
-        ("PATH", "/usr/bin:/bin".to_string()),
-        ("LOCAL", format!("vmail-{ext}")),
-        ("HOST", host.to_string()),
-        ("RECIPIENT", format!("vmail-{ext}@{host}")),
-        ("SENDER", "load@example.org".to_string()),
-        ("NEWSENDER", "load@example.org".to_string()),
-        ("EXT", ext.clone()),
-        ("DEFAULT", ext),
-        (
-            "DTLINE",
-            format!("Delivered-To: vmail-{host}-{local}@{host}\n"),
-        ),
-        ("RPLINE", "Return-Path: <load@example.org>\n".to_string()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect()
 }
 
 struct Result {
@@ -375,7 +284,7 @@ fn main() {
         let stdin = fs::File::open(&args[4]).expect("message file");
         let status = command_as_unprivileged(Path::new(&args[2]))
             .env_clear()
-            .envs(qmail_env(&args[5]))
+            .envs(qmail_env(&args[5], "load@example.org"))
             .env("VDELIVER_CONFIG", &args[3])
             .stdin(stdin)
             .stdout(Stdio::null())
@@ -387,7 +296,7 @@ fn main() {
     let o = opts();
     let setup = match &o.config {
         Some(p) => installed(&o, p),
-        None => throwaway(&o),
+        None => Setup::throwaway(o.accounts, o.pgbouncer),
     };
     let vdeliver_bin = runnable_copy(&sibling("vdeliver"), &setup.bin_dir);
     let msg_file = setup.bin_dir.join("message");
@@ -426,7 +335,7 @@ fn main() {
             let to = &recipients[i % recipients.len()];
             let mut c = command_as_unprivileged(&bin);
             c.env_clear()
-                .envs(qmail_env(to))
+                .envs(qmail_env(to, "load@example.org"))
                 .env("VDELIVER_CONFIG", &config);
             c
         }),

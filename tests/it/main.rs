@@ -1,8 +1,9 @@
 mod common;
-mod harness_selftest;
-mod fuzz_corpus;
 mod delivery;
-mod routing;
+mod fuzz_corpus;
+mod harness_selftest;
 mod pgbouncer;
 mod quota;
+mod reliability;
+mod routing;
 mod vmailctl;

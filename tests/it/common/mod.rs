@@ -12,6 +12,7 @@
 pub mod pg;
 pub mod pgbouncer;
 pub mod site;
+pub mod throwaway;
 pub mod unpriv;
 mod util;
 

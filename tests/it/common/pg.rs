@@ -30,6 +30,7 @@ use super::unpriv;
 struct Tools {
     initdb: PathBuf,
     pg_ctl: PathBuf,
+    pg_basebackup: PathBuf,
 }
 
 /// The server programs from the highest-versioned `/usr/lib/postgresql/*/bin`
@@ -66,7 +67,11 @@ fn find_tools() -> Result<Tools, String> {
         None => super::find_in_path(name),
     };
     match (tool("initdb"), tool("pg_ctl"), tool("postgres")) {
-        (Some(initdb), Some(pg_ctl), Some(_postgres)) => Ok(Tools { initdb, pg_ctl }),
+        (Some(initdb), Some(pg_ctl), Some(_postgres)) => Ok(Tools {
+            pg_basebackup: initdb.with_file_name("pg_basebackup"),
+            initdb,
+            pg_ctl,
+        }),
         _ => Err(format!(
             "the integration tests need a PostgreSQL server installation ({}) in \
              /usr/lib/postgresql/*/bin or in PATH, and none was found \
@@ -220,6 +225,58 @@ impl Pg {
 
     fn create() -> Result<Pg, String> {
         let tools = tools()?;
+        let pg = Pg::new_dir()?;
+        let locale = if Path::new("/usr/lib/locale/C.utf8").exists() {
+            "C.UTF-8"
+        } else {
+            "C"
+        };
+        let out = pg
+            .as_server_user(&tools.initdb)
+            .arg("-D")
+            .arg(&pg.data_dir)
+            .args(["-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8"])
+            .arg(format!("--locale={locale}"))
+            .output();
+        pg.check("initdb", out)?;
+        pg.configure_and_start()
+    }
+
+    /// A streaming-replication hot standby of this cluster (made with
+    /// `pg_basebackup -R`), with its own socket; stoppable like a private
+    /// cluster.
+    pub fn standby(&self) -> Pg {
+        let make = || -> Result<Pg, String> {
+            let tools = tools()?;
+            let pg = Pg::new_dir()?;
+            let out = pg
+                .as_server_user(&tools.pg_basebackup)
+                .arg("-D")
+                .arg(&pg.data_dir)
+                .arg("-h")
+                .arg(&self.socket_dir)
+                .arg("-p")
+                .arg(self.port.to_string())
+                .args([
+                    "-U",
+                    "postgres",
+                    "-R",
+                    "-X",
+                    "stream",
+                    "--no-sync",
+                    "-c",
+                    "fast",
+                ])
+                .output();
+            pg.check("pg_basebackup", out)?;
+            pg.configure_and_start()
+        };
+        make().unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// A fresh temporary directory with its reaper and a socket directory
+    /// the server user owns.
+    fn new_dir() -> Result<Pg, String> {
         let mut base = super::base_temp_dir();
         // A Unix socket path is at most 107 bytes:
         // <base>/vdeliver-pg-XXXXXX/sock/.s.PGSQL.NNNNN
@@ -253,21 +310,13 @@ impl Pg {
                     .map_err(|e| format!("chown {}: {e}", d.display()))?;
             }
         }
+        Ok(pg)
+    }
 
-        let locale = if Path::new("/usr/lib/locale/C.utf8").exists() {
-            "C.UTF-8"
-        } else {
-            "C"
-        };
-        let out = pg
-            .as_server_user(&tools.initdb)
-            .arg("-D")
-            .arg(&pg.data_dir)
-            .args(["-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8"])
-            .arg(format!("--locale={locale}"))
-            .output();
-        pg.check("initdb", out)?;
-
+    /// Append the test settings (later lines win, so a standby's copy of
+    /// its primary's file is overridden too) and start.
+    fn configure_and_start(mut self) -> Result<Pg, String> {
+        let pg = &mut self;
         let conf = pg.data_dir.join("postgresql.conf");
         let settings = format!(
             "\n# vdeliver integration tests\n\
@@ -297,7 +346,8 @@ impl Pg {
             pg.port = next_port();
             result = pg.try_start();
         }
-        result.map(|()| pg)
+        result?;
+        Ok(self)
     }
 
     fn try_start(&self) -> Result<(), String> {

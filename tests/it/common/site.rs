@@ -288,6 +288,31 @@ impl Site {
         self.deliver_env(&qmail_env(to, from), msg)
     }
 
+    /// vdeliver run under a tool (strace, say): `tool[0]` is found in PATH,
+    /// the rest of `tool` and `tool_args` go before `-- vdeliver`. Run as
+    /// the unprivileged user, like [`Site::command`].
+    pub fn command_via(
+        &self,
+        env: &[(String, String)],
+        tool: &[&str],
+        tool_args: &[&str],
+    ) -> Command {
+        let path = super::find_in_path(tool[0])
+            .unwrap_or_else(|| panic!("{} is not installed (.ci/run installs it)", tool[0]));
+        let mut c = command_as_unprivileged(&path);
+        c.args(&tool[1..])
+            .args(tool_args)
+            .arg("--")
+            .arg(bin("vdeliver"))
+            .env_clear()
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .env("VDELIVER_CONFIG", &self.config)
+            .current_dir(&self.root)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        c
+    }
+
     /// The absolute path of a Maildir (relative to the root).
     pub fn maildir(&self, rel: &str) -> PathBuf {
         self.root.join(rel)
@@ -314,46 +339,7 @@ impl Site {
     }
 }
 
-/// qmail-local's environment for a virtual-domain delivery (SPEC §2).
-pub fn qmail_env(to: &str, from: &str) -> Vec<(String, String)> {
-    let (local, host) = to.rsplit_once('@').unwrap();
-    let prefix = host.to_ascii_lowercase();
-    let user_local = format!("vmail-{prefix}-{local}");
-    let ext = format!("{prefix}-{local}");
-    let mut v: Vec<(String, String)> = vec![
-        ("USER", "vmail".to_string()),
-        ("HOME", "/home/vmail".to_string()),
-        ("PATH", "/usr/bin:/bin".to_string()),
-        ("LOCAL", user_local.clone()),
-        ("HOST", host.to_string()),
-        ("RECIPIENT", format!("{user_local}@{host}")),
-        ("SENDER", from.to_string()),
-        ("NEWSENDER", from.to_string()),
-        ("EXT", ext.clone()),
-        ("EXT2", local.to_string()),
-        ("DEFAULT", ext),
-        ("DTLINE", format!("Delivered-To: {user_local}@{host}\n")),
-        ("RPLINE", format!("Return-Path: <{from}>\n")),
-        (
-            "UFLINE",
-            format!(
-                "From {} Thu Jan  1 00:00:00 2026\n",
-                if from.is_empty() {
-                    "MAILER-DAEMON"
-                } else {
-                    from
-                }
-            ),
-        ),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect();
-    if let Some(pos) = local.find('-') {
-        v.push(("EXT3".into(), local[pos + 1..].to_string()));
-    }
-    v
-}
+pub use super::throwaway::qmail_env;
 
 /// Replace (or add) one variable.
 pub fn set(env: &mut Vec<(String, String)>, k: &str, val: &str) {

@@ -1,0 +1,100 @@
+//! End to end: the real `vdeliver` binary spawned once per message, as
+//! qmail-local runs it, against a throwaway PostgreSQL — directly over the
+//! Unix socket and through PgBouncer in transaction pooling mode — reported
+//! as deliveries per second; and the fan-out: one message to an alias of 50
+//! local accounts against 50 single deliveries.
+//!
+//! ```text
+//! cargo bench --bench e2e
+//! ```
+//!
+//! As root the deliveries run as `nobody` through `setpriv`, as in the
+//! tests. Needs PostgreSQL and PgBouncer installed (`.ci/run` installs
+//! them).
+
+#[allow(dead_code)]
+#[path = "../tests/it/common/pg.rs"]
+mod pg;
+#[allow(dead_code)]
+#[path = "../tests/it/common/pgbouncer.rs"]
+mod pgbouncer;
+#[allow(dead_code)]
+#[path = "../tests/it/common/throwaway.rs"]
+mod throwaway;
+#[allow(dead_code)]
+#[path = "../tests/it/common/unpriv.rs"]
+mod unpriv;
+#[allow(dead_code)]
+#[path = "../tests/it/common/util.rs"]
+mod util;
+#[allow(unused_imports)]
+use util::*;
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use throwaway::{qmail_env, runnable_copy, Setup};
+
+const MSG: &[u8] = b"From: bench@example.org\nTo: alice@example.com\nSubject: e2e\n\n\
+The quick brown fox jumps over the lazy dog.\n";
+
+fn deliver(bin: &Path, setup: &Setup, msg: &Path, to: &str) {
+    let out = unpriv::command_as_unprivileged(bin)
+        .env_clear()
+        .envs(qmail_env(to, "bench@example.org"))
+        .env("VDELIVER_CONFIG", &setup.config)
+        .stdin(fs::File::open(msg).expect("message"))
+        .stdout(Stdio::piped())
+        .output()
+        .expect("run vdeliver");
+    assert!(out.status.success(), "{out:?}");
+}
+
+fn prepare(setup: &Setup) -> (PathBuf, PathBuf) {
+    let bin = runnable_copy(Path::new(env!("CARGO_BIN_EXE_vdeliver")), &setup.bin_dir);
+    let msg = setup.bin_dir.join("message");
+    fs::write(&msg, MSG).expect("message");
+    (bin, msg)
+}
+
+fn e2e(c: &mut Criterion) {
+    let mut g = c.benchmark_group("e2e");
+    g.sample_size(30);
+    g.throughput(Throughput::Elements(1));
+    for (label, bouncer) in [("direct", false), ("pgbouncer", true)] {
+        let setup = Setup::throwaway(1, bouncer);
+        let (bin, msg) = prepare(&setup);
+        g.bench_function(label, |b| {
+            b.iter(|| deliver(&bin, &setup, &msg, "alice@example.com"))
+        });
+    }
+    g.finish();
+
+    // Fan-out: 50 accounts behind one alias, written once and hard-linked,
+    // against 50 separate deliveries.
+    let setup = Setup::throwaway(50, false);
+    let mut client = setup.db.as_ref().expect("db").client();
+    let dests: Vec<String> = setup.recipients.clone();
+    let rules = vdeliver::plan::Rules::default();
+    vdeliver::admin::alias_add(&mut client, &rules, "all@example.com", &dests, false)
+        .expect("alias");
+    let (bin, msg) = prepare(&setup);
+    let mut g = c.benchmark_group("fanout50");
+    g.sample_size(10);
+    g.throughput(Throughput::Elements(50));
+    g.bench_function("alias_to_50", |b| {
+        b.iter(|| deliver(&bin, &setup, &msg, "all@example.com"))
+    });
+    g.bench_function("50_deliveries", |b| {
+        b.iter(|| {
+            for to in &setup.recipients {
+                deliver(&bin, &setup, &msg, to);
+            }
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, e2e);
+criterion_main!(benches);
