@@ -1353,3 +1353,353 @@ fn quota_reports_usage_and_recalculates() {
     let e = fails(&s, &["quota", "nobody@example.com"], 1);
     assert!(e.contains("no account nobody@example.com"), "{e}");
 }
+
+// ---------------------------------------------------------------- the guides
+
+fn example(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("examples")
+        .join(rel)
+}
+
+/// examples/config.toml is the README's "every key with its default".
+#[test]
+fn example_config_is_valid_and_shows_the_defaults() {
+    let cfg = vdeliver::config::load(&example("config.toml")).unwrap();
+    assert_eq!(cfg, vdeliver::config::Config::default());
+}
+
+/// The queries of examples/dovecot/dovecot-sql.conf.ext, with backslash
+/// continuations joined.
+fn dovecot_queries() -> BTreeMap<String, String> {
+    let text = fs::read_to_string(example("dovecot/dovecot-sql.conf.ext")).unwrap();
+    let joined = text.replace("\\\n", " ");
+    joined
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .filter_map(|l| l.split_once(" = "))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect()
+}
+
+/// Run a Dovecot SQL query the way Dovecot would for login `user`: `%Ln`
+/// and `%Ld` replaced by the lowercased, SQL-escaped local part and domain.
+fn dovecot_sql(s: &Site, query: &str, user: &str) -> Vec<BTreeMap<String, Option<String>>> {
+    let (n, d) = user.rsplit_once('@').unwrap_or((user, ""));
+    let esc = |v: &str| v.to_lowercase().replace('\'', "''");
+    let sql = query.replace("%Ln", &esc(n)).replace("%Ld", &esc(d));
+    assert!(!sql.contains('%'), "unhandled Dovecot variable in {sql}");
+    let mut c = s.db.client();
+    c.simple_query(&sql)
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .into_iter()
+        .filter_map(|m| match m {
+            postgres::SimpleQueryMessage::Row(r) => Some(
+                r.columns()
+                    .iter()
+                    .enumerate()
+                    .map(|(i, col)| (col.name().to_string(), r.get(i).map(str::to_string)))
+                    .collect(),
+            ),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn dovecot_sql_guide_works_against_this_schema() {
+    let q = dovecot_queries();
+    for k in ["password_query", "user_query", "iterate_query"] {
+        assert!(q.contains_key(k), "{k} missing: {q:?}");
+    }
+    let s = Site::new();
+    s.ctl_ok(&["domain", "set", "example.com", "--quota-bytes", "2G"]);
+    s.ctl_ok(&["alias-domain", "add", "example.net", "example.com"]);
+    let add = |a: &str, extra: &[&str]| {
+        let mut args = vec!["account", "add", a, "--password-stdin"];
+        args.extend_from_slice(extra);
+        let r = s.ctl(&args, b"s3cret pw\n");
+        assert_eq!(r.code, Some(0), "{r:?}");
+    };
+    add("alice@example.com", &[]);
+    add(
+        "dave@example.com",
+        &["--quota-bytes", "10M", "--quota-messages", "100"],
+    );
+    add("bob@example.com", &["--disabled"]);
+    s.account("carol@example.com"); // no password
+    s.ctl_ok(&["domain", "add", "off.example", "--disabled"]);
+    let r = s.ctl(
+        &["account", "add", "eve@off.example", "--password-stdin"],
+        b"s3cret pw\n",
+    );
+    assert_eq!(r.code, Some(0), "{r:?}");
+
+    let pq = &q["password_query"];
+    for login in ["alice@example.com", "Alice@Example.NET"] {
+        let rows = dovecot_sql(&s, pq, login);
+        assert_eq!(rows.len(), 1, "{login}: {rows:?}");
+        assert_eq!(rows[0]["user"].as_deref(), Some("alice@example.com"));
+        let hash = rows[0]["password"].clone().unwrap();
+        assert!(dovecot_accepts(&hash, "s3cret pw"), "{login}");
+        assert!(!dovecot_accepts(&hash, "s3cret pW"), "{login}");
+    }
+    for nobody in [
+        "bob@example.com",
+        "carol@example.com",
+        "eve@off.example",
+        "zed@example.com",
+        "alice",
+        "x'; DROP TABLE accounts; --@example.com",
+    ] {
+        assert!(
+            dovecot_sql(&s, pq, nobody).is_empty(),
+            "{nobody} must not log in"
+        );
+    }
+
+    let uq = &q["user_query"];
+    let rows = dovecot_sql(&s, uq, "alice@example.com");
+    assert_eq!(rows.len(), 1);
+    assert_eq!(
+        rows[0]["home"].as_deref(),
+        Some("/var/vmail/example.com/alice/Maildir/")
+    );
+    assert_eq!(
+        rows[0]["mail"].as_deref(),
+        Some("maildir:/var/vmail/example.com/alice/Maildir/")
+    );
+    assert_eq!(
+        rows[0]["quota_rule"].as_deref(),
+        Some("*:bytes=2147483648:messages=0")
+    );
+    let rows = dovecot_sql(&s, uq, "dave@example.net");
+    assert_eq!(
+        rows[0]["quota_rule"].as_deref(),
+        Some("*:bytes=10485760:messages=100")
+    );
+    let users: Vec<String> = dovecot_sql(&s, &q["iterate_query"], "")
+        .into_iter()
+        .map(|r| r["user"].clone().unwrap())
+        .collect();
+    assert_eq!(users.len(), 5, "{users:?}");
+    assert!(users.contains(&"eve@off.example".to_string()));
+}
+
+fn dovecot_binary(name: &str) -> PathBuf {
+    crate::common::find_in_path(name)
+        .or_else(|| {
+            ["/usr/sbin", "/usr/bin"]
+                .iter()
+                .map(|d| Path::new(d).join(name))
+                .find(|p| crate::common::is_executable(p))
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "this test needs Dovecot's `{name}`: install Debian's dovecot-core \
+                 (.ci/run does when doveadm is missing)"
+            )
+        })
+}
+
+/// Real Dovecot, given the fields the guide's user_query returns (through a
+/// static userdb: the pgsql driver is a separate package), sees the same
+/// Maildir, usage and limits as vdeliver and `vmailctl quota`.
+#[test]
+fn dovecot_reads_the_guides_userdb_fields_as_vdeliver_does() {
+    let s = Site::new();
+    s.ctl_ok(&[
+        "account",
+        "add",
+        "alice@example.com",
+        "--quota-bytes",
+        "10M",
+        "--quota-messages",
+        "100",
+    ]);
+    deliver_one(&s, "alice@example.com", "example.com/alice/Maildir/");
+    let q = dovecot_queries();
+    let row = &dovecot_sql(&s, &q["user_query"], "alice@example.com")[0];
+    let root = s.root.display().to_string();
+    let field = |k: &str| row[k].clone().unwrap().replace("/var/vmail", &root);
+    let dir = s.dir.path().join("dovecot");
+    for d in ["run", "state"] {
+        fs::create_dir_all(dir.join(d)).unwrap();
+    }
+    let (uid, gid) = crate::common::unpriv::unpriv_uid_gid();
+    let rootless = if crate::common::unpriv::is_root() {
+        String::new()
+    } else {
+        let me = nix::unistd::User::from_uid(nix::unistd::getuid())
+            .unwrap()
+            .unwrap()
+            .name;
+        format!("default_internal_user = {me}\ndefault_login_user = {me}\ndefault_internal_group = {me}\n")
+    };
+    let conf = dir.join("dovecot.conf");
+    fs::write(
+        &conf,
+        format!(
+            "base_dir = {d}/run\nstate_dir = {d}/state\nlog_path = {d}/log\nprotocols =\nssl = no\n\
+             first_valid_uid = 1\n{rootless}mail_plugins = quota\n\
+             namespace inbox {{\n  inbox = yes\n  separator = .\n}}\n\
+             passdb {{\n  driver = static\n  args = nopassword=y\n}}\n\
+             userdb {{\n  driver = static\n  args = uid={uid} gid={gid} home={home} mail={mail} quota_rule={rule}\n}}\n\
+             plugin {{\n  quota = maildir:User quota\n}}\n",
+            d = dir.display(),
+            home = field("home"),
+            mail = field("mail"),
+            rule = field("quota_rule"),
+        ),
+    )
+    .unwrap();
+    struct Master(std::process::Child);
+    impl Drop for Master {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut master = Master(
+        Command::new(dovecot_binary("dovecot"))
+            .arg("-F")
+            .arg("-c")
+            .arg(&conf)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let log = || fs::read_to_string(dir.join("log")).unwrap_or_default();
+    let socket = dir.join("run/auth-userdb");
+    for _ in 0..600 {
+        if socket.exists() {
+            break;
+        }
+        if let Some(st) = master.0.try_wait().unwrap() {
+            panic!("dovecot exited with {st}:\n{}", log());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(socket.exists(), "dovecot did not start:\n{}", log());
+    let out = Command::new(dovecot_binary("doveadm"))
+        .arg("-c")
+        .arg(&conf)
+        .args(["-f", "tab", "quota", "get", "-u", "alice@example.com"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}\n{}", log());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let got: BTreeMap<String, (u64, u64)> = text
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let f: Vec<&str> = l.split('\t').collect();
+            (
+                f[1].to_string(),
+                (f[2].parse().unwrap(), f[3].parse().unwrap()),
+            )
+        })
+        .collect();
+    let ours = json(&s, &["quota", "alice@example.com"]);
+    let bytes = ours["bytes"].as_u64().unwrap();
+    // doveadm reports STORAGE in KiB, rounded up.
+    assert_eq!(got["STORAGE"], (bytes.div_ceil(1024), 10 * 1024), "{text}");
+    assert_eq!(got["MESSAGE"], (1, 100), "{text}");
+}
+
+/// examples/vpopmail-import.sql, run on a small vpopmail site: domains,
+/// accounts (password, Maildir, quota, bounce flag) and aliases arrive as
+/// vdeliver and Dovecot need them.
+#[test]
+fn vpopmail_import_guide() {
+    let s = Site::new();
+    let md5 = Command::new(doveadm())
+        .args([
+            "-o",
+            "log_path=/dev/null",
+            "pw",
+            "-s",
+            "MD5-CRYPT",
+            "-p",
+            "old secret",
+        ])
+        .output()
+        .unwrap();
+    let md5 = String::from_utf8(md5.stdout).unwrap();
+    let crypt = md5.trim().trim_start_matches("{MD5-CRYPT}").to_string();
+    assert!(crypt.starts_with("$1$"), "{md5}");
+    let root = format!("{}/", s.root.display());
+    s.db.execute(&format!(
+        "CREATE TABLE vpopmail (pw_name text, pw_domain text, pw_passwd text, pw_uid int,
+                                pw_gid int, pw_gecos text, pw_dir text, pw_shell text,
+                                pw_clear_passwd text);
+         CREATE TABLE valias (alias text, domain text, valias_line text);
+         INSERT INTO vpopmail VALUES
+           ('alice', 'Example.ORG', '{crypt}', 0, 0, 'Alice', '{root}example.org/alice', '52428800S,1000C', ''),
+           ('bob', 'example.org', '', 0, 0, 'Bob', '{root}example.org/bob/', 'NOQUOTA', ''),
+           ('gone', 'example.org', '', 0, 256, 'Gone', '{root}example.org/gone', '1000S', '');
+         INSERT INTO valias VALUES
+           ('team', 'example.org', '&alice@example.org'),
+           ('team', 'example.org', 'carol@remote.example'),
+           ('alice', 'example.org', '{root}example.org/alice/Maildir/'),
+           ('alice', 'example.org', '&alice@home.example'),
+           ('robot', 'example.org', '|/usr/bin/autoresponder');"
+    ));
+    let script = fs::read_to_string(example("vpopmail-import.sql")).unwrap();
+    let mut c = s.db.client();
+    c.batch_execute(&format!("SET vdeliver.vpopmail_root = '{root}';\n{script}"))
+        .unwrap();
+
+    let a = json(&s, &["account", "show", "alice@example.org"]);
+    assert_eq!(a["maildir"], "example.org/alice/Maildir/");
+    assert_eq!(
+        (a["quota_bytes"].as_i64(), a["quota_messages"].as_i64()),
+        (Some(52428800), Some(1000))
+    );
+    assert_eq!(a["password_scheme"], "CRYPT");
+    let b = json(&s, &["account", "show", "bob@example.org"]);
+    assert_eq!(
+        (b["quota_bytes"].as_i64(), b["password_scheme"].clone()),
+        (Some(0), Value::Null)
+    );
+    assert_eq!(
+        json(&s, &["account", "show", "gone@example.org"])["active"],
+        false
+    );
+    let hash: String = c
+        .query_one(
+            "SELECT password_hash FROM accounts WHERE local_part = 'alice'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert!(dovecot_accepts(&hash, "old secret"));
+    let aliases = json(&s, &["alias", "list", "example.org"]);
+    assert_eq!(aliases[0]["address"], "alice@example.org");
+    assert_eq!(strs(&aliases[0]["destinations"]).len(), 2, "{aliases}");
+    assert!(strs(&aliases[0]["destinations"]).contains(&"alice@example.org".to_string()));
+    assert_eq!(aliases[1]["address"], "team@example.org");
+    assert_eq!(
+        aliases.as_array().unwrap().len(),
+        2,
+        "the program line is not imported: {aliases}"
+    );
+    // vdeliver delivers to the imported site; the bounce flag bounces.
+    let stub = qmail_queue_stub();
+    let cfg = fs::read_to_string(&s.config).unwrap();
+    fs::write(
+        &s.config,
+        format!("{cfg}[forward]\nqmail_queue = \"{}\"\n", stub.display()),
+    )
+    .unwrap();
+    let r = vdeliver(&s, "team@example.org", &[]);
+    assert_eq!(r.code, Some(0), "{r:?}");
+    assert_eq!(
+        r.stdout,
+        "delivered to example.org/alice/Maildir/ and forwarded to 2\n"
+    );
+    let r = vdeliver(&s, "gone@example.org", &[]);
+    assert_eq!(r.code, Some(100), "{r:?}");
+}
