@@ -9,6 +9,7 @@
 
 use crate::config;
 use crate::header::{self, HeaderScan, Verdict};
+use crate::maildirsize::{self, Limits, Parsed, Trigger, Usage};
 use crate::names::{self, NameParts};
 use crate::outcome::{Failure, Outcome, MAX_LINE};
 use crate::recipient::{self, Overrides, QmailEnv, MAX_PART};
@@ -385,4 +386,154 @@ fn outcome_line_ok(o: &Outcome, status: Option<&str>) -> String {
         assert!(matches!(o.exit().code(), 0 | 99));
     }
     line
+}
+
+/// `maildirsize::parse` never panics and agrees with a plain reference
+/// reader; what `render` writes, and Courier's padded form of the same
+/// totals, read back the same; `assess` trusts a file only when its header
+/// is the database's and it does not refuse on drifting figures; `check`
+/// and `percent` agree with each other.
+///
+/// Input layout: byte 0 picks the byte limit (×1000, 0 = none), byte 1 the
+/// message limit (0 = none), byte 2 the message size (×100) and the copies
+/// (low 2 bits), byte 3 the file's age in minutes (signed); the rest is the
+/// file.
+pub fn maildirsize(data: &[u8]) {
+    let (ctrl, file) = match data {
+        [a, b, c, d, rest @ ..] => ([*a, *b, *c, *d], rest),
+        _ => ([0; 4], data),
+    };
+    let got = maildirsize::parse(file);
+    assert_eq!(
+        got,
+        reference_maildirsize(file),
+        "{:?}",
+        String::from_utf8_lossy(file)
+    );
+
+    let limits = Limits {
+        bytes: u64::from(ctrl[0]) * 1000,
+        messages: u64::from(ctrl[1]),
+    };
+    let size = u64::from(ctrl[2] >> 2) * 100;
+    let copies = u64::from(ctrl[2] & 3);
+    let age = i64::from(ctrl[3] as i8) * 60;
+    let Ok(p) = got else {
+        assert_eq!(
+            maildirsize::assess(got, limits, size, copies, age),
+            Err(got.unwrap_err())
+        );
+        return;
+    };
+    assert!(p.usage.bytes >= 0 && p.usage.messages >= 0 && p.lines >= 1);
+
+    let header = p.limits.unwrap_or_default();
+    let unpadded = maildirsize::render(header, p.usage);
+    let padded = format!(
+        "{}\n{:>12} {:>12}\n",
+        header.header(),
+        p.usage.bytes,
+        p.usage.messages
+    );
+    for again in [unpadded, padded] {
+        let q = maildirsize::parse(again.as_bytes());
+        let want = Parsed {
+            limits: Some(header),
+            usage: p.usage,
+            lines: 1,
+        };
+        assert_eq!(q, Ok(want), "{again:?}");
+    }
+
+    let verdict = maildirsize::check(p.usage, limits, size, copies);
+    match maildirsize::assess(Ok(p), limits, size, copies, age) {
+        Ok(u) => {
+            assert_eq!(u, p.usage);
+            assert_eq!(p.limits, Some(limits));
+            if verdict == maildirsize::Verdict::Over {
+                assert!(p.lines == 1 && age < maildirsize::STALE_SECS);
+            }
+        }
+        Err(Trigger::LimitsDiffer) => assert_ne!(p.limits, Some(limits)),
+        Err(Trigger::OverQuotaUntrusted) => {
+            assert_eq!(verdict, maildirsize::Verdict::Over);
+            assert!(p.lines > 1 || age >= maildirsize::STALE_SECS);
+        }
+        Err(t) => panic!("assess made up {t:?} for a readable file"),
+    }
+    let after = p.usage.plus(size, copies);
+    if verdict == maildirsize::Verdict::Fits && !limits.is_unlimited() {
+        assert!(
+            maildirsize::percent(after, limits) <= 100,
+            "{after:?} {limits:?}"
+        );
+    }
+    assert!(maildirsize::percent(after, limits) >= maildirsize::percent(p.usage, limits));
+}
+
+/// The Maildir++ rules read the plain way: strings, `split`, `parse`.
+fn reference_maildirsize(file: &[u8]) -> Result<Parsed, Trigger> {
+    if file.len() >= maildirsize::MAX_FILE {
+        return Err(Trigger::TooLarge);
+    }
+    if file.contains(&0) || file.last() != Some(&b'\n') {
+        return Err(Trigger::Corrupt);
+    }
+    let text = String::from_utf8_lossy(&file[..file.len() - 1]);
+    let mut lines = text.split('\n');
+    let header = lines.next().unwrap_or("");
+    let blanks: &[char] = &[' ', '\t'];
+    let number = |s: &str| -> Option<i64> {
+        let digits = s.strip_prefix(['-', '+']).unwrap_or(s);
+        if digits.is_empty() || !digits.chars().all(|c| c.is_ascii_digit()) {
+            return None;
+        }
+        s.parse().ok()
+    };
+    let mut usage = Usage::default();
+    let mut count = 0;
+    for line in lines {
+        let fields: Vec<&str> = line.split(blanks).filter(|f| !f.is_empty()).collect();
+        let [b, m] = fields[..] else {
+            return Err(Trigger::Corrupt);
+        };
+        let (b, m) = (
+            number(b).ok_or(Trigger::Corrupt)?,
+            number(m).ok_or(Trigger::Corrupt)?,
+        );
+        usage.bytes = usage.bytes.checked_add(b).ok_or(Trigger::Corrupt)?;
+        usage.messages = usage.messages.checked_add(m).ok_or(Trigger::Corrupt)?;
+        count += 1;
+    }
+    if count == 0 {
+        return Err(Trigger::Corrupt);
+    }
+    if usage.bytes < 0 || usage.messages < 0 {
+        return Err(Trigger::Negative);
+    }
+    let limits = (|| {
+        let mut l = Limits::default();
+        let (mut s, mut c) = (false, false);
+        if header.trim_matches(blanks).is_empty() {
+            return Some(l);
+        }
+        for item in header.split(',') {
+            let item = item.trim_matches(blanks);
+            let n: u64 = item.get(..item.len().checked_sub(1)?)?.parse().ok()?;
+            if item.starts_with('+') {
+                return None;
+            }
+            match item.chars().last()? {
+                'S' if !s => (s, l.bytes) = (true, n),
+                'C' if !c => (c, l.messages) = (true, n),
+                _ => return None,
+            }
+        }
+        Some(l)
+    })();
+    Ok(Parsed {
+        limits,
+        usage,
+        lines: count,
+    })
 }

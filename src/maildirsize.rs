@@ -234,13 +234,14 @@ fn parse_unsigned(s: &[u8]) -> Option<u64> {
 }
 
 fn parse_signed(s: &[u8]) -> Option<i64> {
-    let (neg, digits) = match s {
-        [b'-', rest @ ..] => (true, rest),
-        [b'+', rest @ ..] => (false, rest),
-        _ => (false, s),
+    let digits = match s {
+        [b'-' | b'+', rest @ ..] => rest,
+        _ => s,
     };
-    let n = i64::try_from(parse_unsigned(digits)?).ok()?;
-    Some(if neg { -n } else { n })
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(s).ok()?.parse().ok()
 }
 
 /// A whole file: the header and one line with the totals.
@@ -402,6 +403,8 @@ mod tests {
             (b"100S\n1 1\r\n", Trigger::Corrupt),
             (b"100S\n1\0 1\n", Trigger::Corrupt),
             (b"100S\n--1 1\n", Trigger::Corrupt),
+            (b"100S\n- 1\n", Trigger::Corrupt),
+            (b"100S\n9223372036854775808 1\n", Trigger::Corrupt),
             (b"100S\n9223372036854775807 1\n1 1\n", Trigger::Corrupt),
             (b"100S\n99999999999999999999 1\n", Trigger::Corrupt),
             (b"100S\n5 1\n-6 -1\n", Trigger::Negative),

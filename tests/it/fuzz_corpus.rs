@@ -79,3 +79,8 @@ fn config_corpus() {
 fn outcome_line_corpus() {
     replay("outcome_line", fuzzing::outcome_line);
 }
+
+#[test]
+fn maildirsize_corpus() {
+    replay("maildirsize", fuzzing::maildirsize);
+}
