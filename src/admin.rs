@@ -781,13 +781,12 @@ pub fn alias_domain_delete(client: &mut Client, raw: &str, force: bool) -> Resul
     let alias = domain_name(raw)?;
     in_tx(client, |c| {
         let row = c.query_opt(
-            "SELECT domain_id FROM alias_domains WHERE name = $1 FOR UPDATE",
+            "SELECT 1 FROM alias_domains WHERE name = $1 FOR UPDATE",
             &[&alias],
         )?;
-        let Some(row) = row else {
+        if row.is_none() {
             return Err(AdminError::NotFound(format!("no alias domain {alias}")));
-        };
-        let id: i64 = row.get(0);
+        }
         let refs = referrers(c, std::slice::from_ref(&alias), None, None)?;
         let mut warnings = Vec::new();
         // References from the primary domain itself count too: after the
@@ -802,7 +801,6 @@ pub fn alias_domain_delete(client: &mut Client, raw: &str, force: bool) -> Resul
             }
             warnings.push(w);
         }
-        let _ = id;
         c.execute("DELETE FROM alias_domains WHERE name = $1", &[&alias])?;
         Ok(Deleted {
             name: alias.clone(),
@@ -1117,7 +1115,8 @@ fn destinations(raw: &[String]) -> Result<Vec<String>> {
     let mut v: Vec<String> = Vec::with_capacity(raw.len());
     for d in raw {
         let d = destination(d)?;
-        if !v.iter().any(|x| x.eq_ignore_ascii_case(&d)) {
+        // Exact duplicates only: a remote local part's case may matter.
+        if !v.contains(&d) {
             v.push(d);
         }
     }

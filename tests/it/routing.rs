@@ -125,8 +125,9 @@ fn alias_keeps_a_copy_when_it_names_itself() {
 #[test]
 fn alias_loop_bounces_with_the_chain() {
     let s = site();
-    s.ctl_ok(&["alias", "add", "a@example.com", "b@example.com"]);
-    s.ctl_ok(&["alias", "add", "b@example.com", "a@example.com"]);
+    // A broken configuration on purpose: vmailctl refuses it without --force.
+    s.ctl_ok(&["alias", "add", "a@example.com", "b@example.com", "--force"]);
+    s.ctl_ok(&["alias", "add", "b@example.com", "a@example.com", "--force"]);
     let r = s.deliver("a@example.com", "x@remote.org", MSG);
     assert_eq!(r.code, Some(100), "{r:?}");
     assert!(
@@ -320,6 +321,7 @@ fn duplicates_delivered_once() {
         "x@remote.org",
         "X@REMOTE.ORG",
         "team@example.com",
+        "--force",
     ]);
     s.ctl_ok(&[
         "alias",
@@ -435,6 +437,7 @@ fn alias_to_missing_account_defers() {
         "staff@example.com",
         "alice@example.com",
         "ghost@example.com",
+        "--force",
     ]);
     let r = s.deliver("staff@example.com", "x@remote.org", MSG);
     assert_eq!(r.code, Some(111), "{r:?}");
