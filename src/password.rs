@@ -168,7 +168,9 @@ mod tests {
         let mcf = h.strip_prefix("{SHA512-CRYPT}").unwrap();
         assert!(mcf.starts_with("$6$"), "{h}");
         // crypt(3) reads at most 16 salt characters.
-        let salt = mcf.trim_start_matches("$6$").trim_start_matches("rounds=5000$");
+        let salt = mcf
+            .trim_start_matches("$6$")
+            .trim_start_matches("rounds=5000$");
         assert_eq!(salt.split('$').next().unwrap().len(), 16, "{h}");
         let parsed = PasswordHashRef::new(mcf).unwrap();
         assert!(ShaCrypt::default()
