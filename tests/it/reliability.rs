@@ -516,3 +516,117 @@ fn a_million_header_lines_and_no_newline_at_all() {
         );
     }
 }
+
+#[test]
+fn sigkill_at_each_critical_syscall_loses_nothing() {
+    // strace delivers SIGKILL on entry to the chosen call: before the tmp/
+    // file is written, before its fsync, before the link into new/ (the
+    // forward already queued, for the fan-out), before the fsync of new/,
+    // before the tmp/ name is removed, and at exit. After each kill qmail
+    // would retry; a duplicate is acceptable only when the kill came after
+    // the link.
+    let s = Site::new();
+    s.account("alice@example.com");
+    s.account("bob@example.com");
+    s.ctl_ok(&[
+        "alias",
+        "add",
+        "fanfwd@example.com",
+        "alice@example.com",
+        "bob@example.com",
+        "dave@remote.org",
+    ]);
+    // (syscall, which call, after the link into new/?)
+    let single: &[(&str, usize, bool)] = &[
+        ("openat2", 1, false),
+        ("write", 3, false),
+        ("fsync", 1, false),
+        ("linkat", 1, false),
+        ("fsync", 2, true),
+        ("unlinkat", 1, true),
+        ("exit_group", 1, true),
+    ];
+    // Fan-out: linkat 1 puts the copy into bob's tmp/, 2 and 3 link into
+    // the new/ directories (the forward has been queued by then).
+    let fanout: &[(&str, usize, bool)] = &[
+        ("openat2", 1, false),
+        ("write", 3, false),
+        ("fsync", 1, false),
+        ("linkat", 1, false),
+        ("linkat", 2, false),
+        ("linkat", 3, true),
+        ("fsync", 2, true),
+        ("unlinkat", 1, true),
+        ("exit_group", 1, true),
+    ];
+    let mut n = 0;
+    let mut kills = 0;
+    let mut sent_to: HashMap<usize, &str> = HashMap::new();
+    for (to, boxes, points) in [
+        ("alice@example.com", &[ALICE][..], single),
+        ("fanfwd@example.com", &[ALICE, BOB][..], fanout),
+    ] {
+        for (syscall, when, after_link) in points {
+            let msg = message(1000 + n);
+            sent_to.insert(1000 + n, to);
+            n += 1;
+            let mut env = qmail_env(to, "x@remote.org");
+            env.extend(s.queue_env(0, &[]));
+            let before: Vec<usize> = boxes.iter().map(|md| s.files(md, "new").len()).collect();
+            let queued_before = s.queued().len();
+            let inject = format!("inject={syscall}:signal=KILL:when={when}");
+            let out = s
+                .command_via(
+                    &env,
+                    &["strace", "-f", "-qq", "-o", "/dev/null"],
+                    &["-e", &inject],
+                )
+                .stdin(s.message_file(&msg))
+                .output()
+                .unwrap();
+            let killed = out.status.code() != Some(0);
+            assert!(
+                killed,
+                "{to} {syscall}#{when}: the kill point was never reached: {out:?}"
+            );
+            kills += 1;
+            for (i, md) in boxes.iter().enumerate() {
+                let now = s.files(md, "new").len();
+                if !after_link {
+                    assert_eq!(
+                        now, before[i],
+                        "{to} {syscall}#{when}: visible before the link"
+                    );
+                }
+            }
+            // qmail retries.
+            let r: Run = s
+                .command(&env, &[])
+                .stdin(s.message_file(&msg))
+                .output()
+                .unwrap()
+                .into();
+            assert_eq!(r.code, Some(0), "{to} {syscall}#{when}: retry: {r:?}");
+            for (i, md) in boxes.iter().enumerate() {
+                let files = s.files(md, "new");
+                let copies = files.len() - before[i];
+                assert!(copies >= 1, "{to} {syscall}#{when}: lost from {md}");
+                assert!(
+                    copies == 1 || (killed && *after_link),
+                    "{to} {syscall}#{when}: {copies} copies in {md}"
+                );
+                for f in &files {
+                    let bytes = fs::read(s.maildir(md).join("new").join(f)).unwrap();
+                    let i = number(&bytes).unwrap();
+                    let dt = sent_to.get(&i).copied().unwrap_or("alice@example.com");
+                    assert_eq!(bytes, stored(dt, &message(i)), "{md}new/{f}: partial");
+                }
+            }
+            if to.starts_with("fanfwd") {
+                let q = s.queued().len() - queued_before;
+                assert!(q >= 1, "{syscall}#{when}: never forwarded");
+            }
+        }
+    }
+    eprintln!("{kills} deterministic kills, nothing lost");
+}
