@@ -48,6 +48,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Create or upgrade the database schema (idempotent)
+    #[command(after_help = "Example:\n  vmailctl migrate")]
     Migrate,
     /// Domains: add, delete, list, show, set
     #[command(subcommand)]
@@ -174,6 +175,7 @@ Examples:
         purge: bool,
     },
     /// List domains
+    #[command(after_help = "Example:\n  vmailctl domain list --json")]
     List,
     /// Show one domain
     #[command(after_help = "Example:\n  vmailctl domain show example.com --json")]
@@ -197,6 +199,7 @@ enum AliasDomainCmd {
     #[command(after_help = "Example:\n  vmailctl alias-domain move example.net example.org")]
     Move { alias: String, domain: String },
     /// List alias domains (of DOMAIN, or all)
+    #[command(after_help = "Example:\n  vmailctl alias-domain list example.com")]
     List { domain: Option<String> },
 }
 
@@ -252,6 +255,7 @@ Examples:
     #[command(after_help = "Example:\n  vmailctl account list example.com --json")]
     List { domain: Option<String> },
     /// Show one account
+    #[command(after_help = "Example:\n  vmailctl account show alice@example.com --json")]
     Show { address: String },
     /// Set the password (from the terminal, or --password-stdin)
     #[command(after_help = "\
@@ -280,8 +284,10 @@ Examples:
         inherit: bool,
     },
     /// Stop delivering to an account (mail to it bounces with #5.2.1)
+    #[command(after_help = "Example:\n  vmailctl account disable alice@example.com")]
     Disable { address: String },
     /// Deliver to a disabled account again
+    #[command(after_help = "Example:\n  vmailctl account enable alice@example.com")]
     Enable { address: String },
 }
 
@@ -317,6 +323,7 @@ Examples:
         force: bool,
     },
     /// List aliases (of DOMAIN, or all)
+    #[command(after_help = "Example:\n  vmailctl alias list example.com --json")]
     List { domain: Option<String> },
 }
 
@@ -335,11 +342,15 @@ Examples:
         force: bool,
     },
     /// Remove the given catch-all destinations, or all of them
+    #[command(
+        after_help = "Example:\n  vmailctl catchall delete example.com postmaster@example.com"
+    )]
     Delete {
         domain: String,
         destinations: Vec<String>,
     },
     /// List catch-alls (of DOMAIN, or all)
+    #[command(after_help = "Example:\n  vmailctl catchall list")]
     List { domain: Option<String> },
 }
 
@@ -352,8 +363,10 @@ enum RelocatedCmd {
         new_address: String,
     },
     /// Forget a relocated address
+    #[command(after_help = "Example:\n  vmailctl relocated delete old@example.com")]
     Delete { address: String },
     /// List relocated addresses (of DOMAIN, or all)
+    #[command(after_help = "Example:\n  vmailctl relocated list example.com")]
     List { domain: Option<String> },
 }
 

@@ -76,20 +76,42 @@ fn usage_errors_exit_2_and_help_has_examples() {
         let r = s.ctl(&args, b"");
         assert_eq!(r.code, Some(2), "{args:?}: {r:?}");
     }
-    for args in [
-        vec!["--help"],
-        vec!["domain", "add", "--help"],
-        vec!["domain", "delete", "--help"],
-        vec!["account", "add", "--help"],
-        vec!["account", "quota", "--help"],
-        vec!["alias", "add", "--help"],
-        vec!["catchall", "add", "--help"],
-        vec!["relocated", "add", "--help"],
-        vec!["alias-domain", "move", "--help"],
-        vec!["resolve", "--help"],
-        vec!["quota", "--help"],
-        vec!["check", "--help"],
-    ] {
+    let subcommands: &[&[&str]] = &[
+        &[],
+        &["migrate"],
+        &["domain", "add"],
+        &["domain", "set"],
+        &["domain", "delete"],
+        &["domain", "list"],
+        &["domain", "show"],
+        &["alias-domain", "add"],
+        &["alias-domain", "delete"],
+        &["alias-domain", "move"],
+        &["alias-domain", "list"],
+        &["account", "add"],
+        &["account", "delete"],
+        &["account", "list"],
+        &["account", "show"],
+        &["account", "password"],
+        &["account", "quota"],
+        &["account", "disable"],
+        &["account", "enable"],
+        &["alias", "add"],
+        &["alias", "delete"],
+        &["alias", "list"],
+        &["catchall", "add"],
+        &["catchall", "delete"],
+        &["catchall", "list"],
+        &["relocated", "add"],
+        &["relocated", "delete"],
+        &["relocated", "list"],
+        &["resolve"],
+        &["quota"],
+        &["check"],
+    ];
+    for sub in subcommands {
+        let mut args = sub.to_vec();
+        args.push("--help");
         let r = s.ctl(&args, b"");
         assert_eq!(r.code, Some(0), "{args:?}: {r:?}");
         assert!(r.stdout.contains("Example"), "{args:?}: {}", r.stdout);
