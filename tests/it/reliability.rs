@@ -356,6 +356,52 @@ fn injected_syscall_failures_end_cleanly() {
             });
         }
     }
+    // First deliveries, which create the Maildir: mkdirat at every
+    // position, each on a fresh account. A failure leaves a partly made
+    // Maildir that the retry completes.
+    let fresh_env = qmail_env("fresh0@example.com", "x@remote.org");
+    s.account("fresh0@example.com");
+    let mkdirs = count_calls(&s, &fresh_env, &msg, "mkdirat");
+    assert!(
+        mkdirs >= 10,
+        "a new Maildir makes its directories: {mkdirs}"
+    );
+    for when in 1..=mkdirs {
+        let who = format!("fresh{when}@example.com");
+        s.account(&who);
+        let env = qmail_env(&who, "x@remote.org");
+        let md = format!("example.com/fresh{when}/Maildir/");
+        let inject = format!("inject=mkdirat:error=EIO:when={when}");
+        let r: Run = s
+            .command_via(
+                &env,
+                &["strace", "-f", "-qq", "-o", "/dev/null"],
+                &["-e", "trace=mkdirat", "-e", &inject],
+            )
+            .stdin(s.message_file(&msg))
+            .output()
+            .unwrap()
+            .into();
+        let where_ = format!("mkdirat #{when} EIO: {r:?}");
+        assert_eq!(r.code, Some(111), "{where_}");
+        assert!(s.files(&md, "new").is_empty(), "{where_}");
+        assert!(s.files(&md, "tmp").is_empty(), "{where_}");
+        // The retry finishes the Maildir and delivers.
+        let again = s.deliver(&who, "x@remote.org", &msg);
+        assert_eq!(again.code, Some(0), "after {where_}: {again:?}");
+        assert_eq!(s.files(&md, "new").len(), 1);
+        assert!(
+            s.maildir(&md).join(".Trash/maildirfolder").exists(),
+            "{where_}"
+        );
+        rows.push(Row {
+            syscall: "mkdirat",
+            errno: "EIO",
+            when,
+            exit: r.code,
+            line: r.stdout.trim_end().to_string(),
+        });
+    }
     assert!(rows.len() > 40, "only {} injections ran", rows.len());
     assert!(
         rows.iter().any(|r| r.exit == Some(111)),
