@@ -881,3 +881,30 @@ fn dovecot_agrees_with_vdeliver() {
     ]);
     assert_eq!(status.lines().nth(1), Some("INBOX\t5"), "{status}");
 }
+
+/// A `maildirsize` lock held elsewhere (a stuck delivery) ends in a
+/// deferral after `quota.lock_timeout`, never in a hang, and leaves nothing
+/// behind.
+#[test]
+fn lock_held_elsewhere_defers_after_the_timeout() {
+    let s = site_with("[quota]\nwarn_percent = 0\nlock_timeout = \"1s\"\n");
+    set_quota(&s, "alice", None, Some(10));
+    assert_delivered(&deliver(&s, "alice@example.com"));
+    let held = fs::File::open(maildirsize_path(&s, ALICE)).unwrap();
+    fs4::FileExt::lock(&held).unwrap();
+    let r = deliver(&s, "alice@example.com");
+    assert_eq!(
+        r.stdout, "Temporary failure: the quota check did not finish in time. (#4.3.0)\n",
+        "{r:?}"
+    );
+    assert_eq!(r.code, Some(111));
+    assert_eq!(count(&s, ALICE, "new"), 1);
+    assert!(
+        s.files(ALICE, "tmp").is_empty(),
+        "{:?}",
+        s.files(ALICE, "tmp")
+    );
+    drop(held);
+    assert_delivered(&deliver(&s, "alice@example.com"));
+    assert_eq!(sums(&read_maildirsize(&s, ALICE)).2, 2);
+}
