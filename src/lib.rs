@@ -30,6 +30,7 @@ pub mod config;
 pub mod db;
 pub mod deadline;
 pub mod deliver;
+pub mod forward;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod header;
@@ -44,4 +45,3 @@ pub mod privs;
 pub mod quota;
 pub mod recipient;
 pub mod schema;
-pub mod forward;
