@@ -28,7 +28,7 @@ pub use purge::{purge_maildir, Purged};
 pub use usage::{usage, Usage};
 
 use crate::outcome::{Exit, Failure};
-use crate::plan::{self, Facts, Plan, Rules, Step};
+use crate::plan::{self, Plan, Rules};
 use crate::recipient::{normalize_domain, Recipient};
 use crate::{db, schema};
 use postgres::error::SqlState;
@@ -362,25 +362,7 @@ pub fn resolve_on(
     rcpt: &Recipient,
     rules: &Rules,
 ) -> Result<std::result::Result<Plan, Failure>> {
-    let mut facts = Facts::default();
-    let mut ask = plan::first_question(rcpt, rules);
-    for _ in 0..=2 * plan::MAX_DEPTH + 2 {
-        db::fetch(client, &ask, &mut facts)?;
-        match plan::resolve(rcpt, &facts, rules) {
-            Err(f) => return Ok(Err(f)),
-            Ok(Step::Done(p)) => return Ok(Ok(p)),
-            Ok(Step::Need(more)) => {
-                ask = more
-                    .into_iter()
-                    .filter(|p| !facts.asked.contains(p))
-                    .collect();
-                if ask.is_empty() {
-                    break;
-                }
-            }
-        }
-    }
-    Ok(Err(Failure::temporary("alias resolution did not converge")))
+    Ok(crate::deliver::resolve_over(client, rcpt, rules)?)
 }
 
 fn recipient_of(local: &str, domain: &str, rules: &Rules) -> Recipient {

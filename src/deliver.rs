@@ -148,16 +148,28 @@ pub fn lookup(cfg: &Config, rcpt: &recipient::Recipient, rules: &Rules) -> Resul
     );
     let db_err = |e: db::DbError| Failure::temporary(format_args!("database: {e}"));
     let mut client = db::connect(db_cfg, "vdeliver").map_err(db_err)?;
+    let plan = resolve_over(&mut client, rcpt, rules).map_err(db_err)??;
+    deadline::phase_done();
+    Ok(plan)
+}
+
+/// The resolution loop over an open connection: ask, resolve, ask again
+/// for what the answer pointed at. The outer error is the database's (a
+/// deferral); the inner one is vdeliver's answer for the recipient. Shared
+/// with `vmailctl resolve`, so the dry run cannot disagree with delivery.
+pub fn resolve_over(
+    client: &mut postgres::Client,
+    rcpt: &recipient::Recipient,
+    rules: &Rules,
+) -> Result<Result<Plan, Failure>, db::DbError> {
     let mut facts = Facts::default();
     let mut ask = plan::first_question(rcpt, rules);
     for _ in 0..=2 * plan::MAX_DEPTH + 2 {
-        db::fetch(&mut client, &ask, &mut facts).map_err(db_err)?;
-        match plan::resolve(rcpt, &facts, rules)? {
-            Step::Done(p) => {
-                deadline::phase_done();
-                return Ok(p);
-            }
-            Step::Need(more) => {
+        db::fetch(client, &ask, &mut facts)?;
+        match plan::resolve(rcpt, &facts, rules) {
+            Err(f) => return Ok(Err(f)),
+            Ok(Step::Done(p)) => return Ok(Ok(p)),
+            Ok(Step::Need(more)) => {
                 ask = more
                     .into_iter()
                     .filter(|p| !facts.asked.contains(p))
@@ -168,7 +180,7 @@ pub fn lookup(cfg: &Config, rcpt: &recipient::Recipient, rules: &Rules) -> Resul
             }
         }
     }
-    Err(Failure::temporary("alias resolution did not converge"))
+    Ok(Err(Failure::temporary("alias resolution did not converge")))
 }
 
 /// The message and what goes in front of it.

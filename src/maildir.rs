@@ -72,13 +72,14 @@ impl std::error::Error for MaildirError {}
 
 type Result<T> = std::result::Result<T, MaildirError>;
 
-const DIR_FLAGS: OFlags = OFlags::RDONLY
+/// Flags for opening a directory without following a symlink.
+pub(crate) const DIR_FLAGS: OFlags = OFlags::RDONLY
     .union(OFlags::DIRECTORY)
     .union(OFlags::NOFOLLOW)
     .union(OFlags::CLOEXEC);
 
 /// Retry a system call interrupted by a signal.
-fn retry<T>(mut f: impl FnMut() -> rustix::io::Result<T>) -> rustix::io::Result<T> {
+pub(crate) fn retry<T>(mut f: impl FnMut() -> rustix::io::Result<T>) -> rustix::io::Result<T> {
     loop {
         match f() {
             Err(Errno::INTR) => continue,
@@ -137,17 +138,24 @@ fn escape(path: &str, why: &'static str) -> MaildirError {
 
 /// Split a stored path into components, refusing what could leave the root.
 fn components(rel: &str) -> Result<Vec<&str>> {
+    path_components(rel).map_err(|why| escape(rel, why))
+}
+
+/// The components of a Maildir path as stored (relative to the mail root),
+/// `""` and `"."` dropped; an absolute path, a NUL or a `..` is refused with
+/// the reason. Lexical only: symlinks are the opener's business.
+pub fn path_components(rel: &str) -> std::result::Result<Vec<&str>, &'static str> {
     if rel.starts_with('/') {
-        return Err(escape(rel, "it is absolute"));
+        return Err("it is absolute");
     }
     if rel.contains('\0') {
-        return Err(escape(rel, "it contains a NUL byte"));
+        return Err("it contains a NUL byte");
     }
     let mut out = Vec::new();
     for c in rel.split('/') {
         match c {
             "" | "." => {}
-            ".." => return Err(escape(rel, "it contains '..'")),
+            ".." => return Err("it contains '..'"),
             c => out.push(c),
         }
     }

@@ -21,6 +21,7 @@ use crate::config::{check_folder_name, Config};
 use crate::deliver;
 use crate::forward::{self, QueueError};
 use crate::maildir::MaildirError;
+use crate::maildir::{path_components, retry, DIR_FLAGS};
 use crate::outcome::{Failure, Outcome};
 use crate::plan::{Mailbox, Plan};
 use crate::recipient::{self, Overrides, QmailEnv};
@@ -167,20 +168,6 @@ fn plan_of(
     deliver::lookup(cfg, &rcpt, &rules)
 }
 
-const DIR_FLAGS: OFlags = OFlags::RDONLY
-    .union(OFlags::DIRECTORY)
-    .union(OFlags::NOFOLLOW)
-    .union(OFlags::CLOEXEC);
-
-fn retry<T>(mut f: impl FnMut() -> rustix::io::Result<T>) -> rustix::io::Result<T> {
-    loop {
-        match f() {
-            Err(Errno::INTR) => continue,
-            r => return r,
-        }
-    }
-}
-
 /// Mirror, read-only, what `deliver::store` checks before writing, in the
 /// same order. Returns the mailboxes vdeliver would report.
 fn on_disk(
@@ -282,20 +269,7 @@ fn target(
     folders: &[String],
 ) -> Result<Target, Failure> {
     let rel = mb.maildir.as_str();
-    if rel.starts_with('/') {
-        return Err(escape(rel, "it is absolute"));
-    }
-    if rel.contains('\0') {
-        return Err(escape(rel, "it contains a NUL byte"));
-    }
-    let mut comps = Vec::new();
-    for c in rel.split('/') {
-        match c {
-            "" | "." => {}
-            ".." => return Err(escape(rel, "it contains '..'")),
-            c => comps.push(c),
-        }
-    }
+    let comps = path_components(rel).map_err(|why| escape(rel, why))?;
     let joined = comps.join("/");
     let dir = if joined.is_empty() {
         Some(

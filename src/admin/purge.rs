@@ -12,6 +12,7 @@
 //! while the purge runs — can only ever lose the link.
 
 use super::{AdminError, Result};
+use crate::maildir::{path_components as components, retry, DIR_FLAGS};
 use postgres::Client;
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
 use rustix::fs::{self as rfs, AtFlags, Mode, OFlags, ResolveFlags};
@@ -29,22 +30,8 @@ pub enum Purged {
     Absent,
 }
 
-const DIR_FLAGS: OFlags = OFlags::RDONLY
-    .union(OFlags::DIRECTORY)
-    .union(OFlags::NOFOLLOW)
-    .union(OFlags::CLOEXEC);
-
 /// Deepest directory nesting removed; a Maildir++ tree is three levels.
 const MAX_DEPTH: usize = 32;
-
-fn retry<T>(mut f: impl FnMut() -> rustix::io::Result<T>) -> rustix::io::Result<T> {
-    loop {
-        match f() {
-            Err(Errno::INTR) => continue,
-            r => return r,
-        }
-    }
-}
 
 /// Remove the Maildir at `rel` (relative to `root`) and the directories
 /// above it that it leaves empty, up to but not including the root. Call
@@ -119,25 +106,6 @@ fn unsafe_or_io(
         Errno::NOTDIR => refuse("a component is a symlink or not a directory".into()),
         e => io(&format!("open {rel}"), e),
     }
-}
-
-/// The components of a stored path; refuses what could leave the root.
-fn components(rel: &str) -> std::result::Result<Vec<&str>, &'static str> {
-    if rel.starts_with('/') {
-        return Err("it is absolute");
-    }
-    if rel.contains('\0') {
-        return Err("it contains a NUL byte");
-    }
-    let mut out = Vec::new();
-    for c in rel.split('/') {
-        match c {
-            "" | "." => {}
-            ".." => return Err("it contains '..'"),
-            c => out.push(c),
-        }
-    }
-    Ok(out)
 }
 
 /// Open `comps` beneath `root` as a directory without following symlinks.
