@@ -54,19 +54,10 @@ pub struct Request<'a> {
     pub qmailqueue: Option<&'a str>,
 }
 
-/// Deliver the message on `input`.
+/// Deliver the message on `input`. The caller blocks SIGXFSZ first
+/// ([`crate::privs::block_file_size_signal`]), as the binary does before it
+/// starts any thread.
 pub fn deliver(cfg: &Config, req: &Request<'_>, input: BorrowedFd<'_>) -> Outcome {
-    // Under a file size limit (RLIMIT_FSIZE) the kernel sends SIGXFSZ,
-    // which would kill vdeliver mid-write; blocked, the write fails with
-    // EFBIG instead, and the errno table decides (over quota). qmail-queue
-    // inherits the mask and sees the same EFBIG, which it reports.
-    let mut xfsz = nix::sys::signal::SigSet::empty();
-    xfsz.add(nix::sys::signal::Signal::SIGXFSZ);
-    let _ = nix::sys::signal::pthread_sigmask(
-        nix::sys::signal::SigmaskHow::SIG_BLOCK,
-        Some(&xfsz),
-        None,
-    );
     match try_deliver(cfg, req, input) {
         Ok(o) => o,
         Err(f) => Outcome::Failed(f),

@@ -22,3 +22,18 @@ pub fn refuse_root() -> Result<(), Failure> {
     }
     Ok(())
 }
+
+/// Block SIGXFSZ. Under a file size limit (RLIMIT_FSIZE) the kernel sends
+/// it, which would kill vdeliver mid-write; blocked, the write fails with
+/// EFBIG instead, and the errno table decides (over quota). Called first in
+/// `main`, so every thread (and qmail-queue, which inherits the mask and
+/// then sees the same EFBIG) has it blocked.
+pub fn block_file_size_signal() {
+    let mut xfsz = nix::sys::signal::SigSet::empty();
+    xfsz.add(nix::sys::signal::Signal::SIGXFSZ);
+    let _ = nix::sys::signal::pthread_sigmask(
+        nix::sys::signal::SigmaskHow::SIG_BLOCK,
+        Some(&xfsz),
+        None,
+    );
+}

@@ -8,6 +8,7 @@ use vdeliver::{config, deadline, deliver, invocation, maildir, privs};
 
 fn main() {
     privs::private_umask();
+    privs::block_file_size_signal();
     std::panic::set_hook(Box::new(|info| {
         maildir::remove_pending_tmp();
         deadline::report_and_exit(
