@@ -5,7 +5,7 @@
 //! ```text
 //! cargo build --release --bins --examples
 //! target/release/examples/load [--messages 2000] [--size 4k] [--accounts 10]
-//!     [--concurrency 1] [--pgbouncer] [--compare-minimal]
+//!     [--concurrency 1] [--pgbouncer] [--compare-minimal] [--vdeliver PATH]
 //!     [--config /etc/vdeliver/config.toml --to a@example.com,b@example.com]
 //! ```
 //!
@@ -62,13 +62,15 @@ struct Opts {
     compare_minimal: bool,
     config: Option<PathBuf>,
     to: Vec<String>,
+    /// Another vdeliver binary to measure (a static build, say).
+    vdeliver: Option<PathBuf>,
 }
 
 fn usage(why: &str) -> ! {
     eprintln!("load: {why}");
     eprintln!(
         "usage: load [--messages N] [--size BYTES|Nk|Nm] [--accounts M] [--concurrency C] \
-         [--pgbouncer] [--compare-minimal] [--config PATH --to ADDR,ADDR...]"
+         [--pgbouncer] [--compare-minimal] [--vdeliver PATH] [--config PATH --to ADDR,ADDR...]"
     );
     exit(2)
 }
@@ -92,6 +94,7 @@ fn opts() -> Opts {
         compare_minimal: false,
         config: None,
         to: Vec::new(),
+        vdeliver: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -110,6 +113,7 @@ fn opts() -> Opts {
             "--compare-minimal" => o.compare_minimal = true,
             "--config" => o.config = Some(PathBuf::from(val())),
             "--to" => o.to = val().split(',').map(str::to_string).collect(),
+            "--vdeliver" => o.vdeliver = Some(PathBuf::from(val())),
             "--bench" => {} // cargo bench passes this; ignore
             _ => usage(&format!("unknown argument {a}")),
         }
@@ -162,6 +166,7 @@ fn installed(o: &Opts, path: &Path) -> Setup {
     }
 }
 
+#[derive(Default)]
 struct Result {
     wall: Duration,
     latencies: Vec<Duration>,
@@ -169,15 +174,24 @@ struct Result {
     first_failure: Option<String>,
 }
 
+impl Result {
+    /// Fold another block's figures in.
+    fn add(&mut self, other: Result) {
+        self.wall += other.wall;
+        self.latencies.extend(other.latencies);
+        self.latencies.sort();
+        self.failures += other.failures;
+        if self.first_failure.is_none() {
+            self.first_failure = other.first_failure;
+        }
+    }
+}
+
+type Cmd = Arc<dyn Fn(usize) -> std::process::Command + Send + Sync>;
+
 /// Run `n` deliveries with `c` workers; `cmd` builds the command for the
 /// i-th one.
-fn run(
-    label: &str,
-    n: usize,
-    c: usize,
-    msg_file: &Path,
-    cmd: Arc<dyn Fn(usize) -> std::process::Command + Send + Sync>,
-) -> Result {
+fn run(label: &str, n: usize, c: usize, msg_file: &Path, cmd: Cmd) -> Result {
     let next = Arc::new(AtomicUsize::new(0));
     let done = Arc::new(AtomicUsize::new(0));
     let lat = Arc::new(Mutex::new(Vec::with_capacity(n)));
@@ -298,7 +312,8 @@ fn main() {
         Some(p) => installed(&o, p),
         None => Setup::throwaway(o.accounts, o.pgbouncer),
     };
-    let vdeliver_bin = runnable_copy(&sibling("vdeliver"), &setup.bin_dir);
+    let vdeliver_src = o.vdeliver.clone().unwrap_or_else(|| sibling("vdeliver"));
+    let vdeliver_bin = runnable_copy(&vdeliver_src, &setup.bin_dir);
     let msg_file = setup.bin_dir.join("message");
     let mut msg = b"From: load@example.org\nTo: alice@example.com\nSubject: load test\n\n".to_vec();
     while msg.len() < o.size {
@@ -326,20 +341,47 @@ fn main() {
     let recipients = setup.recipients.clone();
     let config = setup.config.clone();
     let bin = vdeliver_bin.clone();
-    let vd = run(
-        "vdeliver",
-        o.messages,
-        o.concurrency,
-        &msg_file,
-        Arc::new(move |i| {
-            let to = &recipients[i % recipients.len()];
-            let mut c = command_as_unprivileged(&bin);
-            c.env_clear()
-                .envs(qmail_env(to, "load@example.org"))
-                .env("VDELIVER_CONFIG", &config);
+    let vdeliver_cmd: Cmd = Arc::new(move |i| {
+        let to = &recipients[i % recipients.len()];
+        let mut c = command_as_unprivileged(&bin);
+        c.env_clear()
+            .envs(qmail_env(to, "load@example.org"))
+            .env("VDELIVER_CONFIG", &config);
+        c
+    });
+    // The reference writes into alice's Maildir, which vdeliver makes on
+    // its first delivery.
+    let minimal_cmd: Option<Cmd> = o.compare_minimal.then(|| {
+        let maildir = setup.root.join("example.com/alice/Maildir");
+        let min_bin = runnable_copy(&sibling("minimal_deliver"), &setup.bin_dir);
+        let url = setup.url.clone();
+        Arc::new(move |_| {
+            let mut c = command_as_unprivileged(&min_bin);
+            c.env_clear().arg(&maildir).arg(&url);
             c
-        }),
-    );
+        }) as Cmd
+    });
+
+    // With --compare-minimal the two alternate in blocks of 100, so that a
+    // change in the machine's load touches both alike.
+    let block = if o.compare_minimal { 100 } else { o.messages };
+    let mut vd = Result::default();
+    let mut min = Result::default();
+    let mut done = 0;
+    while done < o.messages {
+        let n = block.min(o.messages - done);
+        vd.add(run(
+            "vdeliver",
+            n,
+            o.concurrency,
+            &msg_file,
+            vdeliver_cmd.clone(),
+        ));
+        if let Some(cmd) = &minimal_cmd {
+            min.add(run("minimal", n, o.concurrency, &msg_file, cmd.clone()));
+        }
+        done += n;
+    }
     report("vdeliver", &vd);
     let probe = std::process::Command::new(std::env::current_exe().unwrap())
         .arg("--rss-probe")
@@ -351,28 +393,12 @@ fn main() {
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
         .unwrap_or_default();
     let rss_vdeliver = probe.split(' ').nth(1).unwrap_or("?").to_string();
-
     if o.compare_minimal {
-        // The reference writes into alice's Maildir, which vdeliver made.
-        let maildir = setup.root.join("example.com/alice/Maildir");
-        let min_bin = runnable_copy(&sibling("minimal_deliver"), &setup.bin_dir);
-        let url = setup.url.clone();
-        let with_db = run(
-            "minimal+db",
-            o.messages,
-            o.concurrency,
-            &msg_file,
-            Arc::new(move |_| {
-                let mut c = command_as_unprivileged(&min_bin);
-                c.env_clear().arg(&maildir).arg(&url);
-                c
-            }),
-        );
-        report("minimal+query", &with_db);
+        report("minimal+query", &min);
         let per = |r: &Result| r.wall.as_secs_f64() / r.latencies.len().max(1) as f64;
         println!(
             "vdeliver / minimal (wall time per delivery, same run): {:.3}",
-            per(&vd) / per(&with_db)
+            per(&vd) / per(&min)
         );
     }
     println!("peak RSS of one vdeliver process: {rss_vdeliver} KiB");
