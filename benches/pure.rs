@@ -216,11 +216,88 @@ deadline = "24h"
     g.finish();
 }
 
+/// Resolution planning over facts already fetched: a plain account, an
+/// extension, and an alias to three local accounts and a remote address.
+fn resolution(c: &mut Criterion) {
+    use vdeliver::plan::{self, AccountFacts, DomainFacts, Facts, LocalFacts, Rules, Step};
+    let mut facts = Facts::default();
+    facts.domains.insert(
+        "example.com".into(),
+        Some(DomainFacts {
+            primary: "example.com".into(),
+            active: true,
+            catchalls: Vec::new(),
+        }),
+    );
+    let account = |l: &str| LocalFacts {
+        account: Some(AccountFacts {
+            maildir: format!("example.com/{l}/Maildir/"),
+            active: true,
+            quota_bytes: None,
+            quota_messages: None,
+        }),
+        ..LocalFacts::default()
+    };
+    for l in ["alice", "bob", "carol"] {
+        facts
+            .locals
+            .insert(("example.com".into(), l.into()), account(l));
+    }
+    facts.locals.insert(
+        ("example.com".into(), "team".into()),
+        LocalFacts {
+            aliases: ["alice", "bob", "carol"]
+                .iter()
+                .map(|l| format!("{l}@example.com"))
+                .chain(["dave@remote.org".to_string()])
+                .collect(),
+            ..LocalFacts::default()
+        },
+    );
+    let rules = Rules::default();
+    for l in ["alice", "alice-lists", "bob", "carol", "team", "dave"] {
+        facts.asked.insert(("example.com".into(), l.into()));
+    }
+    facts.domains.insert("remote.org".into(), None);
+    facts.asked.insert(("remote.org".into(), "dave".into()));
+    let mut g = c.benchmark_group("resolve");
+    for local in ["alice", "alice-lists", "team"] {
+        let rcpt = recipient::Recipient {
+            local_as_addressed: local.into(),
+            local: local.into(),
+            domain: "example.com".into(),
+        };
+        g.bench_function(local, |b| {
+            b.iter(|| match plan::resolve(black_box(&rcpt), &facts, &rules) {
+                Ok(Step::Done(p)) => p,
+                other => panic!("{other:?}"),
+            })
+        });
+    }
+    g.finish();
+}
+
+/// maildirsize parsing: Courier's padded form with 200 data lines.
+fn maildirsize_parse(c: &mut Criterion) {
+    let mut file = b"1000000000S,50000C\n".to_vec();
+    for i in 0..200 {
+        file.extend_from_slice(format!("{:>14} {:>6}\n", 4000 + i, 1).as_bytes());
+    }
+    let mut g = c.benchmark_group("maildirsize");
+    g.throughput(Throughput::Bytes(file.len() as u64));
+    g.bench_function("parse_200_lines", |b| {
+        b.iter(|| vdeliver::maildirsize::parse(black_box(&file)).is_ok())
+    });
+    g.finish();
+}
+
 criterion_group!(
     benches,
     header_scan,
     recipient_parsing,
     unique_names,
-    config_parse
+    config_parse,
+    resolution,
+    maildirsize_parse
 );
 criterion_main!(benches);
