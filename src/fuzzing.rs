@@ -537,3 +537,55 @@ fn reference_maildirsize(file: &[u8]) -> Result<Parsed, Trigger> {
         lines: count,
     })
 }
+
+/// Alias destinations: `plan::interpolate` then `plan::split_address`, as
+/// resolution applies them to a row.
+///
+/// Properties: neither panics; text without `%` comes back unchanged; `%%`
+/// always yields one `%`; an interpolated result contains the local part
+/// and domain wherever `%n`/`%d` stood; when `split_address` accepts the
+/// result, the local part is non-empty and free of controls and blanks, the
+/// domain is normalised (lowercase ASCII, only `[a-z0-9.-]`, at most 253
+/// bytes) and the whole is at most `MAX_ADDRESS` bytes.
+///
+/// Input layout: split on NUL into destination, local part, domain.
+pub fn destination(data: &[u8]) {
+    use crate::plan::{interpolate, split_address, MAX_ADDRESS};
+    let text = String::from_utf8_lossy(data);
+    let mut parts = text.split('\0');
+    let dest = parts.next().unwrap_or("");
+    let local = parts.next().unwrap_or("al");
+    let domain = parts.next().unwrap_or("example.com");
+    match interpolate(dest, local, domain) {
+        Ok(out) => {
+            if !dest.contains('%') {
+                assert_eq!(out, dest, "text without % changed");
+            }
+            if dest == "%%" {
+                assert_eq!(out, "%");
+            }
+            if dest == "%n@%d" {
+                assert_eq!(out, format!("{local}@{domain}"));
+            }
+            if let Ok((l, d)) = split_address(&out) {
+                assert!(!l.is_empty(), "empty local part from {out:?}");
+                assert!(
+                    !l.chars().any(|c| c.is_control() || c == ' '),
+                    "control or blank in {l:?}"
+                );
+                assert!(d.len() <= 253, "domain too long: {d:?}");
+                assert!(
+                    d.bytes().all(|b| b.is_ascii_lowercase()
+                        || b.is_ascii_digit()
+                        || b == b'.'
+                        || b == b'-'),
+                    "domain not normalised: {d:?}"
+                );
+                assert!(out.len() <= MAX_ADDRESS, "address over the limit");
+            }
+        }
+        Err(why) => {
+            assert!(dest.contains('%'), "an error without %: {why}");
+        }
+    }
+}

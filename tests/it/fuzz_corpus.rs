@@ -84,3 +84,8 @@ fn outcome_line_corpus() {
 fn maildirsize_corpus() {
     replay("maildirsize", fuzzing::maildirsize);
 }
+
+#[test]
+fn destination_corpus() {
+    replay("destination", fuzzing::destination);
+}

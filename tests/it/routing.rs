@@ -451,7 +451,7 @@ fn alias_to_missing_account_defers() {
 #[test]
 fn hostile_addresses_bounce_cleanly() {
     let s = site();
-    let long = format!("{}@example.com", "a".repeat(1200));
+    let long = format!("{}@example.com", "a".repeat(10 * 1024));
     let r = s.deliver(&long, "x@remote.org", MSG);
     assert_eq!(r.code, Some(100), "{r:?}");
     assert!(r.stdout.ends_with("(#5.1.3)\n"), "{r:?}");
@@ -459,6 +459,22 @@ fn hostile_addresses_bounce_cleanly() {
     let r = s.deliver("al\u{1}ice@example.com", "x@remote.org", MSG);
     assert_eq!(r.code, Some(100), "{r:?}");
     assert!(r.stdout.ends_with("(#5.1.3)\n"), "{r:?}");
+    // Path-like local parts are only names to look up: no account can have
+    // them, and nothing is written anywhere.
+    let before = fs::read_dir(&s.root).unwrap().count();
+    for evil in [
+        "../../etc",
+        "..",
+        "a/b",
+        "/etc/passwd",
+        "example.com/alice/Maildir",
+    ] {
+        let r = s.deliver(&format!("{evil}@example.com"), "x@remote.org", MSG);
+        assert_eq!(r.code, Some(100), "{evil}: {r:?}");
+        assert!(r.stdout.ends_with("(#5.1.1)\n"), "{evil}: {r:?}");
+    }
+    assert_eq!(fs::read_dir(&s.root).unwrap().count(), before);
+    assert!(s.files(ALICE, "new").is_empty());
 }
 
 #[test]
