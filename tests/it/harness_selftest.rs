@@ -117,7 +117,10 @@ const CHILD_ENV: &str = "VDELIVER_HARNESS_SELFTEST_CHILD_OUT";
 fn private_cluster_has_live_postmaster() {
     let pg = Pg::private();
     let pid = postmaster_pid(pg.data_dir()).expect("postmaster.pid");
-    assert!(process_alive(pid.as_raw_nonzero().get()), "postmaster not running");
+    assert!(
+        process_alive(pid.as_raw_nonzero().get()),
+        "postmaster not running"
+    );
     let Some(out) = std::env::var_os(CHILD_ENV) else {
         return;
     };
