@@ -131,12 +131,16 @@ fn parse_fallback(arg: &str, root: &Path) -> Result<Fallback, Failure> {
 /// recipient, one more per level of aliasing into addresses not yet known.
 pub fn lookup(cfg: &Config, rcpt: &recipient::Recipient, rules: &Rules) -> Result<Plan, Failure> {
     let db_cfg = &cfg.database;
-    deadline::phase(
-        db_cfg.connect_timeout
-            + (plan::MAX_DEPTH as u32 + 1) * db_cfg.statement_timeout
-            + Duration::from_secs(1),
-        "the database lookup",
-    );
+    // Bounded by connect + statement timeouts for every level; with no
+    // statement timeout only the overall deadline applies.
+    if !db_cfg.statement_timeout.is_zero() {
+        deadline::phase(
+            db_cfg.connect_timeout
+                + (plan::MAX_DEPTH as u32 + 1) * db_cfg.statement_timeout
+                + Duration::from_secs(1),
+            "the database lookup",
+        );
+    }
     let db_err = |e: db::DbError| Failure::temporary(format_args!("database: {e}"));
     let mut client = db::connect(db_cfg, "vdeliver").map_err(db_err)?;
     let plan = resolve_over(&mut client, rcpt, rules).map_err(db_err)??;
