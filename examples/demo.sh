@@ -20,7 +20,7 @@ cargo build --quiet --bins
 # Copy the binaries where an unprivileged user can run them.
 work=$(mktemp -d /tmp/vdeliver-demo.XXXXXX)
 chmod 755 "$work"
-cp target/debug/vdeliver target/debug/vmailctl "$work/"
+cp "${CARGO_TARGET_DIR:-target}/debug/vdeliver" "${CARGO_TARGET_DIR:-target}/debug/vmailctl" "$work/"
 
 # As root: PostgreSQL runs as `postgres`, vdeliver as `nobody` (it refuses
 # root, as qmail-local would never run it so).
