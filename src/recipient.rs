@@ -244,7 +244,7 @@ pub fn return_path(env: &QmailEnv<'_>, over: &Overrides<'_>) -> Result<String, E
         let body = rp.strip_suffix('\n').ok_or(EnvError::BadRpline)?;
         let ok = body.starts_with("Return-Path: <")
             && body.ends_with('>')
-            && !body.bytes().any(|b| b < 0x20 || b == 0x7f);
+            && !body.chars().any(char::is_control);
         if !ok {
             return Err(EnvError::BadRpline);
         }
@@ -409,6 +409,9 @@ mod tests {
         e.rpline = Some("Return-Path: <x@y>\n");
         assert_eq!(return_path(&e, &none).unwrap(), "Return-Path: <x@y>\n");
         e.rpline = Some("Return-Path: <x@y>\nX-Evil: 1\n");
+        assert_eq!(return_path(&e, &none), Err(EnvError::BadRpline));
+        // A C1 control (U+0093) found by the recipient fuzz target.
+        e.rpline = Some("Return-Path: <x\u{93}@y>\n");
         assert_eq!(return_path(&e, &none), Err(EnvError::BadRpline));
         e.rpline = None;
         e.sender = None;
