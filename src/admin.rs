@@ -1192,41 +1192,56 @@ pub fn alias_delete(
     }
     let addr = format!("{local}@{domain}");
     let (removed, warnings) = guarded(client, rules, &probes, force, |c| {
-        let rows = if dests.is_empty() {
-            c.query(
-                "DELETE FROM aliases WHERE domain_id = $1 AND local_part = $2 RETURNING destination",
-                &[&id, &local],
-            )?
-        } else {
-            let mut rows = Vec::new();
-            for d in &dests {
-                let r = c.query(
-                    "DELETE FROM aliases WHERE domain_id = $1 AND local_part = $2
-                        AND lower(destination) = lower($3) RETURNING destination",
-                    &[&id, &local, d],
-                )?;
-                if r.is_empty() {
-                    return Err(AdminError::NotFound(format!(
-                        "alias {addr} has no destination {d}"
-                    )));
-                }
-                rows.extend(r);
-            }
-            rows
-        };
-        if rows.is_empty() {
-            return Err(AdminError::NotFound(format!("no alias {addr}")));
-        }
-        Ok(rows
-            .iter()
-            .map(|r| r.get::<_, String>(0))
-            .collect::<Vec<_>>())
+        let what = format!("alias {addr}");
+        delete_destinations(c, id, Some(&local), &dests, &what, &format!("no {what}"))
     })?;
     Ok(Changed {
         name: addr,
         destinations: removed,
         warnings,
     })
+}
+
+/// Delete destinations of an alias (`local` given) or of a domain's
+/// catch-all (`local` None), in one statement: those in `dests`, compared
+/// without regard to case, or all of them when `dests` is empty. Every
+/// destination asked for must exist; `what` names the alias or catch-all
+/// in that error, `none` says that there was nothing to delete. Returns the
+/// destinations removed, as stored.
+fn delete_destinations(
+    c: &mut Client,
+    domain_id: i64,
+    local: Option<&str>,
+    dests: &[String],
+    what: &str,
+    none: &str,
+) -> Result<Vec<String>> {
+    let wanted: Vec<String> = dests.iter().map(|d| d.to_lowercase()).collect();
+    let rows = match local {
+        Some(local) => c.query(
+            "DELETE FROM aliases WHERE domain_id = $1 AND local_part = $2
+                AND (cardinality($3::text[]) = 0 OR lower(destination) = ANY($3))
+             RETURNING destination",
+            &[&domain_id, &local, &wanted],
+        )?,
+        None => c.query(
+            "DELETE FROM catchalls WHERE domain_id = $1
+                AND (cardinality($2::text[]) = 0 OR lower(destination) = ANY($2))
+             RETURNING destination",
+            &[&domain_id, &wanted],
+        )?,
+    };
+    let removed: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+    let gone: Vec<String> = removed.iter().map(|r| r.to_lowercase()).collect();
+    if let Some(missing) = dests.iter().find(|d| !gone.contains(&d.to_lowercase())) {
+        return Err(AdminError::NotFound(format!(
+            "{what} has no destination {missing}"
+        )));
+    }
+    if removed.is_empty() {
+        return Err(AdminError::NotFound(none.to_string()));
+    }
+    Ok(removed)
 }
 
 /// Aliases, of one domain or all, one entry per address.
@@ -1312,35 +1327,15 @@ pub fn catchall_delete(client: &mut Client, raw_domain: &str, dests: &[String]) 
     let dests = destinations(dests)?;
     let id = domain_id(client, &domain)?;
     let removed = in_tx(client, |c| {
-        let rows = if dests.is_empty() {
-            c.query(
-                "DELETE FROM catchalls WHERE domain_id = $1 RETURNING destination",
-                &[&id],
-            )?
-        } else {
-            let mut rows = Vec::new();
-            for d in &dests {
-                let r = c.query(
-                    "DELETE FROM catchalls WHERE domain_id = $1 AND lower(destination) = lower($2)
-                     RETURNING destination",
-                    &[&id, d],
-                )?;
-                if r.is_empty() {
-                    return Err(AdminError::NotFound(format!(
-                        "the catch-all of {domain} has no destination {d}"
-                    )));
-                }
-                rows.extend(r);
-            }
-            rows
-        };
-        if rows.is_empty() {
-            return Err(AdminError::NotFound(format!("{domain} has no catch-all")));
-        }
-        Ok(rows
-            .iter()
-            .map(|r| r.get::<_, String>(0))
-            .collect::<Vec<_>>())
+        let what = format!("the catch-all of {domain}");
+        delete_destinations(
+            c,
+            id,
+            None,
+            &dests,
+            &what,
+            &format!("{domain} has no catch-all"),
+        )
     })?;
     Ok(Changed {
         name: domain,
