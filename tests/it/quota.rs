@@ -353,6 +353,13 @@ fn folders_count_unless_ignored() {
 }
 
 /// Start `n` deliveries to `to` at once; their exit codes.
+///
+/// A stress test: whether the deliveries really overlap is up to the
+/// scheduler, so a lock that does not exclude is caught here only some of
+/// the time. The deterministic proof is
+/// `hardening_tests::delivery_waits_for_the_maildirsize_lock_and_sees_what_changed`
+/// (the test holds the lock, the delivery waits, then sees the mailbox
+/// filled under it) and `lock_held_elsewhere_defers_after_the_timeout`.
 fn deliver_at_once(s: &Site, to: &str, n: usize) -> Vec<Option<i32>> {
     let env = qmail_env(to, FROM);
     let children: Vec<_> = (0..n)

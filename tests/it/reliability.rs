@@ -204,28 +204,49 @@ struct Row {
 }
 
 /// The syscalls of the delivery path, and how often each runs in one
-/// clean delivery, counted with strace.
-fn count_calls(s: &Site, env: &[(String, String)], msg: &[u8], syscall: &str) -> usize {
+/// clean delivery, counted with strace. `setup` holds injections
+/// (`linkat:error=EPERM`) that steer the delivery onto the path under test.
+fn count_calls(
+    s: &Site,
+    env: &[(String, String)],
+    msg: &[u8],
+    syscall: &str,
+    setup: &[&str],
+) -> usize {
     let out_file = s.dir.path().join(format!("strace-{syscall}.out"));
     let _ = fs::remove_file(&out_file);
     let strace = ["strace", "-f", "-qq", "-o"];
+    let mut args = vec![out_file.to_str().unwrap().to_string()];
+    args.extend(strace_args(syscall, &[], setup));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let r = s
-        .command_via(
-            env,
-            &strace,
-            &[
-                out_file.to_str().unwrap(),
-                "-e",
-                &format!("trace={syscall}"),
-            ],
-        )
+        .command_via(env, &strace, &args)
         .stdin(s.message_file(msg))
         .output()
         .unwrap();
     assert_eq!(r.status.code(), Some(0), "clean traced run: {r:?}");
+    let call = format!("{syscall}(");
     fs::read_to_string(&out_file)
-        .map(|t| t.lines().filter(|l| l.contains(syscall)).count())
+        .map(|t| t.lines().filter(|l| l.contains(&call)).count())
         .unwrap_or(0)
+}
+
+/// `-e trace=...` (the syscall, and those injected into: strace injects
+/// only into traced calls) and one `-e inject=...` per injection.
+fn strace_args(syscall: &str, inject: &[&str], setup: &[&str]) -> Vec<String> {
+    let mut trace = vec![syscall];
+    for i in inject.iter().chain(setup) {
+        let name = i.split(':').next().unwrap_or(i);
+        if !trace.contains(&name) {
+            trace.push(name);
+        }
+    }
+    let mut args = vec!["-e".to_string(), format!("trace={}", trace.join(","))];
+    for i in inject.iter().chain(setup) {
+        args.push("-e".into());
+        args.push(format!("inject={i}"));
+    }
+    args
 }
 
 #[test]
@@ -243,46 +264,86 @@ fn injected_syscall_failures_end_cleanly() {
     let base_new = s.files(ALICE, "new").len();
     let expected = stored("alice@example.com", &msg);
     let mut rows = Vec::new();
-    let plan: &[(&str, &[&str])] = &[
-        ("openat", &["EIO", "EACCES", "EROFS", "ENOSPC", "EINTR"]),
-        ("openat2", &["EIO", "ENOSYS", "EPERM"]),
+    // (syscall, errnos, setup): `setup` is injected into every run of
+    // that row, to reach a path a clean delivery does not take. Every
+    // syscall planned here must be reached: one that a delivery never makes
+    // fails the test rather than adding 0 runs. `mkdirat` is not here: a
+    // delivery into an existing Maildir makes no directory; first
+    // deliveries, which do, are covered after this table.
+    const LINK_FAILS: &[&str] = &["linkat:error=EPERM"];
+    let plan: &[(&str, &[&str], &[&str])] = &[
+        (
+            "openat",
+            &["EIO", "EACCES", "EROFS", "ENOSPC", "EINTR"],
+            &[],
+        ),
+        ("openat2", &["EIO", "ENOSYS", "EPERM"], &[]),
         (
             "write",
             &["EIO", "ENOSPC", "EDQUOT", "EFBIG", "EINTR", "ECONNRESET"],
+            &[],
         ),
-        ("read", &["EIO", "EINTR", "ECONNRESET"]),
-        ("fsync", &["EIO", "ENOSPC", "EDQUOT", "EROFS"]),
-        ("close", &["EIO", "EINTR"]),
+        ("read", &["EIO", "EINTR", "ECONNRESET"], &[]),
+        ("fsync", &["EIO", "ENOSPC", "EDQUOT", "EROFS"], &[]),
+        ("close", &["EIO", "EINTR"], &[]),
         (
             "linkat",
             &["EIO", "ENOSPC", "EDQUOT", "EACCES", "EROFS", "EPERM"],
+            &[],
         ),
-        ("renameat2", &["EIO"]),
-        ("unlinkat", &["EIO", "EACCES", "EROFS"]),
-        ("mkdirat", &["EIO", "ENOSPC", "EDQUOT", "EACCES"]),
-        ("connect", &["ECONNRESET", "EACCES", "EIO"]),
-        ("sendto", &["ECONNRESET", "EIO"]),
-        ("recvfrom", &["ECONNRESET", "EIO"]),
+        // renameat2 only runs where the filesystem cannot link: every
+        // linkat fails with EPERM in these runs. EEXIST: a name taken in
+        // new/ is never overwritten, another is chosen.
+        ("renameat2", &["EIO", "ENOSPC", "EEXIST"], LINK_FAILS),
+        ("unlinkat", &["EIO", "EACCES", "EROFS"], &[]),
+        ("connect", &["ECONNRESET", "EACCES", "EIO"], &[]),
+        ("sendto", &["ECONNRESET", "EIO"], &[]),
+        ("recvfrom", &["ECONNRESET", "EIO"], &[]),
     ];
-    for (syscall, errnos) in plan {
-        let calls = count_calls(&s, &env, &msg, syscall);
+    // Every (syscall, position, errno) planned, and those whose injection
+    // strace reported as made.
+    let mut planned: Vec<(&str, usize, &str)> = Vec::new();
+    let mut injected: Vec<(&str, usize, &str)> = Vec::new();
+    let trace_out = s.dir.path().join("strace-inject.out");
+    for (syscall, errnos, setup) in plan {
+        let calls = count_calls(&s, &env, &msg, syscall, setup);
+        assert!(
+            calls > 0,
+            "{syscall} is in the fault plan but a delivery never calls it: \
+             reach it (a setup injection) or take it out of the plan"
+        );
         // Every errno at every call position.
         let runs: Vec<(usize, &str)> = (1..=calls)
             .flat_map(|w| errnos.iter().map(move |e| (w, *e)))
             .collect();
         for (when, errno) in runs {
+            planned.push((syscall, when, errno));
             let before_new = s.files(ALICE, "new");
-            let inject = format!("inject={syscall}:error={errno}:when={when}");
+            let inject = format!("{syscall}:error={errno}:when={when}");
+            let _ = fs::remove_file(&trace_out);
+            let args = strace_args(syscall, &[&inject], setup);
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
             let r: Run = s
                 .command_via(
                     &env,
-                    &["strace", "-f", "-qq", "-o", "/dev/null"],
-                    &["-e", &format!("trace={syscall}"), "-e", &inject],
+                    &["strace", "-f", "-qq", "-o", trace_out.to_str().unwrap()],
+                    &args,
                 )
                 .stdin(s.message_file(&msg))
                 .output()
                 .unwrap()
                 .into();
+            let traced = fs::read_to_string(&trace_out).unwrap_or_default();
+            let call = format!("{syscall}(");
+            let resumed = format!("<... {syscall} resumed>");
+            let made = traced.lines().any(|l| {
+                (l.contains(&call) || l.contains(&resumed))
+                    && l.contains(&format!(" {errno} ("))
+                    && l.ends_with("(INJECTED)")
+            });
+            if made {
+                injected.push((syscall, when, errno));
+            }
             let where_ = format!("{syscall} #{when} {errno}: {r:?}");
             let line = r.stdout.clone();
             // The line itself goes out with write(2): a failure injected
@@ -359,7 +420,7 @@ fn injected_syscall_failures_end_cleanly() {
     // Maildir that the retry completes.
     let fresh_env = qmail_env("fresh0@example.com", "x@remote.org");
     s.account("fresh0@example.com");
-    let mkdirs = count_calls(&s, &fresh_env, &msg, "mkdirat");
+    let mkdirs = count_calls(&s, &fresh_env, &msg, "mkdirat", &[]);
     assert!(
         mkdirs >= 10,
         "a new Maildir makes its directories: {mkdirs}"
@@ -400,6 +461,12 @@ fn injected_syscall_failures_end_cleanly() {
             line: r.stdout.trim_end().to_string(),
         });
     }
+    // Each planned injection was made: its call was reached in its run.
+    let missed: Vec<_> = planned.iter().filter(|p| !injected.contains(p)).collect();
+    assert!(
+        missed.is_empty(),
+        "planned injections whose call was never reached: {missed:?}"
+    );
     assert!(rows.len() > 150, "only {} injections ran", rows.len());
     assert!(
         rows.iter().any(|r| r.exit == Some(111)),
