@@ -231,23 +231,21 @@ impl<'a> postgres::types::FromSql<'a> for QuotaColumn {
 /// column that is NOT NULL there is read as a non-optional value, so a
 /// NULL where the schema's constraint has been dropped by hand (a NULL
 /// Maildir, `active`, destination or new address) is an error naming the
-/// table, never an absent account (which would send the mail to the
+/// column, never an absent account (which would send the mail to the
 /// catch-all), a disabled one (a bounce) or an ignored destination. So is
 /// a negative quota, and a kind the statement cannot produce.
 fn add_row(r: &postgres::Row, facts: &mut Facts) -> Result<(), (&'static str, postgres::Error)> {
-    let kind: &str = r.try_get(0).map_err(|e| ("lookup", e))?;
-    let dom: String = r.try_get(1).map_err(|e| ("lookup", e))?;
+    let kind: &str = col(r, 0, "lookup: reading the row kind")?;
+    let dom: String = col(r, 1, "lookup: reading the domain")?;
     match kind {
         "q" => {
-            let at = |e| ("lookup", e);
-            let loc: String = r.try_get(2).map_err(at)?;
+            let loc: String = col(r, 2, "lookup: reading the local part")?;
             facts.domains.entry(dom.clone()).or_insert(None);
             facts.asked.insert((dom, loc));
         }
         "d" => {
-            let at = |e| ("lookup: a domains row (name, active)", e);
-            let primary: String = r.try_get(3).map_err(at)?;
-            let active: bool = r.try_get(4).map_err(at)?;
+            let primary: String = col(r, 3, "lookup: domains.name is NULL")?;
+            let active: bool = col(r, 4, "lookup: domains.active is NULL")?;
             facts.domains.insert(
                 dom,
                 Some(DomainFacts {
@@ -258,24 +256,25 @@ fn add_row(r: &postgres::Row, facts: &mut Facts) -> Result<(), (&'static str, po
             );
         }
         "c" => {
-            let at = |e| ("lookup: a catchalls row (destination)", e);
-            let dest: String = r.try_get(3).map_err(at)?;
+            let dest: String = col(r, 3, "lookup: catchalls.destination is NULL")?;
             if let Some(Some(d)) = facts.domains.get_mut(&dom) {
                 d.catchalls.push(dest);
             }
         }
         "a" => {
-            let at = |e| {
-                (
-                    "lookup: an accounts row (maildir, active, quota_bytes, quota_messages)",
-                    e,
-                )
-            };
-            let loc: String = r.try_get(2).map_err(at)?;
-            let maildir: String = r.try_get(3).map_err(at)?;
-            let active: bool = r.try_get(4).map_err(at)?;
-            let QuotaColumn(quota_bytes) = r.try_get(5).map_err(at)?;
-            let QuotaColumn(quota_messages) = r.try_get(6).map_err(at)?;
+            let loc: String = col(r, 2, "lookup: reading the local part")?;
+            let maildir: String = col(r, 3, "lookup: accounts.maildir is NULL")?;
+            let active: bool = col(r, 4, "lookup: accounts.active is NULL")?;
+            let QuotaColumn(quota_bytes) = col(
+                r,
+                5,
+                "lookup: quota_bytes (the account's or its domain's) is negative",
+            )?;
+            let QuotaColumn(quota_messages) = col(
+                r,
+                6,
+                "lookup: quota_messages (the account's or its domain's) is negative",
+            )?;
             facts.locals.entry((dom, loc)).or_default().account = Some(AccountFacts {
                 maildir,
                 active,
@@ -284,9 +283,8 @@ fn add_row(r: &postgres::Row, facts: &mut Facts) -> Result<(), (&'static str, po
             });
         }
         "l" => {
-            let at = |e| ("lookup: an aliases row (destination)", e);
-            let loc: String = r.try_get(2).map_err(at)?;
-            let dest: String = r.try_get(3).map_err(at)?;
+            let loc: String = col(r, 2, "lookup: reading the local part")?;
+            let dest: String = col(r, 3, "lookup: aliases.destination is NULL")?;
             facts
                 .locals
                 .entry((dom, loc))
@@ -295,17 +293,27 @@ fn add_row(r: &postgres::Row, facts: &mut Facts) -> Result<(), (&'static str, po
                 .push(dest);
         }
         "r" => {
-            let at = |e| ("lookup: a relocated row (new_address)", e);
-            let loc: String = r.try_get(2).map_err(at)?;
-            let new: String = r.try_get(3).map_err(at)?;
+            let loc: String = col(r, 2, "lookup: reading the local part")?;
+            let new: String = col(r, 3, "lookup: relocated.new_address is NULL")?;
             facts.locals.entry((dom, loc)).or_default().relocated = Some(new);
         }
         // The statement makes no other kind. Reading the kind column as a
         // boolean fails (wrong type), which gives the error to report.
         _ => {
-            let at = |e| ("lookup: a row of unknown kind", e);
-            r.try_get::<_, bool>(0).map_err(at)?;
+            col::<bool>(r, 0, "lookup: a row of unknown kind")?;
         }
     }
     Ok(())
+}
+
+/// Column `i` of `r` as a `T`; on failure, `what` says which column and
+/// what is wrong with it (the column types are the statement's own, so
+/// the one way reading fails is a NULL, or a negative quota), since the
+/// client library's message names only the column's index.
+fn col<'a, T: postgres::types::FromSql<'a>>(
+    r: &'a postgres::Row,
+    i: usize,
+    what: &'static str,
+) -> Result<T, (&'static str, postgres::Error)> {
+    r.try_get(i).map_err(|e| (what, e))
 }
