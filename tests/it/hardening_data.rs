@@ -389,3 +389,27 @@ fn issue10_lookup_sql_folds_ascii_only() {
     );
     assert!(!asked.contains("xkelly@example.com"), "{asked:?}");
 }
+
+/// Item 19 in vmailctl: deleting one destination of an alias compares
+/// with ASCII case folded only, so `kelly@` does not also remove a
+/// `\u{212A}elly@` destination.
+#[test]
+fn issue10_alias_delete_does_not_fold_the_kelvin_sign() {
+    let s = Site::new();
+    s.ctl_ok(&[
+        "alias",
+        "add",
+        "team@example.com",
+        "kelly@remote.org",
+        "\u{212A}elly@remote.org",
+    ]);
+    s.ctl_ok(&["alias", "delete", "team@example.com", "KELLY@remote.org"]);
+    let left: Vec<String> =
+        s.db.client()
+            .query("SELECT destination FROM aliases ORDER BY 1", &[])
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+    assert_eq!(left, ["\u{212A}elly@remote.org"]);
+}
