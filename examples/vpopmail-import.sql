@@ -18,7 +18,9 @@
 --                                (Dovecot verifies $1$, $5$, $6$ and DES crypt)
 --   vpopmail.pw_dir           -> accounts.maildir = pw_dir/Maildir/ less the root
 --   vpopmail.pw_shell         -> quota: NOQUOTA -> 0 (unlimited), "<n>S[,<m>C]" -> bytes, messages
---   vpopmail.pw_gid & 0x100   -> (BOUNCE_MAIL) accounts.active = false
+--   vpopmail.pw_gid & 0x10    -> (BOUNCE_MAIL) accounts.active = false; every
+--                                other pw_gid bit (NO_POP, NO_IMAP, V_USER*...)
+--                                is a login or admin flag: not imported
 --   valias "&addr" or "addr"  -> aliases.destination
 --   valias "<the account's own Maildir>/" -> the address itself (keep a copy)
 --   valias "|program", other paths -> not imported; listed at the end
@@ -57,7 +59,7 @@ SELECT d.id,
             ELSE substring(vp.shell FROM '(\d+)S')::bigint END,
        CASE WHEN vp.shell = 'NOQUOTA' THEN 0
             ELSE substring(vp.shell FROM '(\d+)C')::bigint END,
-       (vp.flags & 256) = 0
+       (vp.flags & 16) = 0   -- BOUNCE_MAIL is 0x10 in vpopmail.h
   FROM vp JOIN domains d ON d.name = vp.domain;
 
 INSERT INTO aliases (domain_id, local_part, destination)

@@ -29,7 +29,7 @@ pub use usage::{usage, Usage};
 
 use crate::outcome::{Exit, Failure};
 use crate::plan::{self, Plan, Rules};
-use crate::recipient::{normalize_domain, Recipient};
+use crate::recipient::{fold_local, normalize_domain, Recipient};
 use crate::{db, schema};
 use postgres::error::SqlState;
 use postgres::Client;
@@ -365,14 +365,10 @@ pub fn resolve_on(
     Ok(crate::deliver::resolve_over(client, rcpt, rules)?)
 }
 
-fn recipient_of(local: &str, domain: &str, rules: &Rules) -> Recipient {
+fn recipient_of(local: &str, domain: &str) -> Recipient {
     Recipient {
         local_as_addressed: local.to_string(),
-        local: if rules.lowercase {
-            local.to_lowercase()
-        } else {
-            local.to_string()
-        },
+        local: fold_local(local),
         domain: domain.to_string(),
     }
 }
@@ -403,7 +399,7 @@ fn outcomes(
 ) -> Result<Vec<std::result::Result<(), Failure>>> {
     let mut v = Vec::with_capacity(probes.len());
     for p in probes {
-        let r = resolve_on(client, &recipient_of(&p.local, &p.domain, rules), rules)?;
+        let r = resolve_on(client, &recipient_of(&p.local, &p.domain), rules)?;
         v.push(match r {
             Ok(_) => Ok(()),
             Err(f) if f.status == "5.2.1" => Ok(()),
@@ -477,9 +473,11 @@ fn referrers(
              FROM catchalls c JOIN domains d ON d.id = c.domain_id)
          SELECT DISTINCT kind, loc, dom FROM x
           WHERE strpos(dest, '@') > 1
-            AND lower(right(dest, strpos(reverse(dest), '@') - 1)) = ANY($1)
+            AND translate(right(dest, strpos(reverse(dest), '@') - 1),
+                          'ABCDEFGHIJKLMNOPQRSTUVWXYZ', 'abcdefghijklmnopqrstuvwxyz') = ANY($1)
             AND ($2::text IS NULL
-                 OR lower(left(dest, length(dest) - strpos(reverse(dest), '@'))) = $2)
+                 OR translate(left(dest, length(dest) - strpos(reverse(dest), '@')),
+                              'ABCDEFGHIJKLMNOPQRSTUVWXYZ', 'abcdefghijklmnopqrstuvwxyz') = $2)
             AND ($3::bigint IS NULL OR domain_id <> $3)
           ORDER BY 1, 3, 2",
         &[&domains, &local, &except],
@@ -1204,7 +1202,7 @@ pub fn alias_delete(
 
 /// Delete destinations of an alias (`local` given) or of a domain's
 /// catch-all (`local` None), in one statement: those in `dests`, compared
-/// without regard to case, or all of them when `dests` is empty. Every
+/// without regard to ASCII case, or all of them when `dests` is empty. Every
 /// destination asked for must exist; `what` names the alias or catch-all
 /// in that error, `none` says that there was nothing to delete. Returns the
 /// destinations removed, as stored.
@@ -1216,24 +1214,26 @@ fn delete_destinations(
     what: &str,
     none: &str,
 ) -> Result<Vec<String>> {
-    let wanted: Vec<String> = dests.iter().map(|d| d.to_lowercase()).collect();
+    let wanted: Vec<String> = dests.iter().map(|d| fold_local(d)).collect();
     let rows = match local {
         Some(local) => c.query(
             "DELETE FROM aliases WHERE domain_id = $1 AND local_part = $2
-                AND (cardinality($3::text[]) = 0 OR lower(destination) = ANY($3))
+                AND (cardinality($3::text[]) = 0 OR translate(destination,
+                     'ABCDEFGHIJKLMNOPQRSTUVWXYZ', 'abcdefghijklmnopqrstuvwxyz') = ANY($3))
              RETURNING destination",
             &[&domain_id, &local, &wanted],
         )?,
         None => c.query(
             "DELETE FROM catchalls WHERE domain_id = $1
-                AND (cardinality($2::text[]) = 0 OR lower(destination) = ANY($2))
+                AND (cardinality($2::text[]) = 0 OR translate(destination,
+                     'ABCDEFGHIJKLMNOPQRSTUVWXYZ', 'abcdefghijklmnopqrstuvwxyz') = ANY($2))
              RETURNING destination",
             &[&domain_id, &wanted],
         )?,
     };
     let removed: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
-    let gone: Vec<String> = removed.iter().map(|r| r.to_lowercase()).collect();
-    if let Some(missing) = dests.iter().find(|d| !gone.contains(&d.to_lowercase())) {
+    let gone: Vec<String> = removed.iter().map(|r| fold_local(r)).collect();
+    if let Some(missing) = dests.iter().find(|d| !gone.contains(&fold_local(d))) {
         return Err(AdminError::NotFound(format!(
             "{what} has no destination {missing}"
         )));

@@ -53,8 +53,16 @@ pub struct Mail {
     pub root: PathBuf,
     /// Folders created (as `.Name`) with a new Maildir.
     pub folders: Vec<String>,
-    /// Compare local parts lowercased (the default) or as addressed.
-    pub lowercase_local_part: bool,
+    /// The obsolete `lowercase_local_part` key. Local parts are always
+    /// compared with ASCII case folded ([`crate::recipient::fold_local`]):
+    /// `true` is accepted and changes nothing, so an old file still loads;
+    /// `false` is an error (the schema stores names lowercased, so it could
+    /// only ever make mixed-case addresses bounce).
+    #[serde(
+        rename = "lowercase_local_part",
+        deserialize_with = "obsolete_lowercase_local_part"
+    )]
+    pub obsolete_lowercase_local_part: (),
     /// Characters that start an address extension (`alice-lists`); each
     /// character is a delimiter, as in Postfix's `recipient_delimiter`.
     /// Empty: no extensions.
@@ -147,7 +155,7 @@ impl Default for Mail {
             folders: ["Drafts", "Sent", "Trash", "Junk"]
                 .map(String::from)
                 .to_vec(),
-            lowercase_local_part: true,
+            obsolete_lowercase_local_part: (),
             extension_delimiter: "-".into(),
         }
     }
@@ -325,6 +333,18 @@ pub fn check_folder_name(f: &str) -> Result<(), &'static str> {
     Ok(())
 }
 
+/// `mail.lowercase_local_part`: only `true`, the one behaviour there is.
+fn obsolete_lowercase_local_part<'de, D: serde::Deserializer<'de>>(d: D) -> Result<(), D::Error> {
+    if bool::deserialize(d)? {
+        Ok(())
+    } else {
+        Err(serde::de::Error::custom(
+            "false is no longer supported: local parts are always compared with ASCII case \
+             folded, as the schema stores them; delete the line",
+        ))
+    }
+}
+
 mod duration {
     use serde::{Deserialize, Deserializer};
     use std::time::Duration;
@@ -362,7 +382,7 @@ mod tests {
             [mail]
             root = "/srv/mail"
             folders = ["Sent"]
-            lowercase_local_part = false
+            lowercase_local_part = true
             [delivery]
             deadline = "1h"
         "#)
@@ -371,7 +391,6 @@ mod tests {
         assert_eq!(c.database.statement_timeout, Duration::from_millis(500));
         assert_eq!(c.mail.root, PathBuf::from("/srv/mail"));
         assert_eq!(c.mail.folders, vec!["Sent".to_string()]);
-        assert!(!c.mail.lowercase_local_part);
         assert_eq!(c.delivery.deadline, Duration::from_secs(3600));
     }
 
@@ -397,6 +416,16 @@ mod tests {
             ),
             ("[mail]\nfolders = [\"a/b\"]\n", Some("mail.folders"), "'/'"),
             ("[mail\n", None, "line 1"),
+            (
+                "[mail]\nlowercase_local_part = false\n",
+                Some("mail.lowercase_local_part"),
+                "false is no longer supported",
+            ),
+            (
+                "[mail]\nlowercase_local_part = \"yes\"\n",
+                Some("mail.lowercase_local_part"),
+                "invalid type",
+            ),
             ("[bogus]\n", Some("bogus"), "unknown field `bogus`"),
         ];
         for (text, want_key, want_what) in cases {

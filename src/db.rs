@@ -11,7 +11,7 @@
 //! error; it is an absence in [`Facts`].
 
 use crate::config;
-use crate::plan::{AccountFacts, DomainFacts, Facts, LocalFacts};
+use crate::plan::{AccountFacts, DomainFacts, Facts};
 use postgres::types::Type;
 use postgres::{Client, NoTls};
 use std::fmt;
@@ -109,13 +109,20 @@ pub fn connect(cfg: &config::Database, application: &str) -> Result<Client, DbEr
 /// accounts resolves in the same round trip. Every pair whose facts are in
 /// the answer comes back as a `q` row, so the caller knows what it has
 /// been told, including "nothing".
+///
+/// Destinations are case-folded here exactly as
+/// [`crate::recipient::fold_local`] folds them: ASCII `A`–`Z` only, with
+/// `translate()`, never `lower()`, whose result depends on the database's
+/// ctype (under a UTF-8 ctype it maps U+212A KELVIN SIGN onto `k`).
 pub const FETCH: &str = "\
 WITH RECURSIVE
 q(dom, loc, depth) AS (
   SELECT dom, loc, 0 FROM unnest($1::text[], $2::text[]) AS t(dom, loc)
   UNION
-  SELECT lower(right(x.dest, strpos(reverse(x.dest), '@') - 1)),
-         lower(left(x.dest, length(x.dest) - strpos(reverse(x.dest), '@'))),
+  SELECT translate(right(x.dest, strpos(reverse(x.dest), '@') - 1),
+                   'ABCDEFGHIJKLMNOPQRSTUVWXYZ', 'abcdefghijklmnopqrstuvwxyz'),
+         translate(left(x.dest, length(x.dest) - strpos(reverse(x.dest), '@')),
+                   'ABCDEFGHIJKLMNOPQRSTUVWXYZ', 'abcdefghijklmnopqrstuvwxyz'),
          q.depth + 1
   FROM q
   CROSS JOIN LATERAL (
@@ -188,71 +195,125 @@ pub fn fetch(
     let mut rows: Vec<&postgres::Row> = rows.iter().collect();
     rows.sort_by_key(order);
     for r in rows {
-        add_row(r, facts).map_err(DbError::new("lookup"))?;
+        add_row(r, facts).map_err(|(what, source)| DbError::Postgres { what, source })?;
     }
     Ok(())
 }
 
-fn add_row(r: &postgres::Row, facts: &mut Facts) -> Result<(), postgres::Error> {
-    let kind: &str = r.try_get(0)?;
-    let dom: String = r.try_get(1)?;
-    let loc: Option<String> = r.try_get(2)?;
-    let val: Option<String> = r.try_get(3)?;
-    let flag: Option<bool> = r.try_get(4)?;
-    fn local<'f>(
-        facts: &'f mut Facts,
-        dom: &str,
-        loc: &Option<String>,
-    ) -> Option<&'f mut LocalFacts> {
-        let l = loc.clone()?;
-        Some(facts.locals.entry((dom.to_string(), l)).or_default())
-    }
-    match (kind, val) {
-        ("q", _) => {
-            if let Some(l) = loc {
-                facts.domains.entry(dom.clone()).or_insert(None);
-                facts.asked.insert((dom, l));
-            }
+/// A quota column as the lookup returns it: NULL (no limit of its own) or
+/// a count of 0 or more. A negative figure is a row the schema forbids
+/// (its CHECK was dropped): an error, never read as "unlimited".
+struct QuotaColumn(Option<i64>);
+
+impl<'a> postgres::types::FromSql<'a> for QuotaColumn {
+    fn from_sql(
+        ty: &Type,
+        raw: &'a [u8],
+    ) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        match i64::from_sql(ty, raw)? {
+            n if n < 0 => Err(format!("a quota of {n} (the schema allows 0 or more)").into()),
+            n => Ok(QuotaColumn(Some(n))),
         }
-        ("d", Some(primary)) => {
+    }
+
+    fn from_sql_null(_: &Type) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        Ok(QuotaColumn(None))
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        <i64 as postgres::types::FromSql>::accepts(ty)
+    }
+}
+
+/// Add one row of [`FETCH`]'s answer to `facts`.
+///
+/// Each kind of row is read with the shape the schema promises: every
+/// column that is NOT NULL there is read as a non-optional value, so a
+/// NULL where the schema's constraint has been dropped by hand (a NULL
+/// Maildir, `active`, destination or new address) is an error naming the
+/// column, never an absent account (which would send the mail to the
+/// catch-all), a disabled one (a bounce) or an ignored destination. So is
+/// a negative quota, and a kind the statement cannot produce.
+fn add_row(r: &postgres::Row, facts: &mut Facts) -> Result<(), (&'static str, postgres::Error)> {
+    let kind: &str = col(r, 0, "lookup: reading the row kind")?;
+    let dom: String = col(r, 1, "lookup: reading the domain")?;
+    match kind {
+        "q" => {
+            let loc: String = col(r, 2, "lookup: reading the local part")?;
+            facts.domains.entry(dom.clone()).or_insert(None);
+            facts.asked.insert((dom, loc));
+        }
+        "d" => {
+            let primary: String = col(r, 3, "lookup: domains.name is NULL")?;
+            let active: bool = col(r, 4, "lookup: domains.active is NULL")?;
             facts.domains.insert(
-                dom.clone(),
+                dom,
                 Some(DomainFacts {
                     primary,
-                    active: flag.unwrap_or(false),
+                    active,
                     catchalls: Vec::new(),
                 }),
             );
         }
-        ("c", Some(dest)) => {
+        "c" => {
+            let dest: String = col(r, 3, "lookup: catchalls.destination is NULL")?;
             if let Some(Some(d)) = facts.domains.get_mut(&dom) {
                 d.catchalls.push(dest);
             }
         }
-        ("a", Some(maildir)) => {
-            let qb: Option<i64> = r.try_get(5)?;
-            let qm: Option<i64> = r.try_get(6)?;
-            if let Some(lf) = local(facts, &dom, &loc) {
-                lf.account = Some(AccountFacts {
-                    maildir,
-                    active: flag.unwrap_or(false),
-                    quota_bytes: qb,
-                    quota_messages: qm,
-                });
-            }
+        "a" => {
+            let loc: String = col(r, 2, "lookup: reading the local part")?;
+            let maildir: String = col(r, 3, "lookup: accounts.maildir is NULL")?;
+            let active: bool = col(r, 4, "lookup: accounts.active is NULL")?;
+            let QuotaColumn(quota_bytes) = col(
+                r,
+                5,
+                "lookup: quota_bytes (the account's or its domain's) is negative",
+            )?;
+            let QuotaColumn(quota_messages) = col(
+                r,
+                6,
+                "lookup: quota_messages (the account's or its domain's) is negative",
+            )?;
+            facts.locals.entry((dom, loc)).or_default().account = Some(AccountFacts {
+                maildir,
+                active,
+                quota_bytes,
+                quota_messages,
+            });
         }
-        ("l", Some(dest)) => {
-            if let Some(lf) = local(facts, &dom, &loc) {
-                lf.aliases.push(dest);
-            }
+        "l" => {
+            let loc: String = col(r, 2, "lookup: reading the local part")?;
+            let dest: String = col(r, 3, "lookup: aliases.destination is NULL")?;
+            facts
+                .locals
+                .entry((dom, loc))
+                .or_default()
+                .aliases
+                .push(dest);
         }
-        ("r", Some(new)) => {
-            if let Some(lf) = local(facts, &dom, &loc) {
-                lf.relocated = Some(new);
-            }
+        "r" => {
+            let loc: String = col(r, 2, "lookup: reading the local part")?;
+            let new: String = col(r, 3, "lookup: relocated.new_address is NULL")?;
+            facts.locals.entry((dom, loc)).or_default().relocated = Some(new);
         }
-        // NOT NULL columns: nothing else can come back.
-        _ => {}
+        // The statement makes no other kind. Reading the kind column as a
+        // boolean fails (wrong type), which gives the error to report.
+        _ => {
+            col::<bool>(r, 0, "lookup: a row of unknown kind")?;
+        }
     }
     Ok(())
+}
+
+/// Column `i` of `r` as a `T`; on failure, `what` says which column and
+/// what is wrong with it (the column types are the statement's own, so
+/// the one way reading fails is a NULL, or a negative quota), since the
+/// client library's message names only the column's index.
+fn col<'a, T: postgres::types::FromSql<'a>>(
+    r: &'a postgres::Row,
+    i: usize,
+    what: &'static str,
+) -> Result<T, (&'static str, postgres::Error)> {
+    r.try_get(i).map_err(|e| (what, e))
 }

@@ -66,8 +66,8 @@ pub fn deliver(cfg: &Config, req: &Request<'_>, input: BorrowedFd<'_>) -> Outcom
 
 fn try_deliver(cfg: &Config, req: &Request<'_>, input: BorrowedFd<'_>) -> Result<Outcome, Failure> {
     // Environment → recipient.
-    let rcpt = recipient::recipient(&req.env, &req.over, cfg.mail.lowercase_local_part)
-        .map_err(env_failure)?;
+    // Local parts are always folded (recipient::fold_local).
+    let rcpt = recipient::recipient(&req.env, &req.over, true).map_err(env_failure)?;
     let return_path = recipient::return_path(&req.env, &req.over).map_err(env_failure)?;
     let sender = recipient::sender(&req.env, &req.over).map_err(env_failure)?;
     let rules = rules(cfg, req.fallback)?;
@@ -99,7 +99,6 @@ fn try_deliver(cfg: &Config, req: &Request<'_>, input: BorrowedFd<'_>) -> Result
 pub fn rules(cfg: &Config, fallback: Option<&str>) -> Result<Rules, Failure> {
     Ok(Rules {
         delimiters: cfg.mail.extension_delimiter.clone(),
-        lowercase: cfg.mail.lowercase_local_part,
         fallback: fallback
             .map(|f| parse_fallback(f, &cfg.mail.root))
             .transpose()?,
@@ -107,6 +106,16 @@ pub fn rules(cfg: &Config, fallback: Option<&str>) -> Result<Rules, Failure> {
 }
 
 /// vpopmail's fallback argument.
+///
+/// A path names either a Maildir or, as vpopmail's `vdelivermail ''
+/// /path/to/user-directory` has it, a user directory holding one: a path
+/// whose last component is `Maildir` is the Maildir itself; any other path
+/// is a user directory and the mail goes into its `Maildir/` (vdelivermail
+/// appends `Maildir/` to every path; vdeliver does not append it a second
+/// time to a path that already ends in one). Either way the Maildir must
+/// lie beneath `mail.root`, and `mail.root` itself is refused as a user
+/// directory (it holds every domain, not one user's mail). A `.qmail` file
+/// in that directory is not read.
 fn parse_fallback(arg: &str, root: &Path) -> Result<Fallback, Failure> {
     match arg {
         "bounce-no-mailbox" => Ok(Fallback::Bounce),
@@ -118,7 +127,17 @@ fn parse_fallback(arg: &str, root: &Path) -> Result<Fallback, Failure> {
                     root.display()
                 ))
             })?;
-            Ok(Fallback::Maildir(format!("{}/", rel.display())))
+            if rel.as_os_str().is_empty() {
+                return Err(Failure::config(format_args!(
+                    "fallback path {a} is mail.root itself; name a user directory or a Maildir beneath it"
+                )));
+            }
+            let maildir = if rel.file_name().is_some_and(|n| n == "Maildir") {
+                format!("{}/", rel.display())
+            } else {
+                format!("{}/Maildir/", rel.display())
+            };
+            Ok(Fallback::Maildir(maildir))
         }
         a if a.contains('@') => Ok(Fallback::Forward(a.to_string())),
         a => Err(Failure::config(format_args!(
@@ -517,6 +536,42 @@ mod tests {
             why: "it contains '..'",
         };
         assert_eq!(maildir_failure(OverQuota::Bounce, esc).status, "4.3.5");
+    }
+
+    #[test]
+    fn fallback_paths() {
+        let root = Path::new("/var/vmail");
+        let maildir = |a: &str| match parse_fallback(a, root) {
+            Ok(Fallback::Maildir(m)) => Ok(m),
+            Ok(other) => panic!("{a}: {other:?}"),
+            Err(f) => Err((f.exit.code(), f.status)),
+        };
+        // (argument, want Maildir relative to the root)
+        for (arg, want) in [
+            (
+                "/var/vmail/example.com/postmaster",
+                "example.com/postmaster/Maildir/",
+            ),
+            (
+                "/var/vmail/example.com/postmaster/",
+                "example.com/postmaster/Maildir/",
+            ),
+            ("/var/vmail/catch/Maildir/", "catch/Maildir/"),
+            ("/var/vmail/catch/Maildir", "catch/Maildir/"),
+            ("/var/vmail/catch/Maildir/.", "catch/Maildir/"),
+            ("/var/vmail/Maildir/", "Maildir/"),
+        ] {
+            assert_eq!(maildir(arg), Ok(want.to_string()), "{arg}");
+        }
+        for arg in [
+            "/var/vmail",
+            "/var/vmail/",
+            "/var/vmail/.",
+            "/var/vmail//",
+            "/tmp/Maildir/",
+        ] {
+            assert_eq!(maildir(arg), Err((111, "4.3.5")), "{arg}");
+        }
     }
 
     #[test]

@@ -206,7 +206,12 @@ pub fn recipient(data: &[u8]) {
             "control character in the local part: {r:?}"
         );
         if lowercase {
-            assert_eq!(r.local, r.local_as_addressed.to_lowercase());
+            assert_eq!(r.local, r.local_as_addressed.to_ascii_lowercase());
+            // Folding never turns a non-ASCII character into an ASCII one.
+            assert_eq!(
+                r.local.chars().filter(char::is_ascii).count(),
+                r.local_as_addressed.chars().filter(char::is_ascii).count()
+            );
         } else {
             assert_eq!(r.local, r.local_as_addressed);
         }

@@ -18,7 +18,8 @@ pub struct Invocation {
     pub domain: Option<String>,
     pub sender: Option<String>,
     /// vpopmail-compatible fallback for unknown users: `bounce-no-mailbox`,
-    /// `delete`, an address, or a Maildir path.
+    /// `delete`, an address, or a path: a user directory (its `Maildir/`
+    /// gets the mail) or a Maildir (see `deliver::parse_fallback`).
     pub fallback: Option<String>,
 }
 

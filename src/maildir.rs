@@ -60,6 +60,10 @@ impl MaildirError {
 impl fmt::Display for MaildirError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            MaildirError::Escape { path, why } if *why == ROOT_ITSELF => write!(
+                f,
+                "Maildir path {path:?} names the mail root itself, not a Maildir beneath it"
+            ),
             MaildirError::Escape { path, why } => {
                 write!(f, "Maildir path {path:?} leaves the mail root: {why}")
             }
@@ -108,22 +112,17 @@ impl MailRoot {
     pub fn maildir(&self, rel: &str, folders: &[String]) -> Result<Maildir> {
         let comps = components(rel)?;
         let joined = comps.join("/");
-        let dir = if joined.is_empty() {
-            retry(|| rfs::openat(&self.fd, ".", DIR_FLAGS, Mode::empty()))
-                .map_err(|e| MaildirError::io("open", rel, e))?
-        } else {
-            match open_beneath(&self.fd, &joined) {
-                Ok(fd) => fd,
-                Err(Errno::NOENT) => walk_create(&self.fd, rel, &comps)?,
-                Err(Errno::XDEV) => return Err(escape(rel, "it crosses out of the root")),
-                Err(Errno::LOOP) => return Err(escape(rel, "it goes through a symlink")),
-                Err(Errno::NOTDIR) => return Err(escape(rel, "a component is not a directory")),
-                // No openat2 (old kernel, seccomp): the walk does the same.
-                Err(Errno::NOSYS | Errno::PERM | Errno::INVAL | Errno::AGAIN) => {
-                    walk_create(&self.fd, rel, &comps)?
-                }
-                Err(e) => return Err(MaildirError::io("open", rel, e)),
+        let dir = match open_beneath(&self.fd, &joined) {
+            Ok(fd) => fd,
+            Err(Errno::NOENT) => walk_create(&self.fd, rel, &comps)?,
+            Err(Errno::XDEV) => return Err(escape(rel, "it crosses out of the root")),
+            Err(Errno::LOOP) => return Err(escape(rel, "it goes through a symlink")),
+            Err(Errno::NOTDIR) => return Err(escape(rel, "a component is not a directory")),
+            // No openat2 (old kernel, seccomp): the walk does the same.
+            Err(Errno::NOSYS | Errno::PERM | Errno::INVAL | Errno::AGAIN) => {
+                walk_create(&self.fd, rel, &comps)?
             }
+            Err(e) => return Err(MaildirError::io("open", rel, e)),
         };
         Maildir::open(dir, rel, folders)
     }
@@ -136,9 +135,27 @@ fn escape(path: &str, why: &'static str) -> MaildirError {
     }
 }
 
-/// Split a stored path into components, refusing what could leave the root.
+/// Split a stored path into components, refusing what could leave the root
+/// or name the root itself.
 fn components(rel: &str) -> Result<Vec<&str>> {
-    path_components(rel).map_err(|why| escape(rel, why))
+    maildir_components(rel).map_err(|why| escape(rel, why))
+}
+
+/// The reason given for a Maildir path that names the mail root itself.
+pub const ROOT_ITSELF: &str = "it is the mail root itself";
+
+/// The components of a Maildir path vdeliver may deliver into: those of
+/// [`path_components`], and at least one. A path of nothing but `""`, `.`
+/// and `/` separators (`""`, `"."`, `"./"`, `".//."`) names the mail root
+/// itself, which must never become a Maildir (its `cur/ new/ tmp/` would
+/// sit beside every domain's directory, and every account's mail would be
+/// beneath it): refused like `..`.
+pub fn maildir_components(rel: &str) -> std::result::Result<Vec<&str>, &'static str> {
+    let comps = path_components(rel)?;
+    if comps.is_empty() {
+        return Err(ROOT_ITSELF);
+    }
+    Ok(comps)
 }
 
 /// The components of a Maildir path as stored (relative to the mail root),
@@ -206,11 +223,7 @@ fn walk_create(root: &OwnedFd, rel: &str, comps: &[&str]) -> Result<OwnedFd> {
         }
         cur = Some(fd);
     }
-    match cur {
-        Some(fd) => Ok(fd),
-        None => retry(|| rfs::openat(root, ".", DIR_FLAGS, Mode::empty()))
-            .map_err(|e| MaildirError::io("open", rel, e)),
-    }
+    cur.ok_or_else(|| escape(rel, ROOT_ITSELF))
 }
 
 /// An open Maildir: its directory, `tmp/` and `new/`.
@@ -700,8 +713,18 @@ mod tests {
             ("a/../../x", false),
             ("/etc", false),
             ("a\0b", false),
+            // The mail root itself (issue 10, item 15).
+            ("", false),
+            (".", false),
+            ("./", false),
+            (".//./", false),
+            ("/", false),
         ] {
             assert_eq!(components(p).is_ok(), ok, "{p}");
         }
+        assert_eq!(
+            escape(".", ROOT_ITSELF).to_string(),
+            "Maildir path \".\" names the mail root itself, not a Maildir beneath it"
+        );
     }
 }

@@ -37,7 +37,7 @@
 //! naming the chain, so no alias member silently misses mail.
 
 use crate::outcome::Failure;
-use crate::recipient::{normalize_domain, Recipient};
+use crate::recipient::{fold_local, normalize_domain, Recipient};
 use std::collections::{HashMap, HashSet};
 
 /// Longest alias chain followed.
@@ -115,8 +115,6 @@ pub enum Fallback {
 pub struct Rules {
     /// Characters that start an extension (`-` by default).
     pub delimiters: String,
-    /// Compare local parts lowercased.
-    pub lowercase: bool,
     pub fallback: Option<Fallback>,
 }
 
@@ -124,7 +122,6 @@ impl Default for Rules {
     fn default() -> Rules {
         Rules {
             delimiters: "-".into(),
-            lowercase: true,
             fallback: None,
         }
     }
@@ -188,7 +185,7 @@ pub fn resolve(rcpt: &Recipient, facts: &Facts, rules: &Rules) -> Result<Step, F
 
 /// The pairs to ask about first: every candidate of the recipient.
 pub fn first_question(rcpt: &Recipient, rules: &Rules) -> Vec<(String, String)> {
-    candidates(&rcpt.local_as_addressed, &rules.delimiters, rules.lowercase)
+    candidates(&rcpt.local_as_addressed, &rules.delimiters)
         .into_iter()
         .map(|(c, _)| (rcpt.domain.clone(), c))
         .collect()
@@ -196,7 +193,7 @@ pub fn first_question(rcpt: &Recipient, rules: &Rules) -> Vec<(String, String)> 
 
 #[derive(Debug, Clone)]
 struct Addr {
-    /// For lookups (lowercased unless configured otherwise).
+    /// For lookups: folded by [`fold_local`].
     local: String,
     /// As addressed, for `%n` and messages.
     shown_local: String,
@@ -210,7 +207,7 @@ impl Addr {
 
     /// The address as the chain and the loop check know it.
     fn key(&self) -> String {
-        format!("{}@{}", self.local.to_lowercase(), self.domain)
+        format!("{}@{}", fold_local(&self.local), self.domain)
     }
 }
 
@@ -244,7 +241,7 @@ impl Walk<'_> {
             )));
         }
         let top = chain.is_empty();
-        let cands = candidates(&a.shown_local, &self.rules.delimiters, self.rules.lowercase);
+        let cands = candidates(&a.shown_local, &self.rules.delimiters);
         if !cands.iter().all(|(c, _)| self.facts.known(&a.domain, c)) {
             self.need
                 .extend(cands.into_iter().map(|(c, _)| (a.domain.clone(), c)));
@@ -291,11 +288,7 @@ impl Walk<'_> {
                         Some(None) => false,
                         None => {
                             // Its domain is still unknown: ask, and decide next pass.
-                            let pairs = candidates(
-                                &d.shown_local,
-                                &self.rules.delimiters,
-                                self.rules.lowercase,
-                            );
+                            let pairs = candidates(&d.shown_local, &self.rules.delimiters);
                             self.need
                                 .extend(pairs.into_iter().map(|(c, _)| (d.domain.clone(), c)));
                             continue;
@@ -437,11 +430,7 @@ impl Walk<'_> {
         let s = interpolate(raw, &a.shown_local, &a.domain).map_err(bad)?;
         let (local, domain) = split_address(&s).map_err(bad)?;
         Ok(Addr {
-            local: if self.rules.lowercase {
-                local.to_lowercase()
-            } else {
-                local.to_string()
-            },
+            local: fold_local(local),
             shown_local: local.to_string(),
             domain,
         })
@@ -449,7 +438,7 @@ impl Walk<'_> {
 
     fn add_remote(&mut self, addr: &str, chain: &[String]) {
         self.trace(chain, format!("forward to {addr}"));
-        if self.seen_remote.insert(addr.to_lowercase()) {
+        if self.seen_remote.insert(fold_local(addr)) {
             self.plan.remote.push(addr.to_string());
         }
     }
@@ -463,17 +452,10 @@ impl Walk<'_> {
 }
 
 /// The local part and each shorter prefix cut at a delimiter, longest
-/// first, each as a lookup key (lowercased when `lowercase`) with the
-/// cut-off extension as addressed (it may name a folder, whose case
-/// matters).
-pub fn candidates(local: &str, delimiters: &str, lowercase: bool) -> Vec<(String, Option<String>)> {
-    let key = |s: &str| {
-        if lowercase {
-            s.to_lowercase()
-        } else {
-            s.to_string()
-        }
-    };
+/// first, each as a lookup key (folded by [`fold_local`]) with the cut-off
+/// extension as addressed (it may name a folder, whose case matters).
+pub fn candidates(local: &str, delimiters: &str) -> Vec<(String, Option<String>)> {
+    let key = fold_local;
     let mut v = vec![(key(local), None)];
     if delimiters.is_empty() {
         return v;

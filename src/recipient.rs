@@ -147,6 +147,17 @@ pub fn normalize_domain(raw: &str) -> Result<String, String> {
     Ok(ascii)
 }
 
+/// The one case folding of local parts, used for every lookup and
+/// comparison (recipient, alias destinations, `vmailctl`'s names, and the
+/// same rule in SQL): ASCII `A`–`Z` to `a`–`z`, every other character kept
+/// exactly. Unicode lowercasing would map characters onto ASCII ones
+/// (U+212A KELVIN SIGN onto `k`, so `\u{212A}elly` would reach `kelly`) and
+/// depends on tables that differ between Rust, PostgreSQL's ctype and
+/// Dovecot; ASCII folding is what Dovecot's `%L` and qmail do.
+pub fn fold_local(local: &str) -> String {
+    local.to_ascii_lowercase()
+}
+
 /// Strip a leading `<host>-` from `ext`, comparing case-insensitively.
 fn strip_host_prefix<'a>(ext: &'a str, host: &str) -> &'a str {
     let n = host.len();
@@ -219,7 +230,7 @@ pub fn recipient(
     }
     let domain = normalize_domain(host).map_err(EnvError::BadDomain)?;
     let lookup = if lowercase_local {
-        local.to_lowercase()
+        fold_local(local)
     } else {
         local.to_string()
     };

@@ -21,7 +21,7 @@ use crate::config::{check_folder_name, Config};
 use crate::deliver;
 use crate::forward::{self, QueueError};
 use crate::maildir::MaildirError;
-use crate::maildir::{path_components, retry, DIR_FLAGS};
+use crate::maildir::{maildir_components, retry, DIR_FLAGS};
 use crate::outcome::{Failure, Outcome};
 use crate::plan::{Mailbox, Plan};
 use crate::recipient::{self, Overrides, QmailEnv};
@@ -160,8 +160,7 @@ fn plan_of(
             Failure::config(e)
         }
     };
-    let rcpt =
-        recipient::recipient(&env, &over, cfg.mail.lowercase_local_part).map_err(env_failure)?;
+    let rcpt = recipient::recipient(&env, &over, true).map_err(env_failure)?;
     recipient::sender(&env, &over).map_err(env_failure)?;
     run.recipient = rcpt.delivered_to();
     let rules = deliver::rules(cfg, fallback)?;
@@ -269,34 +268,27 @@ fn target(
     folders: &[String],
 ) -> Result<Target, Failure> {
     let rel = mb.maildir.as_str();
-    let comps = path_components(rel).map_err(|why| escape(rel, why))?;
+    let comps = maildir_components(rel).map_err(|why| escape(rel, why))?;
     let joined = comps.join("/");
-    let dir = if joined.is_empty() {
-        Some(
-            retry(|| rfs::openat(root_fd, ".", DIR_FLAGS, Mode::empty()))
-                .map_err(|e| io("open", rel, e))?,
+    let r = retry(|| {
+        rfs::openat2(
+            root_fd,
+            joined.as_str(),
+            DIR_FLAGS,
+            Mode::empty(),
+            ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS,
         )
-    } else {
-        let r = retry(|| {
-            rfs::openat2(
-                root_fd,
-                joined.as_str(),
-                DIR_FLAGS,
-                Mode::empty(),
-                ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS,
-            )
-        });
-        match r {
-            Ok(fd) => Some(fd),
-            Err(Errno::NOENT) => walk(root_fd, rel, &comps)?,
-            Err(Errno::XDEV) => return Err(escape(rel, "it crosses out of the root")),
-            Err(Errno::LOOP) => return Err(escape(rel, "it goes through a symlink")),
-            Err(Errno::NOTDIR) => return Err(escape(rel, "a component is not a directory")),
-            Err(Errno::NOSYS | Errno::PERM | Errno::INVAL | Errno::AGAIN) => {
-                walk(root_fd, rel, &comps)?
-            }
-            Err(e) => return Err(io("open", rel, e)),
+    });
+    let dir = match r {
+        Ok(fd) => Some(fd),
+        Err(Errno::NOENT) => walk(root_fd, rel, &comps)?,
+        Err(Errno::XDEV) => return Err(escape(rel, "it crosses out of the root")),
+        Err(Errno::LOOP) => return Err(escape(rel, "it goes through a symlink")),
+        Err(Errno::NOTDIR) => return Err(escape(rel, "a component is not a directory")),
+        Err(Errno::NOSYS | Errno::PERM | Errno::INVAL | Errno::AGAIN) => {
+            walk(root_fd, rel, &comps)?
         }
+        Err(e) => return Err(io("open", rel, e)),
     };
     let exists = dir.is_some();
     // Whether vdeliver will create cur/ new/ tmp/ and the default folders.

@@ -91,11 +91,7 @@ impl World {
         let (local, domain) = to.rsplit_once('@').unwrap();
         let rcpt = Recipient {
             local_as_addressed: local.into(),
-            local: if rules.lowercase {
-                local.to_lowercase()
-            } else {
-                local.into()
-            },
+            local: crate::recipient::fold_local(local),
             domain: domain.to_lowercase(),
         };
         let mut facts = Facts::default();
@@ -400,18 +396,21 @@ fn problems_deeper_down_defer_naming_the_chain() {
 
 #[test]
 fn candidate_lists() {
-    let c = candidates("a-b-c", "-", true);
+    let c = candidates("a-b-c", "-");
     let got: Vec<_> = c.iter().map(|(p, e)| (p.as_str(), e.as_deref())).collect();
     assert_eq!(
         got,
         [("a-b-c", None), ("a-b", Some("c")), ("a", Some("b-c"))]
     );
-    assert_eq!(candidates("-x", "-", true).len(), 1);
-    assert_eq!(candidates("a+b-c", "+-", true).len(), 3);
+    assert_eq!(candidates("-x", "-").len(), 1);
+    assert_eq!(candidates("a+b-c", "+-").len(), 3);
     assert_eq!(
-        candidates("Al-Sent", "-", true)[1],
+        candidates("Al-Sent", "-")[1],
         ("al".to_string(), Some("Sent".to_string()))
     );
+    // ASCII folding only: the Kelvin sign stays itself (issue 10, item 19).
+    assert_eq!(candidates("\u{212A}elly", "-")[0].0, "\u{212A}elly");
+    assert_eq!(candidates("\u{C4}RGER", "-")[0].0, "\u{C4}rger");
 }
 
 #[test]
@@ -443,4 +442,44 @@ fn addresses_checked() {
         assert!(split_address(bad).is_err(), "{bad}");
     }
     assert!(split_address(&format!("{}@b.org", "a".repeat(1000))).is_err());
+}
+
+/// Issue 10, item 19: case folding is ASCII only, everywhere in the walk:
+/// the recipient, alias destinations and the remote de-duplication.
+#[test]
+fn folding_never_maps_non_ascii_onto_ascii() {
+    let mut w = World::site();
+    w.account("example.com", "kelly");
+    w.account("example.com", "\u{e4}rger");
+    let r = Rules::default();
+    // Addressed with a Kelvin sign: no such user, not kelly.
+    let f = fails(&w, "\u{212A}elly@example.com", &r);
+    assert_eq!((f.exit, f.status), (Exit::Permanent, "5.1.1"), "{f:?}");
+    // ASCII case still folds; a non-ASCII name matches as stored.
+    assert_eq!(
+        boxes(&ok(&w, "KELLY@example.com").0),
+        ["example.com/kelly/Maildir/"]
+    );
+    assert_eq!(
+        boxes(&ok(&w, "\u{e4}RGER@example.com").0),
+        ["example.com/\u{e4}rger/Maildir/"]
+    );
+    assert_eq!(fails(&w, "\u{c4}rger@example.com", &r).status, "5.1.1");
+    // An alias member written with a Kelvin sign is no member: the
+    // delivery defers naming the chain, kelly gets nothing.
+    w.alias("example.com", "team", &["\u{212A}elly@example.com"]);
+    let f = fails(&w, "team@example.com", &r);
+    assert_eq!((f.exit, f.status), (Exit::Temporary, "4.3.5"), "{f:?}");
+    // Two remote destinations that differ only by a Kelvin sign are two.
+    w.alias(
+        "example.com",
+        "out",
+        &[
+            "kelly@remote.org",
+            "\u{212A}elly@remote.org",
+            "KELLY@remote.org",
+        ],
+    );
+    let (p, _) = ok(&w, "out@example.com");
+    assert_eq!(p.remote, ["kelly@remote.org", "\u{212A}elly@remote.org"]);
 }

@@ -1661,7 +1661,7 @@ fn vpopmail_import_guide() {
          INSERT INTO vpopmail VALUES
            ('alice', 'Example.ORG', '{crypt}', 0, 0, 'Alice', '{root}example.org/alice', '52428800S,1000C', ''),
            ('bob', 'example.org', '', 0, 0, 'Bob', '{root}example.org/bob/', 'NOQUOTA', ''),
-           ('gone', 'example.org', '', 0, 256, 'Gone', '{root}example.org/gone', '1000S', '');
+           ('gone', 'example.org', '', 0, 16, 'Gone', '{root}example.org/gone', '1000S', '');
          INSERT INTO valias VALUES
            ('team', 'example.org', '&alice@example.org'),
            ('team', 'example.org', 'carol@remote.example'),
