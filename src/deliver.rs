@@ -27,13 +27,13 @@ use crate::db;
 use crate::deadline;
 use crate::forward::{self, Queue, QueueError};
 use crate::header::{HeaderScan, Verdict};
+use crate::input::{self, Input};
 use crate::maildir::{self, MailRoot, Maildir, MaildirError, Namer, TmpFile};
 use crate::maildirsize::Limits;
 use crate::outcome::{Failure, Outcome};
 use crate::plan::{self, Facts, Fallback, Plan, Rules, Step};
 use crate::quota::{self, QuotaError, Refusal};
 use crate::recipient::{self, EnvError, Overrides, QmailEnv};
-use rustix::fd::BorrowedFd;
 use rustix::io::Errno;
 use std::io::Write;
 use std::path::Path;
@@ -54,17 +54,18 @@ pub struct Request<'a> {
     pub qmailqueue: Option<&'a str>,
 }
 
-/// Deliver the message on `input`. The caller blocks SIGXFSZ first
-/// ([`crate::privs::block_file_size_signal`]), as the binary does before it
-/// starts any thread.
-pub fn deliver(cfg: &Config, req: &Request<'_>, input: BorrowedFd<'_>) -> Outcome {
+/// Deliver the message on `input` (checked by [`Input::check`] at start-up,
+/// so a regular file's size is the one it had then). The caller blocks
+/// SIGXFSZ first ([`crate::privs::block_file_size_signal`]), as the binary
+/// does before it starts any thread.
+pub fn deliver(cfg: &Config, req: &Request<'_>, input: Input<'_>) -> Outcome {
     match try_deliver(cfg, req, input) {
         Ok(o) => o,
         Err(f) => Outcome::Failed(f),
     }
 }
 
-fn try_deliver(cfg: &Config, req: &Request<'_>, input: BorrowedFd<'_>) -> Result<Outcome, Failure> {
+fn try_deliver(cfg: &Config, req: &Request<'_>, input: Input<'_>) -> Result<Outcome, Failure> {
     // Environment → recipient.
     let rcpt = recipient::recipient(&req.env, &req.over, cfg.mail.lowercase_local_part)
         .map_err(env_failure)?;
@@ -180,10 +181,11 @@ pub fn resolve_over(
 
 /// The message and what goes in front of it.
 struct Message<'a> {
-    return_path: &'a str,
+    /// The `Return-Path:` line: the sender is opaque bytes.
+    return_path: &'a [u8],
     delivered_to: &'a str,
-    sender: &'a str,
-    input: BorrowedFd<'a>,
+    sender: &'a [u8],
+    input: Input<'a>,
 }
 
 /// Write, check quota, forward, link. Returns the mailboxes written.
@@ -326,7 +328,7 @@ fn write_first<'m>(
 ) -> Result<TmpFile<'m>, Failure> {
     let fail = |e: MaildirError| maildir_failure(over, e);
     let mut tmp = TmpFile::create(md, namer).map_err(fail)?;
-    tmp.write_all(msg.return_path.as_bytes())
+    tmp.write_all(msg.return_path)
         .and_then(|()| tmp.write_all(format!("Delivered-To: {}\n", msg.delivered_to).as_bytes()))
         .map_err(fail)?;
     let mut scan = HeaderScan::new(&[msg.delivered_to]);
@@ -367,23 +369,19 @@ fn forward_stream(msg: &Message<'_>, remote: &[String], qmail_queue: &Path) -> R
     }
 }
 
-/// Copy stdin to `sink` chunk by chunk, feeding the header scanner.
+/// Copy stdin to `sink` chunk by chunk, feeding the header scanner. A
+/// regular file must hold exactly the bytes it had at start
+/// ([`input::copy`]).
 fn copy_input(
-    input: BorrowedFd<'_>,
+    input: Input<'_>,
     scan: &mut HeaderScan,
     mut sink: impl FnMut(&[u8]) -> Result<(), Failure>,
 ) -> Result<(), Failure> {
     let mut buf = vec![0u8; CHUNK];
-    loop {
-        let n = match rustix::io::read(input, &mut buf) {
-            Ok(0) => return Ok(()),
-            Ok(n) => n,
-            Err(Errno::INTR) => continue,
-            Err(e) => return Err(Failure::temporary(format_args!("reading the message: {e}"))),
-        };
-        scan.feed(&buf[..n]);
-        sink(&buf[..n])?;
-    }
+    input::copy(input, &mut buf, |chunk| {
+        scan.feed(chunk);
+        sink(chunk)
+    })
 }
 
 fn verdict(scan: &mut HeaderScan, delivered_to: &str) -> Result<(), Failure> {
