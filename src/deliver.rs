@@ -128,23 +128,33 @@ fn parse_fallback(arg: &str, root: &Path) -> Result<Fallback, Failure> {
     }
 }
 
+/// Slack the watchdog gives a round trip beyond `statement_timeout`, so
+/// that the server's own cancellation (a clearer message) normally comes
+/// first.
+const ROUND_TRIP_SLACK: Duration = Duration::from_secs(1);
+
 /// Ask the database until the plan is complete: one round trip for the
 /// recipient, one more per level of aliasing into addresses not yet known.
+///
+/// Bounds: connecting, start-up and authentication included, ends within
+/// `connect_timeout` (per server named: [`db::connect`]); then each round
+/// trip actually made within `statement_timeout` + 1 s, enforced by the
+/// watchdog even when the server is hung or stopped and cannot cancel the
+/// statement itself. So a lookup of k round trips ends within
+/// `connect_timeout` + k × (`statement_timeout` + 1 s). With
+/// `statement_timeout = "0s"` the round trips are bounded by the overall
+/// deadline only.
 pub fn lookup(cfg: &Config, rcpt: &recipient::Recipient, rules: &Rules) -> Result<Plan, Failure> {
     let db_cfg = &cfg.database;
-    // Bounded by connect + statement timeouts for every level; with no
-    // statement timeout only the overall deadline applies.
-    if !db_cfg.statement_timeout.is_zero() {
-        deadline::phase(
-            db_cfg.connect_timeout
-                + (plan::MAX_DEPTH as u32 + 1) * db_cfg.statement_timeout
-                + Duration::from_secs(1),
-            "the database lookup",
-        );
-    }
     let db_err = |e: db::DbError| Failure::temporary(format_args!("database: {e}"));
     let mut client = db::connect(db_cfg, "vdeliver").map_err(db_err)?;
-    let plan = resolve_over(&mut client, rcpt, rules).map_err(db_err)??;
+    let per_trip = db_cfg.statement_timeout;
+    let plan = resolve_with(&mut client, rcpt, rules, || {
+        if !per_trip.is_zero() {
+            deadline::phase(per_trip + ROUND_TRIP_SLACK, "a database round trip");
+        }
+    })
+    .map_err(db_err)??;
     deadline::phase_done();
     Ok(plan)
 }
@@ -158,9 +168,21 @@ pub fn resolve_over(
     rcpt: &recipient::Recipient,
     rules: &Rules,
 ) -> Result<Result<Plan, Failure>, db::DbError> {
+    resolve_with(client, rcpt, rules, || {})
+}
+
+/// [`resolve_over`], calling `before_trip` before each round trip (the
+/// delivery arms its watchdog there).
+fn resolve_with(
+    client: &mut postgres::Client,
+    rcpt: &recipient::Recipient,
+    rules: &Rules,
+    mut before_trip: impl FnMut(),
+) -> Result<Result<Plan, Failure>, db::DbError> {
     let mut facts = Facts::default();
     let mut ask = plan::first_question(rcpt, rules);
     for _ in 0..=2 * plan::MAX_DEPTH + 2 {
+        before_trip();
         db::fetch(client, &ask, &mut facts)?;
         match plan::resolve(rcpt, &facts, rules) {
             Err(f) => return Ok(Err(f)),

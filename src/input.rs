@@ -65,10 +65,7 @@ impl<'a> Input<'a> {
             }
             FileType::Fifo | FileType::Socket => Ok(Input { fd, length: None }),
             FileType::CharacterDevice => {
-                let dev = (
-                    rustix::fs::major(st.st_rdev),
-                    rustix::fs::minor(st.st_rdev),
-                );
+                let dev = (rustix::fs::major(st.st_rdev), rustix::fs::minor(st.st_rdev));
                 if rustix::termios::isatty(fd) {
                     Err(Failure::config(
                         "stdin is a terminal; vdeliver reads the message from qmail-local",

@@ -441,7 +441,10 @@ mod tests {
         e.host = Some(b"\xe9xample.com");
         let err = recipient(&e, &none, true).unwrap_err();
         assert_eq!(err, EnvError::NotUtf8("HOST"));
-        assert!(!err.is_bad_address(), "a HOST qmail routed here never bounces");
+        assert!(
+            !err.is_bad_address(),
+            "a HOST qmail routed here never bounces"
+        );
     }
 
     #[test]
@@ -488,10 +491,7 @@ mod tests {
         );
         assert_eq!(sender(&e, &none).unwrap(), b"j\xf6rg@remote.org");
         e.sender = Some(b"j\xf6rg\n@remote.org");
-        assert_eq!(
-            sender(&e, &none),
-            Err(EnvError::ControlCharacter("SENDER"))
-        );
+        assert_eq!(sender(&e, &none), Err(EnvError::ControlCharacter("SENDER")));
         e.sender = None;
         assert_eq!(return_path(&e, &none), Err(EnvError::Missing("SENDER")));
         e.sender = Some(b"a\r\nb");
