@@ -12,15 +12,27 @@
 
 use crate::config;
 use crate::plan::{AccountFacts, DomainFacts, Facts};
+use postgres::config::Host;
 use postgres::types::Type;
 use postgres::{Client, NoTls};
 use std::fmt;
+use std::time::Duration;
 
-/// A database failure. Its text never contains the connection string.
+/// A database failure. Its text never contains the connection string
+/// (nor, so, a password); it names the server's host and port and the
+/// cause.
 #[derive(Debug)]
 pub enum DbError {
     /// `database.url` does not parse (its text is not repeated).
     BadUrl,
+    /// Connecting (socket, start-up, authentication) failed. `to` names
+    /// the server(s); with several, `source` is the last one's error.
+    Connect { to: String, source: postgres::Error },
+    /// Connecting, start-up and authentication included, did not finish
+    /// within `after`.
+    ConnectTimeout { to: String, after: Duration },
+    /// The connecting thread could not be started or died.
+    ConnectThread(String),
     Postgres {
         what: &'static str,
         source: postgres::Error,
@@ -35,8 +47,10 @@ impl DbError {
     /// The SQLSTATE, when the server sent one.
     pub fn code(&self) -> Option<&str> {
         match self {
-            DbError::Postgres { source, .. } => source.code().map(|c| c.code()),
-            DbError::BadUrl => None,
+            DbError::Postgres { source, .. } | DbError::Connect { source, .. } => {
+                source.code().map(|c| c.code())
+            }
+            _ => None,
         }
     }
 }
@@ -45,6 +59,19 @@ impl fmt::Display for DbError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             DbError::BadUrl => f.write_str("database.url does not parse"),
+            DbError::Connect { to, source } => {
+                write!(f, "connect to {to}: ")?;
+                connect_cause(f, source)
+            }
+            DbError::ConnectTimeout { to, after } => write!(
+                f,
+                "connect to {to}: timed out: no answer within {} \
+                 (database.connect_timeout, start-up and authentication included)",
+                humantime::format_duration(*after)
+            ),
+            DbError::ConnectThread(e) => {
+                write!(f, "connect: cannot start the connecting thread: {e}")
+            }
             DbError::Postgres { what, source } => match source.as_db_error() {
                 Some(db) => write!(
                     f,
@@ -61,8 +88,8 @@ impl fmt::Display for DbError {
 impl std::error::Error for DbError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            DbError::Postgres { source, .. } => Some(source),
-            DbError::BadUrl => None,
+            DbError::Postgres { source, .. } | DbError::Connect { source, .. } => Some(source),
+            _ => None,
         }
     }
 }
@@ -89,12 +116,107 @@ pub fn client_config(
     Ok(c)
 }
 
+/// Why a connection failed, in words: rust-postgres's own text for a
+/// connection error is only "error connecting to server", the cause is in
+/// its `source()`.
+fn connect_cause(f: &mut fmt::Formatter<'_>, e: &postgres::Error) -> fmt::Result {
+    if let Some(db) = e.as_db_error() {
+        let code = db.code().code();
+        let what = if code.starts_with("28") {
+            "authentication failed: "
+        } else {
+            ""
+        };
+        return write!(f, "{what}{} (SQLSTATE {code})", db.message());
+    }
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        if let Some(io) = c.downcast_ref::<std::io::Error>() {
+            use std::io::ErrorKind as K;
+            let why = match io.kind() {
+                K::NotFound => "no such socket (is the server running, is the host right?)",
+                K::ConnectionRefused => "connection refused (no server listening there)",
+                K::TimedOut => "timed out (database.connect_timeout)",
+                K::PermissionDenied => "permission denied",
+                K::ConnectionReset | K::UnexpectedEof | K::BrokenPipe => {
+                    "the server closed the connection during start-up"
+                }
+                _ => "",
+            };
+            return match why {
+                "" => write!(f, "{io}"),
+                why => write!(f, "{why}: {io}"),
+            };
+        }
+        if std::error::Error::source(c).is_none() {
+            return write!(f, "{e}: {c}");
+        }
+        cause = std::error::Error::source(c);
+    }
+    write!(f, "{e}")
+}
+
+/// The servers a configuration names, for messages: `host:port` or the
+/// Unix socket path, comma-separated. Never the user, database or password.
+fn servers(c: &postgres::Config) -> String {
+    let ports = c.get_ports();
+    let port = |i: usize| ports.get(i).or(ports.first()).copied().unwrap_or(5432);
+    let mut out: Vec<String> = c
+        .get_hosts()
+        .iter()
+        .enumerate()
+        .map(|(i, h)| match h {
+            Host::Tcp(name) => format!("{name}:{}", port(i)),
+            Host::Unix(dir) => format!("{}/.s.PGSQL.{}", dir.display(), port(i)),
+        })
+        .collect();
+    if out.is_empty() {
+        out = c
+            .get_hostaddrs()
+            .iter()
+            .enumerate()
+            .map(|(i, a)| format!("{a}:{}", port(i)))
+            .collect();
+    }
+    if out.is_empty() {
+        return "the server (no host given)".into();
+    }
+    out.join(", ")
+}
+
 /// Connect (plain TCP or a Unix socket; TLS is left to a local socket or a
 /// local PgBouncer).
+///
+/// The whole of it — socket, start-up packet, authentication — ends within
+/// `connect_timeout` per server named (rust-postgres's own timeout covers
+/// only the socket's connect, so a server that accepts and never answers
+/// would hold it forever). It runs on a thread of its own, waited for with
+/// that limit; one that runs over is left behind, which is harmless as
+/// both vdeliver and vmailctl end soon after an error.
 pub fn connect(cfg: &config::Database, application: &str) -> Result<Client, DbError> {
-    client_config(cfg, application)?
-        .connect(NoTls)
-        .map_err(DbError::new("connect"))
+    let c = client_config(cfg, application)?;
+    let to = servers(&c);
+    let n = c.get_hosts().len().max(c.get_hostaddrs().len()).max(1);
+    let limit = cfg
+        .connect_timeout
+        .saturating_mul(u32::try_from(n).unwrap_or(u32::MAX));
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    std::thread::Builder::new()
+        .name("connect".into())
+        .spawn(move || {
+            let _ = tx.send(c.connect(NoTls));
+        })
+        .map_err(|e| DbError::ConnectThread(e.to_string()))?;
+    match rx.recv_timeout(limit) {
+        Ok(Ok(client)) => Ok(client),
+        Ok(Err(source)) => Err(DbError::Connect { to, source }),
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+            Err(DbError::ConnectTimeout { to, after: limit })
+        }
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+            Err(DbError::ConnectThread("it ended without an answer".into()))
+        }
+    }
 }
 
 /// Everything resolution needs about a list of (domain, local part)

@@ -1,7 +1,7 @@
 //! The overall deadline, and the one place that prints the result and exits.
 //!
 //! A watchdog thread enforces `delivery.deadline` (default 24 h) and, around
-//! the database phase, a shorter one (connect timeout + statement timeout),
+//! each database round trip, a shorter one (statement timeout + 1 s),
 //! so a hung server, a stuck NFS mount or a lock can only ever end in 111,
 //! never in a hang. Whoever reports first — the delivery or the watchdog —
 //! is the only one to print and exit.

@@ -27,13 +27,13 @@ use crate::db;
 use crate::deadline;
 use crate::forward::{self, Queue, QueueError};
 use crate::header::{HeaderScan, Verdict};
+use crate::input::{self, Input};
 use crate::maildir::{self, MailRoot, Maildir, MaildirError, Namer, TmpFile};
 use crate::maildirsize::Limits;
 use crate::outcome::{Failure, Outcome};
 use crate::plan::{self, Facts, Fallback, Plan, Rules, Step};
 use crate::quota::{self, QuotaError, Refusal};
 use crate::recipient::{self, EnvError, Overrides, QmailEnv};
-use rustix::fd::BorrowedFd;
 use rustix::io::Errno;
 use std::io::Write;
 use std::path::Path;
@@ -54,17 +54,18 @@ pub struct Request<'a> {
     pub qmailqueue: Option<&'a str>,
 }
 
-/// Deliver the message on `input`. The caller blocks SIGXFSZ first
-/// ([`crate::privs::block_file_size_signal`]), as the binary does before it
-/// starts any thread.
-pub fn deliver(cfg: &Config, req: &Request<'_>, input: BorrowedFd<'_>) -> Outcome {
+/// Deliver the message on `input` (checked by [`Input::check`] at start-up,
+/// so a regular file's size is the one it had then). The caller blocks
+/// SIGXFSZ first ([`crate::privs::block_file_size_signal`]), as the binary
+/// does before it starts any thread.
+pub fn deliver(cfg: &Config, req: &Request<'_>, input: Input<'_>) -> Outcome {
     match try_deliver(cfg, req, input) {
         Ok(o) => o,
         Err(f) => Outcome::Failed(f),
     }
 }
 
-fn try_deliver(cfg: &Config, req: &Request<'_>, input: BorrowedFd<'_>) -> Result<Outcome, Failure> {
+fn try_deliver(cfg: &Config, req: &Request<'_>, input: Input<'_>) -> Result<Outcome, Failure> {
     // Environment → recipient.
     // Local parts are always folded (recipient::fold_local).
     let rcpt = recipient::recipient(&req.env, &req.over, true).map_err(env_failure)?;
@@ -146,23 +147,33 @@ fn parse_fallback(arg: &str, root: &Path) -> Result<Fallback, Failure> {
     }
 }
 
+/// Slack the watchdog gives a round trip beyond `statement_timeout`, so
+/// that the server's own cancellation (a clearer message) normally comes
+/// first.
+const ROUND_TRIP_SLACK: Duration = Duration::from_secs(1);
+
 /// Ask the database until the plan is complete: one round trip for the
 /// recipient, one more per level of aliasing into addresses not yet known.
+///
+/// Bounds: connecting, start-up and authentication included, ends within
+/// `connect_timeout` (per server named: [`db::connect`]); then each round
+/// trip actually made within `statement_timeout` + 1 s, enforced by the
+/// watchdog even when the server is hung or stopped and cannot cancel the
+/// statement itself. So a lookup of k round trips ends within
+/// `connect_timeout` + k × (`statement_timeout` + 1 s). With
+/// `statement_timeout = "0s"` the round trips are bounded by the overall
+/// deadline only.
 pub fn lookup(cfg: &Config, rcpt: &recipient::Recipient, rules: &Rules) -> Result<Plan, Failure> {
     let db_cfg = &cfg.database;
-    // Bounded by connect + statement timeouts for every level; with no
-    // statement timeout only the overall deadline applies.
-    if !db_cfg.statement_timeout.is_zero() {
-        deadline::phase(
-            db_cfg.connect_timeout
-                + (plan::MAX_DEPTH as u32 + 1) * db_cfg.statement_timeout
-                + Duration::from_secs(1),
-            "the database lookup",
-        );
-    }
     let db_err = |e: db::DbError| Failure::temporary(format_args!("database: {e}"));
     let mut client = db::connect(db_cfg, "vdeliver").map_err(db_err)?;
-    let plan = resolve_over(&mut client, rcpt, rules).map_err(db_err)??;
+    let per_trip = db_cfg.statement_timeout;
+    let plan = resolve_with(&mut client, rcpt, rules, || {
+        if !per_trip.is_zero() {
+            deadline::phase(per_trip + ROUND_TRIP_SLACK, "a database round trip");
+        }
+    })
+    .map_err(db_err)??;
     deadline::phase_done();
     Ok(plan)
 }
@@ -176,9 +187,21 @@ pub fn resolve_over(
     rcpt: &recipient::Recipient,
     rules: &Rules,
 ) -> Result<Result<Plan, Failure>, db::DbError> {
+    resolve_with(client, rcpt, rules, || {})
+}
+
+/// [`resolve_over`], calling `before_trip` before each round trip (the
+/// delivery arms its watchdog there).
+fn resolve_with(
+    client: &mut postgres::Client,
+    rcpt: &recipient::Recipient,
+    rules: &Rules,
+    mut before_trip: impl FnMut(),
+) -> Result<Result<Plan, Failure>, db::DbError> {
     let mut facts = Facts::default();
     let mut ask = plan::first_question(rcpt, rules);
     for _ in 0..=2 * plan::MAX_DEPTH + 2 {
+        before_trip();
         db::fetch(client, &ask, &mut facts)?;
         match plan::resolve(rcpt, &facts, rules) {
             Err(f) => return Ok(Err(f)),
@@ -199,10 +222,11 @@ pub fn resolve_over(
 
 /// The message and what goes in front of it.
 struct Message<'a> {
-    return_path: &'a str,
+    /// The `Return-Path:` line: the sender is opaque bytes.
+    return_path: &'a [u8],
     delivered_to: &'a str,
-    sender: &'a str,
-    input: BorrowedFd<'a>,
+    sender: &'a [u8],
+    input: Input<'a>,
 }
 
 /// Write, check quota, forward, link. Returns the mailboxes written.
@@ -345,7 +369,7 @@ fn write_first<'m>(
 ) -> Result<TmpFile<'m>, Failure> {
     let fail = |e: MaildirError| maildir_failure(over, e);
     let mut tmp = TmpFile::create(md, namer).map_err(fail)?;
-    tmp.write_all(msg.return_path.as_bytes())
+    tmp.write_all(msg.return_path)
         .and_then(|()| tmp.write_all(format!("Delivered-To: {}\n", msg.delivered_to).as_bytes()))
         .map_err(fail)?;
     let mut scan = HeaderScan::new(&[msg.delivered_to]);
@@ -386,23 +410,19 @@ fn forward_stream(msg: &Message<'_>, remote: &[String], qmail_queue: &Path) -> R
     }
 }
 
-/// Copy stdin to `sink` chunk by chunk, feeding the header scanner.
+/// Copy stdin to `sink` chunk by chunk, feeding the header scanner. A
+/// regular file must hold exactly the bytes it had at start
+/// ([`input::copy`]).
 fn copy_input(
-    input: BorrowedFd<'_>,
+    input: Input<'_>,
     scan: &mut HeaderScan,
     mut sink: impl FnMut(&[u8]) -> Result<(), Failure>,
 ) -> Result<(), Failure> {
     let mut buf = vec![0u8; CHUNK];
-    loop {
-        let n = match rustix::io::read(input, &mut buf) {
-            Ok(0) => return Ok(()),
-            Ok(n) => n,
-            Err(Errno::INTR) => continue,
-            Err(e) => return Err(Failure::temporary(format_args!("reading the message: {e}"))),
-        };
-        scan.feed(&buf[..n]);
-        sink(&buf[..n])?;
-    }
+    input::copy(input, &mut buf, |chunk| {
+        scan.feed(chunk);
+        sink(chunk)
+    })
 }
 
 fn verdict(scan: &mut HeaderScan, delivered_to: &str) -> Result<(), Failure> {

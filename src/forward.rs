@@ -52,13 +52,13 @@ pub fn program(configured: &Path, env: Option<&str>) -> PathBuf {
     }
 }
 
-/// The envelope bytes.
-pub fn envelope(sender: &str, recipients: &[String]) -> Vec<u8> {
+/// The envelope bytes. The sender is opaque: passed on exactly as given.
+pub fn envelope(sender: &[u8], recipients: &[String]) -> Vec<u8> {
     let mut v = Vec::with_capacity(
         8 + sender.len() + recipients.iter().map(|r| r.len() + 2).sum::<usize>(),
     );
     v.push(b'F');
-    v.extend_from_slice(sender.as_bytes());
+    v.extend_from_slice(sender);
     v.push(0);
     for r in recipients {
         v.push(b'T');
@@ -101,7 +101,7 @@ impl Queue {
 
     /// Send the envelope and wait: the message is queued when this returns
     /// `Ok`.
-    pub fn finish(mut self, sender: &str, recipients: &[String]) -> Result<(), QueueError> {
+    pub fn finish(mut self, sender: &[u8], recipients: &[String]) -> Result<(), QueueError> {
         // End of message first: qmail-queue reads the message to EOF, then
         // the envelope.
         drop(self.message.take());
@@ -132,11 +132,12 @@ mod tests {
 
     #[test]
     fn envelope_bytes() {
-        assert_eq!(envelope("", &["a@b".into()]), b"F\0Ta@b\0\0");
+        assert_eq!(envelope(b"", &["a@b".into()]), b"F\0Ta@b\0\0");
         assert_eq!(
-            envelope("s@x", &["a@b".into(), "c@d".into()]),
+            envelope(b"s@x", &["a@b".into(), "c@d".into()]),
             b"Fs@x\0Ta@b\0Tc@d\0\0"
         );
+        assert_eq!(envelope(b"\xe9@x", &[]), b"F\xe9@x\0\0");
     }
 
     #[test]

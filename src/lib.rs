@@ -18,7 +18,7 @@
 //! Pure modules (no filesystem, database, environment or clock) take inputs
 //! and return decisions: [`recipient`], [`header`], [`names`], [`plan`],
 //! [`maildirsize`], [`outcome`]. I/O modules carry them out: [`config`],
-//! [`db`], [`maildir`], [`quota`], [`deadline`], [`privs`]. [`deliver`]
+//! [`db`], [`maildir`], [`quota`], [`deadline`], [`privs`], [`input`]. [`deliver`]
 //! reads top to bottom as the data path: environment → recipient → plan
 //! (one database answer) → write → quota decision → link → outcome.
 //! [`admin`] and [`schema`] serve `vmailctl`.
@@ -34,6 +34,7 @@ pub mod forward;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod header;
+pub mod input;
 pub mod invocation;
 pub mod maildir;
 pub mod maildirsize;

@@ -1,9 +1,14 @@
-//! Process set-up: umask and the refusal to run as root.
+//! Process set-up: umask and the refusal to run privileged.
 //!
-//! qmail-local never runs a delivery program as root, so root here means a
-//! mistake (a test run by hand, a wrong `users/assign`); writing Maildirs as
-//! root would leave files the real user cannot read. vdeliver refuses, with
-//! 111 so the message waits for the fix.
+//! qmail-local never runs a delivery program as root, so privilege here
+//! means a mistake (a test run by hand, a wrong `users/assign`, a binary
+//! installed setgid root or given file capabilities, a service manager
+//! handing down ambient capabilities). Writing Maildirs with privilege
+//! would leave files the real user cannot read, or reach files the mail
+//! user must not. vdeliver refuses, with 111 so the message waits for the
+//! fix: a real or effective user id of 0, a real or effective group id of
+//! 0, or any capability in the effective or permitted set (a permitted one
+//! can be raised at will). Supplementary groups are not checked.
 
 use crate::outcome::Failure;
 
@@ -12,15 +17,32 @@ pub fn private_umask() {
     rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
 }
 
-/// Refuse to run with a real or effective user id of 0.
+/// Refuse to run with a real or effective user or group id of 0, or with
+/// any effective or permitted capability.
 pub fn refuse_root() -> Result<(), Failure> {
-    let root = rustix::process::getuid().is_root() || rustix::process::geteuid().is_root();
-    if root {
-        return Err(Failure::config(
-            "vdeliver refuses to run as root; run it as the virtual mail user",
-        ));
+    use rustix::process::{getegid, geteuid, getgid, getuid};
+    let refuse = |what: &str| {
+        Err(Failure::config(format_args!(
+            "vdeliver refuses to run {what}; run it as the virtual mail user, without privileges"
+        )))
+    };
+    if getuid().is_root() || geteuid().is_root() {
+        return refuse("as root");
     }
-    Ok(())
+    if getgid().is_root() || getegid().is_root() {
+        return refuse("with group id 0");
+    }
+    match rustix::thread::capabilities(None) {
+        Ok(caps) if caps.effective.bits() == 0 && caps.permitted.bits() == 0 => Ok(()),
+        Ok(caps) => refuse(&format!(
+            "with capabilities (effective {:#x}, permitted {:#x})",
+            caps.effective.bits(),
+            caps.permitted.bits()
+        )),
+        Err(e) => Err(Failure::temporary(format_args!(
+            "cannot read the process capabilities: {e}"
+        ))),
+    }
 }
 
 /// Block SIGXFSZ. Under a file size limit (RLIMIT_FSIZE) the kernel sends

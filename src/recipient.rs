@@ -1,22 +1,32 @@
 //! Who a message is for: the recipient and the sender, taken from what
 //! qmail-local puts in the environment (or from the command line).
 //!
-//! Pure: the caller hands in the variables; nothing here reads the process
-//! environment. Every way the input can be wrong is a [`EnvError`], which the
+//! Pure: the caller hands in the variables, as the bytes the environment
+//! holds; nothing here reads the process environment. Every way the input can be wrong is a [`EnvError`], which the
 //! outcome layer turns into a deferral (`#4.3.5`): a malformed environment is
 //! a configuration mismatch between qmail and vdeliver, never a reason to
 //! bounce.
 
 use std::fmt;
 
-/// The variables vdeliver reads, as qmail-local sets them. `None` means unset.
+/// The variables vdeliver reads, as qmail-local sets them: bytes, since
+/// the environment need not be UTF-8. `None` means unset.
+///
+/// The envelope sender (`SENDER`, `RPLINE`) is opaque: it is stored and
+/// forwarded byte for byte, whatever its encoding; only bytes that would
+/// break the header line (controls) are refused. The local part (`EXT`,
+/// `DEFAULT`) must be UTF-8 to be looked up: one that is not can match no
+/// mailbox, so it is an address error (100 `#5.1.3`). `HOST` must be UTF-8
+/// too, but a `HOST` that is not cannot be a domain in the database, and
+/// qmail routed it here, so it is a qmail/vdeliver mismatch like any other
+/// unusable `HOST` (111 `#4.3.5`), never a bounce.
 #[derive(Debug, Default, Clone)]
 pub struct QmailEnv<'a> {
-    pub host: Option<&'a str>,
-    pub ext: Option<&'a str>,
-    pub default: Option<&'a str>,
-    pub sender: Option<&'a str>,
-    pub rpline: Option<&'a str>,
+    pub host: Option<&'a [u8]>,
+    pub ext: Option<&'a [u8]>,
+    pub default: Option<&'a [u8]>,
+    pub sender: Option<&'a [u8]>,
+    pub rpline: Option<&'a [u8]>,
 }
 
 /// Command-line overrides (`--local`, `--domain`, `--sender`), for Postfix
@@ -53,6 +63,7 @@ pub enum EnvError {
     Missing(&'static str),
     Empty(&'static str),
     ControlCharacter(&'static str),
+    NotUtf8(&'static str),
     BadDomain(String),
     BadRpline,
     OverrideNeedsBoth,
@@ -66,6 +77,7 @@ impl fmt::Display for EnvError {
             EnvError::Missing(v) => write!(f, "{v} is not set"),
             EnvError::Empty(v) => write!(f, "{v} is empty"),
             EnvError::ControlCharacter(v) => write!(f, "{v} contains a control character"),
+            EnvError::NotUtf8(v) => write!(f, "{v} is not valid UTF-8"),
             EnvError::BadDomain(why) => write!(f, "HOST is not a valid domain: {why}"),
             EnvError::BadRpline => {
                 f.write_str("RPLINE is not a single \"Return-Path: <...>\" line")
@@ -82,13 +94,15 @@ impl fmt::Display for EnvError {
 impl std::error::Error for EnvError {}
 
 impl EnvError {
-    /// Whether the problem is the address itself (a control character or
-    /// excessive length in the local part): no mailbox can have it, so it
-    /// is permanent. Everything else is a qmail/vdeliver mismatch.
+    /// Whether the problem is the address itself (a control character,
+    /// bytes that are not UTF-8 or excessive length in the local part): no
+    /// mailbox can have it, so it is permanent. Everything else is a
+    /// qmail/vdeliver mismatch.
     pub fn is_bad_address(&self) -> bool {
         matches!(
             self,
             EnvError::ControlCharacter("EXT" | "DEFAULT" | "--local")
+                | EnvError::NotUtf8("EXT" | "DEFAULT")
                 | EnvError::TooLong(_)
                 | EnvError::Blank
         )
@@ -106,6 +120,24 @@ fn check_text(name: &'static str, v: &str) -> Result<(), EnvError> {
         return Err(EnvError::ControlCharacter(name));
     }
     Ok(())
+}
+
+/// `v` as text, or the error naming it.
+fn utf8<'a>(name: &'static str, v: &'a [u8]) -> Result<&'a str, EnvError> {
+    std::str::from_utf8(v).map_err(|_| EnvError::NotUtf8(name))
+}
+
+/// Opaque bytes (the envelope sender): when they are UTF-8, no control
+/// character (as [`check_text`]); otherwise no C0 control or DEL, the
+/// bytes that could break a header line. Other bytes are kept as given.
+fn check_bytes(name: &'static str, v: &[u8]) -> Result<(), EnvError> {
+    match std::str::from_utf8(v) {
+        Ok(t) => check_text(name, t),
+        Err(_) if v.iter().any(|b| *b < 0x20 || *b == 0x7f) => {
+            Err(EnvError::ControlCharacter(name))
+        }
+        Err(_) => Ok(()),
+    }
 }
 
 /// Lowercase a domain and convert an internationalised one to its ASCII
@@ -194,9 +226,11 @@ pub fn recipient(
             if host.is_empty() {
                 return Err(EnvError::Empty("HOST"));
             }
+            let host = utf8("HOST", host)?;
             check_text("HOST", host)?;
             let from_ext = match env.ext {
                 Some(ext) => {
+                    let ext = utf8("EXT", ext)?;
                     check_text("EXT", ext)?;
                     strip_host_prefix(ext, host)
                 }
@@ -207,6 +241,7 @@ pub fn recipient(
             } else {
                 match env.default {
                     Some(d) if !d.is_empty() => {
+                        let d = utf8("DEFAULT", d)?;
                         check_text("DEFAULT", d)?;
                         strip_host_prefix(d, host)
                     }
@@ -241,38 +276,42 @@ pub fn recipient(
     })
 }
 
-/// The `Return-Path:` line to prepend, with its newline.
+/// The `Return-Path:` line to prepend, with its newline, as bytes: the
+/// sender is kept exactly as given, whatever its encoding.
 ///
 /// `RPLINE` is used as qmail-local wrote it when present (it must be one line
 /// of the form `Return-Path: <...>\n`); otherwise it is built from the sender
 /// (`--sender`, else `SENDER`). An empty sender (a bounce) gives `<>`.
-pub fn return_path(env: &QmailEnv<'_>, over: &Overrides<'_>) -> Result<String, EnvError> {
+pub fn return_path(env: &QmailEnv<'_>, over: &Overrides<'_>) -> Result<Vec<u8>, EnvError> {
+    let line = |s: &[u8]| [b"Return-Path: <", s, b">\n"].concat();
     if let Some(s) = over.sender {
         check_text("--sender", s)?;
-        return Ok(format!("Return-Path: <{s}>\n"));
+        return Ok(line(s.as_bytes()));
     }
     if let Some(rp) = env.rpline {
-        let body = rp.strip_suffix('\n').ok_or(EnvError::BadRpline)?;
-        let ok = body.starts_with("Return-Path: <")
-            && body.ends_with('>')
-            && !body.chars().any(char::is_control);
+        let body = rp.strip_suffix(b"\n").ok_or(EnvError::BadRpline)?;
+        let ok = body.starts_with(b"Return-Path: <")
+            && body.ends_with(b">")
+            && check_bytes("RPLINE", body).is_ok();
         if !ok {
             return Err(EnvError::BadRpline);
         }
-        return Ok(rp.to_string());
+        return Ok(rp.to_vec());
     }
     let s = env.sender.ok_or(EnvError::Missing("SENDER"))?;
-    check_text("SENDER", s)?;
-    Ok(format!("Return-Path: <{s}>\n"))
+    check_bytes("SENDER", s)?;
+    Ok(line(s))
 }
 
-/// The envelope sender (for forwarding): `--sender`, else `SENDER`.
-pub fn sender<'a>(env: &QmailEnv<'a>, over: &Overrides<'a>) -> Result<&'a str, EnvError> {
-    let s = over
-        .sender
-        .or(env.sender)
-        .ok_or(EnvError::Missing("SENDER"))?;
-    check_text("SENDER", s)?;
+/// The envelope sender (for forwarding), as bytes: `--sender`, else
+/// `SENDER`.
+pub fn sender<'a>(env: &QmailEnv<'a>, over: &Overrides<'a>) -> Result<&'a [u8], EnvError> {
+    if let Some(s) = over.sender {
+        check_text("--sender", s)?;
+        return Ok(s.as_bytes());
+    }
+    let s = env.sender.ok_or(EnvError::Missing("SENDER"))?;
+    check_bytes("SENDER", s)?;
     Ok(s)
 }
 
@@ -282,10 +321,10 @@ mod tests {
 
     fn env<'a>(host: &'a str, ext: Option<&'a str>, default: Option<&'a str>) -> QmailEnv<'a> {
         QmailEnv {
-            host: Some(host),
-            ext,
-            default,
-            sender: Some("bob@remote.org"),
+            host: Some(host.as_bytes()),
+            ext: ext.map(str::as_bytes),
+            default: default.map(str::as_bytes),
+            sender: Some(b"bob@remote.org"),
             rpline: None,
         }
     }
@@ -368,7 +407,7 @@ mod tests {
         let mut e = env("example.com", Some("a"), None);
         e.host = None;
         assert_eq!(recipient(&e, &none, true), Err(EnvError::Missing("HOST")));
-        e.host = Some("");
+        e.host = Some(b"");
         assert_eq!(recipient(&e, &none, true), Err(EnvError::Empty("HOST")));
         let e = env("example.com", None, None);
         assert_eq!(recipient(&e, &none, true), Err(EnvError::Missing("EXT")));
@@ -397,6 +436,29 @@ mod tests {
     }
 
     #[test]
+    fn undecodable_bytes() {
+        let none = Overrides::default();
+        let mut e = env("example.com", None, None);
+        e.ext = Some(b"j\xf6rg");
+        let err = recipient(&e, &none, true).unwrap_err();
+        assert_eq!(err, EnvError::NotUtf8("EXT"));
+        assert!(err.is_bad_address());
+        e.ext = Some(b"example.com-");
+        e.default = Some(b"example.com-j\xf6rg");
+        let err = recipient(&e, &none, true).unwrap_err();
+        assert_eq!(err, EnvError::NotUtf8("DEFAULT"));
+        assert!(err.is_bad_address());
+        e.default = Some(b"alice");
+        e.host = Some(b"\xe9xample.com");
+        let err = recipient(&e, &none, true).unwrap_err();
+        assert_eq!(err, EnvError::NotUtf8("HOST"));
+        assert!(
+            !err.is_bad_address(),
+            "a HOST qmail routed here never bounces"
+        );
+    }
+
+    #[test]
     fn overrides_win() {
         let o = Overrides {
             local: Some("Zed"),
@@ -413,21 +475,37 @@ mod tests {
         let mut e = env("example.com", Some("a"), None);
         assert_eq!(
             return_path(&e, &none).unwrap(),
-            "Return-Path: <bob@remote.org>\n"
+            b"Return-Path: <bob@remote.org>\n"
         );
-        e.sender = Some("");
-        assert_eq!(return_path(&e, &none).unwrap(), "Return-Path: <>\n");
-        e.rpline = Some("Return-Path: <x@y>\n");
-        assert_eq!(return_path(&e, &none).unwrap(), "Return-Path: <x@y>\n");
-        e.rpline = Some("Return-Path: <x@y>\nX-Evil: 1\n");
+        e.sender = Some(b"");
+        assert_eq!(return_path(&e, &none).unwrap(), b"Return-Path: <>\n");
+        e.rpline = Some(b"Return-Path: <x@y>\n");
+        assert_eq!(return_path(&e, &none).unwrap(), b"Return-Path: <x@y>\n");
+        e.rpline = Some(b"Return-Path: <x@y>\nX-Evil: 1\n");
         assert_eq!(return_path(&e, &none), Err(EnvError::BadRpline));
         // A C1 control (U+0093) found by the recipient fuzz target.
-        e.rpline = Some("Return-Path: <x\u{93}@y>\n");
+        e.rpline = Some("Return-Path: <x\u{93}@y>\n".as_bytes());
+        assert_eq!(return_path(&e, &none), Err(EnvError::BadRpline));
+        // Latin-1 (not UTF-8): opaque, kept byte for byte.
+        e.rpline = Some(b"Return-Path: <j\xf6rg@y>\n");
+        assert_eq!(
+            return_path(&e, &none).unwrap(),
+            b"Return-Path: <j\xf6rg@y>\n"
+        );
+        e.rpline = Some(b"Return-Path: <j\xf6rg\r@y>\n");
         assert_eq!(return_path(&e, &none), Err(EnvError::BadRpline));
         e.rpline = None;
+        e.sender = Some(b"j\xf6rg@remote.org");
+        assert_eq!(
+            return_path(&e, &none).unwrap(),
+            b"Return-Path: <j\xf6rg@remote.org>\n"
+        );
+        assert_eq!(sender(&e, &none).unwrap(), b"j\xf6rg@remote.org");
+        e.sender = Some(b"j\xf6rg\n@remote.org");
+        assert_eq!(sender(&e, &none), Err(EnvError::ControlCharacter("SENDER")));
         e.sender = None;
         assert_eq!(return_path(&e, &none), Err(EnvError::Missing("SENDER")));
-        e.sender = Some("a\r\nb");
+        e.sender = Some(b"a\r\nb");
         assert_eq!(
             return_path(&e, &none),
             Err(EnvError::ControlCharacter("SENDER"))

@@ -1,7 +1,8 @@
 //! vdeliver: run by qmail-local, once per recipient, from `.qmail-default`.
 //! Reads the message on stdin, prints one line, exits 0, 100 or 111.
 
-use std::io::IsTerminal;
+use std::os::unix::ffi::OsStringExt;
+use vdeliver::input::Input;
 use vdeliver::outcome::{Failure, Outcome};
 use vdeliver::recipient::{Overrides, QmailEnv};
 use vdeliver::{config, deadline, deliver, invocation, maildir, privs};
@@ -22,7 +23,23 @@ fn run() -> Outcome {
     if let Err(f) = privs::refuse_root() {
         return f.into();
     }
-    let inv = match invocation::parse(std::env::args().skip(1)) {
+    // Before anything is opened: a closed fd 0 is /dev/null by now.
+    let input = match Input::check(rustix::stdio::stdin()) {
+        Ok(i) => i,
+        Err(f) => return f.into(),
+    };
+    // Arguments are text (std::env::args would panic on other bytes).
+    let mut args = Vec::new();
+    for (i, a) in std::env::args_os().enumerate().skip(1) {
+        match a.into_string() {
+            Ok(a) => args.push(a),
+            Err(_) => {
+                return Failure::config(format_args!("usage: argument {i} is not valid UTF-8"))
+                    .into()
+            }
+        }
+    }
+    let inv = match invocation::parse(args) {
         Ok(i) => i,
         Err(e) => return Failure::config(format_args!("usage: {e}")).into(),
     };
@@ -33,25 +50,17 @@ fn run() -> Outcome {
         Err(e) => return Failure::config(e).into(),
     };
     deadline::start(cfg.delivery.deadline, maildir::remove_pending_tmp);
-    if std::io::stdin().is_terminal() {
-        return Failure::config("stdin is a terminal; vdeliver reads the message from qmail-local")
-            .into();
-    }
-    let mut vars = Vec::with_capacity(6);
-    for k in ["HOST", "EXT", "DEFAULT", "SENDER", "RPLINE", "QMAILQUEUE"] {
-        match std::env::var(k) {
-            Ok(v) => vars.push(Some(v)),
-            Err(std::env::VarError::NotPresent) => vars.push(None),
-            Err(std::env::VarError::NotUnicode(_)) => {
-                return Failure::config(format_args!("{k} is not valid UTF-8")).into()
-            }
+    // The envelope is bytes: recipient.rs decides what must be text.
+    let var = |k: &str| std::env::var_os(k).map(OsStringExt::into_vec);
+    let (host, ext, default) = (var("HOST"), var("EXT"), var("DEFAULT"));
+    let (sender, rpline) = (var("SENDER"), var("RPLINE"));
+    let qmailqueue = match std::env::var("QMAILQUEUE") {
+        Ok(v) => Some(v),
+        Err(std::env::VarError::NotPresent) => None,
+        Err(std::env::VarError::NotUnicode(_)) => {
+            return Failure::config("QMAILQUEUE is not valid UTF-8").into()
         }
-    }
-    let [host, ext, default, sender, rpline, qmailqueue]: [Option<String>; 6] =
-        match vars.try_into() {
-            Ok(a) => a,
-            Err(_) => return Failure::temporary("reading the environment").into(),
-        };
+    };
     let env = QmailEnv {
         host: host.as_deref(),
         ext: ext.as_deref(),
@@ -70,5 +79,5 @@ fn run() -> Outcome {
         fallback: inv.fallback.as_deref(),
         qmailqueue: qmailqueue.as_deref(),
     };
-    deliver::deliver(&cfg, &req, rustix::stdio::stdin())
+    deliver::deliver(&cfg, &req, input)
 }

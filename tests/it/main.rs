@@ -2,6 +2,7 @@ mod common;
 mod delivery;
 mod fuzz_corpus;
 mod hardening_data;
+mod hardening_proc;
 mod hardening_tests;
 mod harness_selftest;
 mod pgbouncer;
