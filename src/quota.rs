@@ -171,7 +171,12 @@ fn mtime(st: &rfs::Stat) -> (i64, i64) {
 /// file with one link, owned by the effective uid. Anything else may be (a
 /// link to) a file outside the Maildir.
 fn is_own(st: &rfs::Stat) -> bool {
-    owned_by(st, rustix::process::geteuid().as_raw())
+    // Asked once per process: the check runs at the lock and at the charge.
+    static EUID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    owned_by(
+        st,
+        *EUID.get_or_init(|| rustix::process::geteuid().as_raw()),
+    )
 }
 
 /// A regular file with one link, owned by `uid`.
