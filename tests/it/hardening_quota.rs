@@ -131,11 +131,7 @@ fn issue10_removed_messages_never_bounce_on_stale_maildirsize() {
     assert_full(&deliver(&s));
     assert_eq!(
         sums(&s),
-        (
-            "".to_string() + &format!("{}S", 3 * stored_size()),
-            3 * stored_size(),
-            3
-        )
+        (format!("{}S", 3 * stored_size()), 3 * stored_size(), 3)
     );
 }
 
