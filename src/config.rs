@@ -100,8 +100,9 @@ pub struct Quota {
     /// `#5.2.2`) or defer it (111, `#4.2.2`). A message larger than the
     /// whole limit always bounces.
     pub over_quota: OverQuota,
-    /// Put a warning in the INBOX when a delivery leaves the mailbox at
-    /// least this full (percent; 0 = never), at most once a day.
+    /// Put a warning in the INBOX when a delivery takes the mailbox from
+    /// below this full to at least this full (percent; 0 = never), at most
+    /// once a day. The warning is not charged to the quota.
     pub warn_percent: u8,
     /// A file with the warning's text (see `quota::warning`); none: the
     /// built-in text.

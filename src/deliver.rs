@@ -481,7 +481,7 @@ fn errno_failure(over: OverQuota, errno: Errno, e: impl std::fmt::Display) -> Fa
 }
 
 /// The quota's answer as an outcome.
-fn quota_failure(over: OverQuota, r: Refusal) -> Failure {
+pub(crate) fn quota_failure(over: OverQuota, r: Refusal) -> Failure {
     match r {
         Refusal::TooLarge { owner, size, limit } => Failure::over_quota(
             format_args!(

@@ -407,13 +407,13 @@ fn outcome_line_ok(o: &Outcome, status: Option<&str>) -> String {
 /// `maildirsize::parse` never panics and agrees with a plain reference
 /// reader; what `render` writes, and Courier's padded form of the same
 /// totals, read back the same; `assess` trusts a file only when its header
-/// is the database's and it does not refuse on drifting figures; `check`
+/// is the database's and never to refuse a message; `check`
 /// and `percent` agree with each other.
 ///
 /// Input layout: byte 0 picks the byte limit (×1000, 0 = none), byte 1 the
 /// message limit (0 = none), byte 2 the message size (×100) and the copies
-/// (low 2 bits), byte 3 the file's age in minutes (signed); the rest is the
-/// file.
+/// (low 2 bits), byte 3 is unused (it was the file's age, which no longer
+/// matters); the rest is the file.
 pub fn maildirsize(data: &[u8]) {
     let (ctrl, file) = match data {
         [a, b, c, d, rest @ ..] => ([*a, *b, *c, *d], rest),
@@ -433,10 +433,9 @@ pub fn maildirsize(data: &[u8]) {
     };
     let size = u64::from(ctrl[2] >> 2) * 100;
     let copies = u64::from(ctrl[2] & 3);
-    let age = i64::from(ctrl[3] as i8) * 60;
     let Ok(p) = got else {
         assert_eq!(
-            maildirsize::assess(got, limits, size, copies, age),
+            maildirsize::assess(got, limits, size, copies),
             Err(got.unwrap_err())
         );
         return;
@@ -462,18 +461,15 @@ pub fn maildirsize(data: &[u8]) {
     }
 
     let verdict = maildirsize::check(p.usage, limits, size, copies);
-    match maildirsize::assess(Ok(p), limits, size, copies, age) {
+    match maildirsize::assess(Ok(p), limits, size, copies) {
         Ok(u) => {
             assert_eq!(u, p.usage);
             assert_eq!(p.limits, Some(limits));
-            if verdict == maildirsize::Verdict::Over {
-                assert!(p.lines == 1 && age < maildirsize::STALE_SECS);
-            }
+            assert_ne!(verdict, maildirsize::Verdict::Over);
         }
         Err(Trigger::LimitsDiffer) => assert_ne!(p.limits, Some(limits)),
-        Err(Trigger::OverQuotaUntrusted) => {
+        Err(Trigger::OverQuota) => {
             assert_eq!(verdict, maildirsize::Verdict::Over);
-            assert!(p.lines > 1 || age >= maildirsize::STALE_SECS);
         }
         Err(t) => panic!("assess made up {t:?} for a readable file"),
     }

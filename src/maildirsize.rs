@@ -1,7 +1,6 @@
 //! Maildir++ quota arithmetic (SPEC §7), pure: reading and writing the
 //! `maildirsize` file, the quota check, and when the file must not be
-//! trusted. No filesystem, no clock: the caller passes the file's bytes and
-//! its age.
+//! trusted. No filesystem, no clock: the caller passes the file's bytes.
 //!
 //! # The file
 //!
@@ -22,21 +21,19 @@
 //! Missing; [`MAX_FILE`] bytes or more; corrupt (a NUL, a line that is not
 //! two integers, a last line without its newline, no data line, a sum that
 //! overflows); a negative total; a header that differs from the limits the
-//! database gives (the database is authoritative); and, when the delivery
-//! would be refused, a file with more than one data line or at least
-//! [`STALE_SECS`] old. The last is Courier's rule, a little wider than
-//! Dovecot's "claims to be over quota": a message is never refused on
-//! figures that may have drifted, and a full mailbox still costs at most
-//! one recalculation per quarter of an hour.
+//! database gives (the database is authoritative); and whenever the
+//! delivery would be refused ([`Trigger::OverQuota`]). A mail client that
+//! does not speak Maildir++ removes messages without touching the file, so
+//! its figures can only be trusted to let a message in, never to keep one
+//! out: no refusal rests on them without a recount. (Courier trusts a
+//! single fresh line for 15 minutes, and bounced mail to an emptied
+//! mailbox for that long.) A delivery that fits costs nothing more; a
+//! refusal costs one recount of the mailbox's directories.
 
 use std::fmt;
 
 /// A file this long or longer is recalculated (the Maildir++ rule).
 pub const MAX_FILE: usize = 5120;
-
-/// A file claiming over quota and at least this old (seconds) is
-/// recalculated.
-pub const STALE_SECS: i64 = 15 * 60;
 
 /// Quota limits; 0 means unlimited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -152,9 +149,13 @@ pub enum Trigger {
     Corrupt,
     Negative,
     LimitsDiffer,
-    /// The delivery would be refused, and the file has more than one data
-    /// line or is at least [`STALE_SECS`] old.
-    OverQuotaUntrusted,
+    /// The delivery would be refused on the file's figures, which may have
+    /// drifted.
+    OverQuota,
+    /// The file is not vdeliver's own: hard-linked elsewhere, owned by
+    /// another user, or not a regular file. It is replaced, never written
+    /// through.
+    NotOwn,
 }
 
 impl fmt::Display for Trigger {
@@ -165,7 +166,10 @@ impl fmt::Display for Trigger {
             Trigger::Corrupt => "it is corrupt",
             Trigger::Negative => "its total is negative",
             Trigger::LimitsDiffer => "its limits differ from the database's",
-            Trigger::OverQuotaUntrusted => "it claims over quota but may have drifted",
+            Trigger::OverQuota => "it claims over quota and may have drifted",
+            Trigger::NotOwn => {
+                "it is not vdeliver's own file (hard-linked, another owner, or not a regular file)"
+            }
         })
     }
 }
@@ -282,23 +286,21 @@ pub fn check(usage: Usage, limits: Limits, size: u64, copies: u64) -> Verdict {
 }
 
 /// Decide whether a parsed file can be trusted for this delivery, or what
-/// makes it be recalculated. `age_secs` is now minus the file's mtime (a
-/// file from the future counts as fresh, as in Courier and Dovecot).
+/// makes it be recalculated. Figures that would refuse the delivery are
+/// never trusted (see the module docs); a message larger than the whole
+/// byte limit needs no recount, since no usage can make it fit.
 pub fn assess(
     parsed: Result<Parsed, Trigger>,
     limits: Limits,
     size: u64,
     copies: u64,
-    age_secs: i64,
 ) -> Result<Usage, Trigger> {
     let p = parsed?;
     if p.limits != Some(limits) {
         return Err(Trigger::LimitsDiffer);
     }
-    if check(p.usage, limits, size, copies) == Verdict::Over
-        && (p.lines > 1 || age_secs >= STALE_SECS)
-    {
-        return Err(Trigger::OverQuotaUntrusted);
+    if check(p.usage, limits, size, copies) == Verdict::Over {
+        return Err(Trigger::OverQuota);
     }
     Ok(p.usage)
 }
@@ -316,11 +318,18 @@ pub fn percent(usage: Usage, limits: Limits) -> u64 {
     pc(usage.bytes, limits.bytes).max(pc(usage.messages, limits.messages))
 }
 
-/// Whether a delivery that leaves the mailbox at `after` is to warn:
-/// limited, warnings on (`warn_percent` > 0), and at or above the
-/// percentage. The once-a-day rule is the caller's (it needs a clock).
-pub fn should_warn(after: Usage, limits: Limits, warn_percent: u8) -> bool {
-    warn_percent > 0 && !limits.is_unlimited() && percent(after, limits) >= u64::from(warn_percent)
+/// Whether a delivery that takes the mailbox from `before` to `after`
+/// crosses the warning mark: limited, warnings on (`warn_percent` > 0),
+/// below the mark before and at or above it after. A mailbox that stays
+/// above the mark is not warned again; one that drops below (messages
+/// expunged) and fills up again is. The once-a-day cap is the caller's (it
+/// needs a clock).
+pub fn crosses(before: Usage, after: Usage, limits: Limits, warn_percent: u8) -> bool {
+    let mark = u64::from(warn_percent);
+    warn_percent > 0
+        && !limits.is_unlimited()
+        && percent(before, limits) < mark
+        && percent(after, limits) >= mark
 }
 
 #[cfg(test)]
@@ -499,32 +508,23 @@ mod tests {
                 lines,
             })
         };
-        // Fits: trusted however many lines and however old.
+        // Fits: trusted however many lines.
+        assert_eq!(assess(p(40, usage(100, 1)), l, 10, 1), Ok(usage(100, 1)));
+        // Would be refused: never trusted, one line and fresh or not.
         assert_eq!(
-            assess(p(40, usage(100, 1)), l, 10, 1, 99_999),
-            Ok(usage(100, 1))
-        );
-        // Would be refused: trusted only when one line and fresh.
-        assert_eq!(assess(p(1, usage(995, 1)), l, 10, 1, 10), Ok(usage(995, 1)));
-        assert_eq!(
-            assess(p(2, usage(995, 1)), l, 10, 1, 10),
-            Err(Trigger::OverQuotaUntrusted)
+            assess(p(1, usage(995, 1)), l, 10, 1),
+            Err(Trigger::OverQuota)
         );
         assert_eq!(
-            assess(p(1, usage(995, 1)), l, 10, 1, STALE_SECS),
-            Err(Trigger::OverQuotaUntrusted)
+            assess(p(2, usage(995, 1)), l, 10, 1),
+            Err(Trigger::OverQuota)
         );
-        assert_eq!(
-            assess(p(1, usage(995, 1)), l, 10, 1, STALE_SECS - 1),
-            Ok(usage(995, 1))
-        );
-        assert_eq!(
-            assess(p(1, usage(995, 1)), l, 10, 1, -5000),
-            Ok(usage(995, 1))
-        );
+        assert_eq!(assess(p(1, usage(0, 10)), l, 1, 1), Err(Trigger::OverQuota));
+        // Exactly at the limit after this message: fits, trusted.
+        assert_eq!(assess(p(1, usage(0, 9)), l, 1, 1), Ok(usage(0, 9)));
         // Limits from the database differ.
         assert_eq!(
-            assess(p(1, usage(0, 0)), lim(1000, 11), 10, 1, 0),
+            assess(p(1, usage(0, 0)), lim(1000, 11), 10, 1),
             Err(Trigger::LimitsDiffer)
         );
         let unknown = Ok(Parsed {
@@ -532,17 +532,14 @@ mod tests {
             usage: usage(0, 0),
             lines: 1,
         });
-        assert_eq!(assess(unknown, l, 10, 1, 0), Err(Trigger::LimitsDiffer));
+        assert_eq!(assess(unknown, l, 10, 1), Err(Trigger::LimitsDiffer));
         // Content triggers pass through.
         assert_eq!(
-            assess(Err(Trigger::Negative), l, 1, 1, 0),
+            assess(Err(Trigger::Negative), l, 1, 1),
             Err(Trigger::Negative)
         );
         // Too large needs no recalculation: no usage can make it fit.
-        assert_eq!(
-            assess(p(9, usage(0, 0)), l, 5000, 1, 99_999),
-            Ok(usage(0, 0))
-        );
+        assert_eq!(assess(p(9, usage(0, 0)), l, 5000, 1), Ok(usage(0, 0)));
     }
 
     #[test]
@@ -553,10 +550,30 @@ mod tests {
         assert_eq!(percent(usage(5, 5), lim(0, 0)), 0);
         assert_eq!(percent(usage(-5, -1), lim(10, 10)), 0);
         assert_eq!(percent(usage(i64::MAX, 0), lim(1, 0)), u64::MAX);
-        assert!(should_warn(usage(0, 9), lim(0, 10), 90));
-        assert!(!should_warn(usage(0, 8), lim(0, 10), 90));
-        assert!(!should_warn(usage(0, 10), lim(0, 10), 0));
-        assert!(!should_warn(usage(0, 10), lim(0, 0), 90));
-        assert!(should_warn(usage(0, 11), lim(0, 10), 100));
+        // (before, after, limits, mark, want)
+        let cases = [
+            (usage(0, 8), usage(0, 9), lim(0, 10), 90, true),
+            (usage(0, 7), usage(0, 8), lim(0, 10), 90, false),
+            // Already above: no new warning.
+            (usage(0, 9), usage(0, 10), lim(0, 10), 90, false),
+            // 3-message quota, 90%: the third message crosses.
+            (usage(0, 2), usage(0, 3), lim(0, 3), 90, true),
+            (usage(0, 1), usage(0, 2), lim(0, 3), 90, false),
+            // Straight from empty to full.
+            (usage(0, 0), usage(0, 1), lim(0, 1), 90, true),
+            // By bytes, the messages far from the mark.
+            (usage(890, 1), usage(900, 2), lim(1000, 100), 90, true),
+            (usage(0, 9), usage(0, 10), lim(0, 10), 0, false),
+            (usage(0, 9), usage(0, 10), lim(0, 0), 90, false),
+            (usage(0, 10), usage(0, 11), lim(0, 10), 100, false),
+            (usage(0, 9), usage(0, 10), lim(0, 10), 100, true),
+        ];
+        for (before, after, l, mark, want) in cases {
+            assert_eq!(
+                crosses(before, after, l, mark),
+                want,
+                "{before:?} {after:?} {l:?} {mark}"
+            );
+        }
     }
 }

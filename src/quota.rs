@@ -25,6 +25,23 @@
 //! * An unlimited mailbox costs one `openat` that finds no `maildirsize`.
 //!   When the file does exist (Dovecot keeps one for "quota 0"), it is kept
 //!   up to date, with a `0S` header, and never refuses anything.
+//! * No refusal rests on the file's figures alone: a delivery they would
+//!   refuse recounts the Maildir first ([`maildirsize::Trigger::OverQuota`]).
+//! * Files vdeliver writes to (`maildirsize`, `quotawarn`) are never
+//!   written through unless they are its own: a regular file, one link,
+//!   owned by the effective uid. Anything else (a hard link to a file
+//!   outside the mail root, a file left by root, a symlink, a FIFO) is
+//!   replaced by a new file renamed over it, which the owner of the
+//!   directory may do whoever owns the file; the old inode is not touched.
+//!   A `maildirsize` vdeliver cannot even open (root's, mode 0600) cannot
+//!   be locked, so replacing it is serialized by a lock on the Maildir
+//!   directory instead.
+//! * The quota warning is stored but never charged, so it cannot take the
+//!   user's last message: its unique name is recorded in `quotawarn` and a
+//!   recalculation leaves it out ([`recalculate`]). Dovecot and Courier do
+//!   not know this: a recount of theirs counts it, and Dovecot subtracts it
+//!   when it is expunged through IMAP (so the mailbox may then take one
+//!   message more than its limit until vdeliver next recounts).
 
 pub mod warning;
 
@@ -40,13 +57,23 @@ use std::time::{SystemTime, UNIX_EPOCH};
 /// The file's name in the Maildir (never in a folder).
 pub const FILE: &str = "maildirsize";
 
-/// Stamp file of the last warning; its mtime is the time it was sent.
-/// Courier's `deliverquota` uses the same name, so the two share the
-/// once-a-day rule.
+/// Stamp file of the last warning: its mtime is the time it was sent
+/// (Courier's `deliverquota` uses the same name and the mtime the same
+/// way), its lines the unique names of the warnings vdeliver stored, which
+/// a recalculation does not count.
 pub const WARN_STAMP: &str = "quotawarn";
 
-/// At most one warning per this many seconds.
+/// At most one warning per this many seconds (SPEC §7), even when a
+/// mailbox that hovers around the mark crosses it several times a day.
 pub const WARN_EVERY_SECS: i64 = 24 * 3600;
+
+/// How many warnings' names `quotawarn` remembers (the newest). An older
+/// warning the user still keeps is counted again: a slot lost, never a
+/// message over the limit.
+const WARN_NAMES: usize = 16;
+
+/// `quotawarn` longer than this is not read (it is not vdeliver's).
+const WARN_FILE_MAX: u64 = 4096;
 
 /// How often a recalculation is repeated when directories change under it.
 const RECALC_TRIES: usize = 3;
@@ -68,8 +95,11 @@ pub enum QuotaError {
         path: String,
         errno: Errno,
     },
-    /// `maildirsize` is not a regular file.
+    /// `maildirsize` is a directory.
     NotAFile { path: String },
+    /// The file is not vdeliver's own (hard-linked, another owner, not a
+    /// regular file): not written through.
+    NotOwn { path: String },
     /// The file kept being replaced while the lock was awaited.
     Unstable { path: String },
 }
@@ -96,6 +126,10 @@ impl fmt::Display for QuotaError {
         match self {
             QuotaError::Io { op, path, errno } => write!(f, "{op} {path}: {errno}"),
             QuotaError::NotAFile { path } => write!(f, "{path} is not a regular file"),
+            QuotaError::NotOwn { path } => write!(
+                f,
+                "{path} is hard-linked, another user's or not a regular file"
+            ),
             QuotaError::Unstable { path } => {
                 write!(f, "{path} kept being replaced while waiting for its lock")
             }
@@ -131,6 +165,25 @@ fn identity(st: &rfs::Stat) -> (u64, u64) {
 #[allow(clippy::unnecessary_cast)]
 fn mtime(st: &rfs::Stat) -> (i64, i64) {
     (st.st_mtime as i64, st.st_mtime_nsec as i64)
+}
+
+/// Whether vdeliver may write through the file `st` describes: a regular
+/// file with one link, owned by the effective uid. Anything else may be (a
+/// link to) a file outside the Maildir.
+fn is_own(st: &rfs::Stat) -> bool {
+    // Asked once per process: the check runs at the lock and at the charge.
+    static EUID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    owned_by(
+        st,
+        *EUID.get_or_init(|| rustix::process::geteuid().as_raw()),
+    )
+}
+
+/// A regular file with one link, owned by `uid`.
+fn owned_by(st: &rfs::Stat, uid: u32) -> bool {
+    FileType::from_raw_mode(st.st_mode) == FileType::RegularFile
+        && st.st_nlink == 1
+        && st.st_uid == uid
 }
 
 fn now_secs() -> i64 {
@@ -195,23 +248,31 @@ pub fn lock<'m>(
                 Some(l) => return Ok(Some(l)),
                 None => continue,
             },
+            Err(Errno::ISDIR) => return Err(QuotaError::NotAFile { path }),
+            // Another user's file, a symlink, a socket: not ours to open,
+            // but ours to replace.
+            Err(Errno::ACCESS | Errno::PERM | Errno::LOOP | Errno::NXIO) => {
+                match replace_foreign(md, limits, ignore, namer)? {
+                    Some(l) => return Ok(Some(l)),
+                    None => continue,
+                }
+            }
             Err(e) => return Err(QuotaError::io("open", &path, e)),
         };
         let file = File::from(fd);
         flock(&file, &path)?;
         let st = rfs::fstat(&file).map_err(|e| QuotaError::io("fstat", &path, e))?;
-        if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
-            return Err(QuotaError::NotAFile { path });
-        }
         let id = identity(&st);
         if current_identity(md)? != Some(id) {
             // Replaced (or removed) while we waited: lock the new one.
             continue;
         }
-        let content = read_head(&file, &path)?;
-        let age = now_secs() - mtime(&st).0;
-        let parsed = maildirsize::parse(&content);
-        return match maildirsize::assess(parsed, limits, size, copies, age) {
+        let parsed = if is_own(&st) {
+            maildirsize::parse(&read_head(&file, &path)?)
+        } else {
+            Err(Trigger::NotOwn)
+        };
+        return match maildirsize::assess(parsed, limits, size, copies) {
             Ok(usage) => Ok(Some(Locked {
                 md,
                 file,
@@ -221,6 +282,18 @@ pub fn lock<'m>(
             })),
             Err(trigger) => {
                 let usage = recalculate(md, ignore)?;
+                // A refusal the recount confirms, on a file that is one
+                // exact line already: nothing to rewrite.
+                let exact = matches!(parsed, Ok(p) if p.lines == 1 && p.usage == usage);
+                if trigger == Trigger::OverQuota && exact {
+                    return Ok(Some(Locked {
+                        md,
+                        file,
+                        id,
+                        usage,
+                        recalculated: Some(trigger),
+                    }));
+                }
                 let (new, new_id) = replace(md, limits, usage, namer)?;
                 // Dropping the old file releases its lock; whoever waited
                 // on it sees the new inode and retakes the new one's.
@@ -385,6 +458,60 @@ fn create<'m>(
     }))
 }
 
+/// A `maildirsize` vdeliver cannot open (another user's, such as one an
+/// admin's tool left owned by root with mode 0600; a symlink; a socket) and
+/// so cannot lock: recalculate and rename a fresh one over it. Replacers
+/// take a lock on the Maildir directory instead, and each checks under it
+/// that the file is still the one it could not open, so two deliveries
+/// cannot both put their own in place. `None`: it changed meanwhile; the
+/// caller starts again.
+fn replace_foreign<'m>(
+    md: &'m Maildir,
+    limits: Limits,
+    ignore: &[String],
+    namer: &mut Namer,
+) -> Result<Option<Locked<'m>>> {
+    let dir = retry(|| rfs::openat(md.dir(), ".", DIR_FLAGS, Mode::empty()))
+        .map_err(|e| QuotaError::io("open", &md.rel, e))?;
+    let dir = File::from(dir);
+    flock(&dir, &md.rel)?;
+    let path = shown(md, FILE);
+    match retry(|| {
+        rfs::openat(
+            md.dir(),
+            FILE,
+            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+    }) {
+        // Replaced meanwhile by one vdeliver can open (and lock), or gone.
+        Ok(_) | Err(Errno::NOENT) => return Ok(None),
+        Err(Errno::ISDIR) => return Err(QuotaError::NotAFile { path }),
+        Err(Errno::ACCESS | Errno::PERM | Errno::LOOP | Errno::NXIO) => {}
+        Err(e) => return Err(QuotaError::io("open", &path, e)),
+    }
+    let Some(old) = current_identity(md)? else {
+        return Ok(None);
+    };
+    let usage = recalculate(md, ignore)?;
+    let mut fresh = write_fresh(md, limits, usage, namer)?;
+    if current_identity(md)? != Some(old) {
+        return Ok(None);
+    }
+    let t = &mut fresh.tmp;
+    retry(|| rfs::renameat(&t.dir, t.name.as_str(), md.dir(), FILE))
+        .map_err(|e| QuotaError::io("rename into", &path, e))?;
+    t.name.clear();
+    let Fresh { file, id, .. } = fresh;
+    Ok(Some(Locked {
+        md,
+        file,
+        id,
+        usage,
+        recalculated: Some(Trigger::NotOwn),
+    }))
+}
+
 /// Replace the locked `maildirsize` by a recalculated one.
 fn replace(
     md: &Maildir,
@@ -419,41 +546,64 @@ impl Locked<'_> {
         }
     }
 
+    /// Append `line` to the file in place, if it is vdeliver's own (else
+    /// an error, and [`Locked::charge`] removes that name).
     fn append(&self, line: &[u8]) -> Result<()> {
         let path = shown(self.md, FILE);
-        match current_identity(self.md)? {
-            Some(id) if id == self.id => write_once(&self.file, line, &path),
-            // Dovecot or Courier replaced it (they do not lock): the file in
-            // place now is the one readers use.
-            Some(_) => {
-                let fd = retry(|| {
-                    rfs::openat(
-                        self.md.dir(),
-                        FILE,
-                        OFlags::WRONLY | OFlags::APPEND | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                        Mode::empty(),
-                    )
-                })
-                .map_err(|e| QuotaError::io("open", &path, e))?;
-                write_once(&fd, line, &path)
-            }
+        let st = match retry(|| rfs::statat(self.md.dir(), FILE, AtFlags::SYMLINK_NOFOLLOW)) {
+            Ok(st) => st,
             // Removed: the next delivery recalculates.
-            None => Ok(()),
+            Err(Errno::NOENT) => return Ok(()),
+            Err(e) => return Err(QuotaError::io("stat", &path, e)),
+        };
+        if !is_own(&st) {
+            return Err(QuotaError::NotOwn { path });
         }
+        if identity(&st) == self.id {
+            return write_once(&self.file, line, &path);
+        }
+        // Dovecot or Courier replaced it (they do not lock): the file in
+        // place now is the one readers use.
+        let fd = retry(|| {
+            rfs::openat(
+                self.md.dir(),
+                FILE,
+                OFlags::WRONLY
+                    | OFlags::APPEND
+                    | OFlags::NOFOLLOW
+                    | OFlags::NONBLOCK
+                    | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+        })
+        .map_err(|e| QuotaError::io("open", &path, e))?;
+        let st = rfs::fstat(&fd).map_err(|e| QuotaError::io("fstat", &path, e))?;
+        if !is_own(&st) {
+            return Err(QuotaError::NotOwn { path });
+        }
+        write_once(&fd, line, &path)
     }
 }
 
 /// Sum `new/` and `cur/` of the Maildir and of every folder not in
 /// `ignore`: the size from `,S=` in the name, else `stat`. Names starting
-/// with a dot are not messages. When a counted directory changes while
-/// being read (an IMAP client at work), the count is repeated, up to
-/// [`RECALC_TRIES`] times; the last count is used.
+/// with a dot are not messages, nor are vdeliver's quota warnings (the
+/// names listed in `quotawarn`, with any `,S=` or `:2,` suffix). When a
+/// counted directory changes while being read (an IMAP client at work),
+/// the count is repeated, up to [`RECALC_TRIES`] times; the last count is
+/// used.
 pub fn recalculate(md: &Maildir, ignore: &[String]) -> Result<Usage> {
+    let warnings = warning_names(md);
     let mut last = Usage::default();
     for _ in 0..RECALC_TRIES {
         let mut seen: Vec<(OwnedFd, (i64, i64))> = Vec::new();
         let mut usage = Usage::default();
-        tally_maildir(md.dir(), &md.rel, &mut usage, &mut seen)?;
+        let mut count = Count {
+            usage: &mut usage,
+            seen: &mut seen,
+            skip: &warnings,
+        };
+        tally_maildir(md.dir(), &md.rel, &mut count)?;
         for folder in folders(md)? {
             if ignore.iter().any(|i| i == &folder[1..]) {
                 continue;
@@ -466,7 +616,7 @@ pub fn recalculate(md: &Maildir, ignore: &[String]) -> Result<Usage> {
                     Err(e) => return Err(QuotaError::io("open", shown(md, &folder), e)),
                 };
             let rel = format!("{}{folder}/", md.rel);
-            tally_maildir(fd.as_fd(), &rel, &mut usage, &mut seen)?;
+            tally_maildir(fd.as_fd(), &rel, &mut count)?;
         }
         last = usage;
         let unchanged = seen
@@ -497,14 +647,77 @@ fn folders(md: &Maildir) -> Result<Vec<String>> {
     Ok(out)
 }
 
-/// Add `new/` and `cur/` under `dir` to `usage`, remembering each
+/// A recount in progress.
+struct Count<'a> {
+    usage: &'a mut Usage,
+    /// Each counted directory, with its mtime when it was read.
+    seen: &'a mut Vec<(OwnedFd, (i64, i64))>,
+    /// Unique names not to count (the quota warnings).
+    skip: &'a [String],
+}
+
+/// The unique names of the warnings vdeliver stored, from `quotawarn`;
+/// none when it is missing, unreadable or not the mail user's own (a
+/// regular file with one link, owned by the owner of the Maildir, so that
+/// vmailctl run as root counts as vdeliver does); then every warning
+/// counts: a slot lost, never a message over the limit.
+fn warning_names(md: &Maildir) -> Vec<String> {
+    let Ok(owner) = rfs::fstat(md.dir()).map(|st| st.st_uid) else {
+        return Vec::new();
+    };
+    let Ok(fd) = retry(|| {
+        rfs::openat(
+            md.dir(),
+            WARN_STAMP,
+            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+    }) else {
+        return Vec::new();
+    };
+    match rfs::fstat(&fd) {
+        Ok(st) if owned_by(&st, owner) && (st.st_size as u64) <= WARN_FILE_MAX => {}
+        _ => return Vec::new(),
+    }
+    let mut buf = vec![0u8; WARN_FILE_MAX as usize];
+    let mut len = 0;
+    while len < buf.len() {
+        match retry(|| rustix::io::read(&fd, &mut buf[len..])) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(_) => return Vec::new(),
+        }
+    }
+    let Ok(text) = std::str::from_utf8(&buf[..len]) else {
+        return Vec::new();
+    };
+    text.lines()
+        .filter(|l| is_unique(l))
+        .map(str::to_string)
+        .collect()
+}
+
+/// A Maildir unique name as vdeliver makes them: no separators, no info.
+fn is_unique(s: &str) -> bool {
+    !s.is_empty()
+        && !s.starts_with('.')
+        && !s.contains(['/', ',', ':'])
+        && !s.chars().any(char::is_whitespace)
+}
+
+/// The unique part of a Maildir file name: up to the first `,` (`,S=`
+/// and friends) or `:` (the info).
+fn unique_part(name: &[u8]) -> &[u8] {
+    let end = name
+        .iter()
+        .position(|b| *b == b',' || *b == b':')
+        .unwrap_or(name.len());
+    &name[..end]
+}
+
+/// Add `new/` and `cur/` under `dir` to the count, remembering each
 /// directory's mtime.
-fn tally_maildir(
-    dir: BorrowedFd<'_>,
-    rel: &str,
-    usage: &mut Usage,
-    seen: &mut Vec<(OwnedFd, (i64, i64))>,
-) -> Result<()> {
+fn tally_maildir(dir: BorrowedFd<'_>, rel: &str, count: &mut Count<'_>) -> Result<()> {
     for sub in ["new", "cur"] {
         let shown = format!("{rel}{sub}/");
         let fd = match retry(|| rfs::openat(dir, sub, DIR_FLAGS, Mode::empty())) {
@@ -513,13 +726,13 @@ fn tally_maildir(
             Err(e) => return Err(QuotaError::io("open", shown, e)),
         };
         let st = rfs::fstat(&fd).map_err(|e| QuotaError::io("fstat", &shown, e))?;
-        tally(&fd, &shown, usage)?;
-        seen.push((fd, mtime(&st)));
+        tally(&fd, &shown, count.usage, count.skip)?;
+        count.seen.push((fd, mtime(&st)));
     }
     Ok(())
 }
 
-fn tally(fd: &OwnedFd, shown: &str, usage: &mut Usage) -> Result<()> {
+fn tally(fd: &OwnedFd, shown: &str, usage: &mut Usage, skip: &[String]) -> Result<()> {
     let reader = retry(|| rfs::openat(fd, ".", DIR_FLAGS, Mode::empty()))
         .map_err(|e| QuotaError::io("open", shown, e))?;
     let mut dir = rfs::Dir::new(reader).map_err(|e| QuotaError::io("read", shown, e))?;
@@ -528,6 +741,12 @@ fn tally(fd: &OwnedFd, shown: &str, usage: &mut Usage) -> Result<()> {
         let name = entry.file_name();
         if name.to_bytes().first() == Some(&b'.') || entry.file_type() == FileType::Directory {
             continue;
+        }
+        if !skip.is_empty() {
+            let unique = unique_part(name.to_bytes());
+            if skip.iter().any(|w| w.as_bytes() == unique) {
+                continue;
+            }
         }
         let from_name = name.to_str().ok().and_then(crate::names::size_from_name);
         let size = match from_name {
@@ -689,28 +908,24 @@ impl Reservation<'_> {
                 lock.charge(self.size.saturating_mul(copies), copies);
             }
             let after = lock.usage.plus(self.size, copies);
-            if copies > 0 && maildirsize::should_warn(after, h.root.limits, warn.percent) {
-                send_warning(lock, &h.root, after, warn, namer);
+            if copies > 0 && maildirsize::crosses(lock.usage, after, h.root.limits, warn.percent) {
+                send_warning(&h.root, after, warn, namer);
             }
         }
     }
 }
 
-/// Put the warning in the INBOX if none was sent in the last
-/// [`WARN_EVERY_SECS`], charge it (it counts, as everything in the Maildir
-/// does; it is stored even when it tips the mailbox over), and stamp the
-/// time. Under the lock, so two deliveries cannot both warn.
-fn send_warning(
-    lock: &Locked<'_>,
-    root: &Root<'_>,
-    after: Usage,
-    warn: WarnPolicy<'_>,
-    namer: &mut Namer,
-) {
+/// The delivery crossed the mark: put the warning in the INBOX unless one
+/// was sent in the last [`WARN_EVERY_SECS`], and record it in `quotawarn`.
+/// It is not charged, and the record keeps recalculations from counting
+/// it, so it never takes a slot of the user's quota. Under the lock, so two
+/// deliveries cannot both warn.
+fn send_warning(root: &Root<'_>, after: Usage, warn: WarnPolicy<'_>, namer: &mut Namer) {
     let md = root.md;
     let now = now_secs();
     match retry(|| rfs::statat(md.dir(), WARN_STAMP, AtFlags::SYMLINK_NOFOLLOW)) {
-        Ok(st) if now < mtime(&st).0 + WARN_EVERY_SECS => return,
+        // Only vdeliver's own stamp counts (a hard link's time is anyone's).
+        Ok(st) if is_own(&st) && now < mtime(&st).0 + WARN_EVERY_SECS => return,
         Ok(_) | Err(Errno::NOENT) => {}
         Err(_) => return,
     }
@@ -737,11 +952,12 @@ fn send_warning(
         tmp.write_all(&msg)?;
         tmp.commit(namer)
     });
-    if stored.is_err() {
-        return;
+    // Not recorded (a failure to write `quotawarn`): the warning counts
+    // like any message; a slot lost, never a message over the limit.
+    if let Ok(name) = stored {
+        let unique = String::from_utf8_lossy(unique_part(name.as_bytes())).into_owned();
+        let _ = stamp(md, &unique, namer);
     }
-    lock.charge(msg.len() as u64, 1);
-    stamp(md, now);
 }
 
 /// `<secs>.<pid>.<random>.quotawarn@<host>`, the host reduced to what a
@@ -769,29 +985,38 @@ fn message_id(now: i64) -> String {
     )
 }
 
-/// Record that a warning was sent now: create or truncate `quotawarn` and
-/// set its times.
-fn stamp(md: &Maildir, now: i64) {
+/// Record that the warning `unique` was sent now: a new `quotawarn` (the
+/// names it held, the newest [`WARN_NAMES`] kept, then this one), written
+/// under `tmp/` and renamed over the old one, never written through it.
+/// Its mtime is the time of the warning.
+fn stamp(md: &Maildir, unique: &str, namer: &mut Namer) -> Result<()> {
+    let mut names = warning_names(md);
+    names.push(unique.to_string());
+    let keep = names.len().saturating_sub(WARN_NAMES);
+    let mut text = String::new();
+    for n in &names[keep..] {
+        text.push_str(n);
+        text.push('\n');
+    }
+    let tmp_shown = shown(md, "tmp/");
+    let dir = retry(|| rfs::openat(md.dir(), "tmp", DIR_FLAGS, Mode::empty()))
+        .map_err(|e| QuotaError::io("open", &tmp_shown, e))?;
+    let name = format!("{}.{WARN_STAMP}", namer.next_name());
     let fd = retry(|| {
         rfs::openat(
-            md.dir(),
-            WARN_STAMP,
-            OFlags::WRONLY | OFlags::CREATE | OFlags::TRUNC | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            &dir,
+            name.as_str(),
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
             Mode::from_raw_mode(0o600),
         )
-    });
-    if let Ok(fd) = fd {
-        let _ = rustix::io::write(&fd, format!("{now}\n").as_bytes());
-        let t = rfs::Timespec {
-            tv_sec: now,
-            tv_nsec: 0,
-        };
-        let _ = rfs::futimens(
-            &fd,
-            &rfs::Timestamps {
-                last_access: t,
-                last_modification: t,
-            },
-        );
-    }
+    })
+    .map_err(|e| QuotaError::io("create", &tmp_shown, e))?;
+    let mut tmp = TmpName { dir, name };
+    let path = format!("{tmp_shown}{}", tmp.name);
+    write_once(&fd, text.as_bytes(), &path)?;
+    retry(|| rfs::fsync(&fd)).map_err(|e| QuotaError::io("fsync", &path, e))?;
+    retry(|| rfs::renameat(&tmp.dir, tmp.name.as_str(), md.dir(), WARN_STAMP))
+        .map_err(|e| QuotaError::io("rename into", shown(md, WARN_STAMP), e))?;
+    tmp.name.clear();
+    Ok(())
 }

@@ -12,10 +12,19 @@
 //! will be created with a new Maildir; qmail-queue must be executable when
 //! there is anything to forward. Nothing is created or written.
 //!
+//!
+//! A mailbox that is full whatever the message (its message limit
+//! reached, or its byte limit: any message has bytes) is refused as
+//! vdeliver refuses it, with its exit code and line, on the figures
+//! vdeliver would refuse on: a recount, since vdeliver never refuses on
+//! `maildirsize` alone. With several full mailboxes the one named is the
+//! one vdeliver checks first (in (device, inode) order).
+//!
 //! What it cannot know is the message: a message that already carries
 //! the `Delivered-To:` line vdeliver adds, or 100 hops, bounces as a loop;
-//! one that does not fit in a mailbox's remaining quota is refused (the
-//! usage shown is what vdeliver's quota check starts from).
+//! one that does not fit in a mailbox's remaining room, or is larger than
+//! a whole byte limit, is refused (the usage shown is what vdeliver's quota
+//! check starts from).
 
 use crate::config::{check_folder_name, Config};
 use crate::deliver;
@@ -223,10 +232,97 @@ fn on_disk(
     if let Some(f) = first_problem {
         return Err(f);
     }
+    if let Some(owner) = full_mailbox(cfg, root, &run.mailboxes)? {
+        return Err(deliver::quota_failure(
+            cfg.quota.over_quota,
+            crate::quota::Refusal::Over { owner },
+        ));
+    }
     if !plan.remote.is_empty() {
         check_queue(&queue)?;
     }
     Ok(stored)
+}
+
+/// The owner of the first Maildir (in vdeliver's locking order) that no
+/// message could enter: as many copies as this delivery puts in it would
+/// pass its message limit, or its byte limit is used up. Judged on a
+/// recount, as vdeliver judges before refusing.
+fn full_mailbox(cfg: &Config, root: &Path, targets: &[Target]) -> Result<Option<String>, Failure> {
+    use crate::maildirsize::{Limits, Usage};
+    /// One account Maildir: the first target in it, the limits, the
+    /// distinct directories this delivery puts a counted copy in.
+    struct Root<'t> {
+        id: (u64, u64),
+        first: &'t Target,
+        limits: Limits,
+        dirs: Vec<&'t str>,
+    }
+    let mut roots: Vec<Root<'_>> = Vec::new();
+    for t in targets {
+        let limits = Limits::from_db(t.quota_bytes, t.quota_messages);
+        if limits.is_unlimited() {
+            continue;
+        }
+        let ignored = t
+            .delivers_to
+            .strip_prefix(t.maildir.as_str())
+            .and_then(|d| d.strip_prefix('.'))
+            .map(|d| d.trim_end_matches('/'))
+            .is_some_and(|f| cfg.quota.ignore.iter().any(|i| i == f));
+        #[allow(clippy::unnecessary_cast)]
+        let id = match std::fs::symlink_metadata(root.join(&t.maildir)) {
+            Ok(m) => {
+                use std::os::unix::fs::MetadataExt;
+                (m.dev() as u64, m.ino() as u64)
+            }
+            // Not there yet: vdeliver creates it empty.
+            Err(_) => continue,
+        };
+        let i = match roots.iter().position(|r| r.id == id) {
+            Some(i) => {
+                roots[i].limits = roots[i].limits.stricter(limits);
+                i
+            }
+            None => {
+                roots.push(Root {
+                    id,
+                    first: t,
+                    limits,
+                    dirs: Vec::new(),
+                });
+                roots.len() - 1
+            }
+        };
+        if !ignored && !roots[i].dirs.contains(&t.delivers_to.as_str()) {
+            roots[i].dirs.push(&t.delivers_to);
+        }
+    }
+    roots.sort_by_key(|r| r.id);
+    for r in roots {
+        let copies = r.dirs.len() as i64;
+        if copies == 0 {
+            continue;
+        }
+        let limits = r.limits;
+        let full = |u: Usage| {
+            (limits.messages > 0 && u.messages.saturating_add(copies) > limits.messages as i64)
+                || (limits.bytes > 0 && u.bytes >= limits.bytes as i64)
+        };
+        let shown = r.first.usage.as_ref().map(|u| Usage {
+            bytes: u.bytes,
+            messages: u.messages,
+        });
+        // The usage shown first (cheap), and a recount before "full".
+        if shown.is_some_and(full) {
+            let counted =
+                super::usage::recount(cfg, &r.first.maildir).map_err(Failure::temporary)?;
+            if full(counted) {
+                return Ok(Some(r.first.owner.clone()));
+            }
+        }
+    }
+    Ok(None)
 }
 
 /// qmail-queue must be something vdeliver can run.

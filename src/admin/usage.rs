@@ -17,7 +17,6 @@ use rustix::fd::AsFd;
 use rustix::fs::{self as rfs, Mode, OFlags, ResolveFlags};
 use rustix::io::Errno;
 use serde::Serialize;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Usage against limits.
 #[derive(Debug, Clone, Serialize)]
@@ -139,6 +138,20 @@ pub fn usage(
     }
 }
 
+/// The usage of the Maildir at `rel` as a recalculation finds it, writing
+/// nothing (empty when the Maildir is not there yet): what vdeliver counts
+/// before it refuses a message.
+pub(crate) fn recount(cfg: &Config, rel: &str) -> Result<maildirsize::Usage> {
+    if !complete(cfg, rel)? {
+        return Ok(maildirsize::Usage::default());
+    }
+    let root = MailRoot::open(&cfg.mail.root).map_err(|e| failed(rel, e))?;
+    let md = root
+        .maildir(rel, &cfg.mail.folders)
+        .map_err(|e| failed(rel, e))?;
+    quota::recalculate(&md, &cfg.quota.ignore).map_err(|e| failed(rel, e))
+}
+
 /// `maildirsize` read and judged as a delivery of nothing would judge it.
 fn read(
     md: &Maildir,
@@ -156,7 +169,6 @@ fn read(
         Err(Errno::NOENT) => return Ok(Err(maildirsize::Trigger::Missing)),
         Err(e) => return Err(failed(&md.rel, format_args!("open {}: {e}", quota::FILE))),
     };
-    let st = rfs::fstat(&fd).map_err(|e| failed(&md.rel, e))?;
     let mut bytes = Vec::new();
     let mut buf = [0u8; 4096];
     while bytes.len() <= maildirsize::MAX_FILE {
@@ -166,17 +178,11 @@ fn read(
             Err(e) => return Err(failed(&md.rel, format_args!("read {}: {e}", quota::FILE))),
         }
     }
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64);
-    #[allow(clippy::unnecessary_cast)]
-    let age = now - st.st_mtime as i64;
     Ok(maildirsize::assess(
         maildirsize::parse(&bytes),
         limits,
         0,
         0,
-        age,
     ))
 }
 

@@ -31,8 +31,8 @@ Your mailbox {address} is {percent}% full:
 When it is full, new mail to you is returned to its senders. Please delete
 messages you no longer need (and empty the Trash folder).
 
-This warning is sent at most once a day while the mailbox stays above
-{warn_percent}%.
+This warning is sent when a message takes the mailbox past
+{warn_percent}% (at most once a day). It does not count against your quota.
 ";
 
 /// Header fields vdeliver writes itself.
