@@ -1003,26 +1003,10 @@ pub fn account_add(client: &mut Client, raw: &str, new: &NewAccount) -> Result<A
         None => format!("{domain}/{local}/Maildir/"),
     };
     let id = domain_id(client, &domain)?;
-    if !new.reuse_maildir {
-        if let Some((other, path)) = maildir_user(client, &maildir)? {
-            return Err(AdminError::Conflict(format!(
-                "refused: Maildir {maildir} is the same as, inside or around {path}, the \
-                 Maildir of {other}: each account would get the other's mail; \
-                 --reuse-maildir adds it anyway"
-            )));
-        }
-        if let Some(root) = &new.mail_root {
-            if maildir_on_disk(root, &maildir)? {
-                return Err(AdminError::Conflict(format!(
-                    "refused: Maildir {maildir} already exists on disk (left by a deleted \
-                     account?): {local}@{domain} would get the mail in it; remove it first \
-                     (account delete --purge), or --reuse-maildir adds the account anyway"
-                )));
-            }
-        }
-    }
-    client
-        .execute(
+    in_tx(client, |c| {
+        // The insert first: a duplicate is "already an account", whatever
+        // is on disk.
+        c.execute(
             "INSERT INTO accounts (domain_id, local_part, maildir, password_hash,
                                    quota_bytes, quota_messages, active)
              VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -1041,19 +1025,47 @@ pub fn account_add(client: &mut Client, raw: &str, new: &NewAccount) -> Result<A
                 format!("{local}@{domain} is already an account or a relocated address")
             })
         })?;
+        if new.reuse_maildir {
+            return Ok(());
+        }
+        if let Some((other, path)) = maildir_user(c, &maildir, id, &local)? {
+            return Err(AdminError::Conflict(format!(
+                "refused: Maildir {maildir} is the same as, inside or around {path}, the \
+                 Maildir of {other}: each account would get the other's mail; \
+                 --reuse-maildir adds it anyway"
+            )));
+        }
+        if let Some(root) = &new.mail_root {
+            if maildir_on_disk(root, &maildir)? {
+                return Err(AdminError::Conflict(format!(
+                    "refused: Maildir {maildir} already exists on disk (left by a deleted \
+                     account?): {local}@{domain} would get the mail in it; remove it first \
+                     (account delete --purge), or --reuse-maildir adds the account anyway"
+                )));
+            }
+        }
+        Ok(())
+    })?;
     account_show(client, &format!("{local}@{domain}"))
 }
 
-/// An account whose Maildir is `maildir`, is inside it, or holds it:
-/// (address, its Maildir). Compared by path components, as stored.
-fn maildir_user(client: &mut Client, maildir: &str) -> Result<Option<(String, String)>> {
+/// Another account (not `local` of domain `id`) whose Maildir is
+/// `maildir`, is inside it, or holds it: (address, its Maildir). Compared
+/// by path components, as stored.
+fn maildir_user(
+    client: &mut Client,
+    maildir: &str,
+    id: i64,
+    local: &str,
+) -> Result<Option<(String, String)>> {
     let Ok(mine) = crate::maildir::path_components(maildir) else {
         return Ok(None);
     };
     for r in client.query(
         "SELECT a.local_part || '@' || d.name, a.maildir
-           FROM accounts a JOIN domains d ON d.id = a.domain_id ORDER BY 1",
-        &[],
+           FROM accounts a JOIN domains d ON d.id = a.domain_id
+          WHERE NOT (a.domain_id = $1 AND a.local_part = $2) ORDER BY 1",
+        &[&id, &local],
     )? {
         let other: String = r.get(1);
         let Ok(oc) = crate::maildir::path_components(&other) else {
@@ -1525,7 +1537,18 @@ pub fn catchall_delete(
     let dests = destinations(dests)?;
     let id = domain_id(client, &domain)?;
     let names = names_of(client, id, &domain)?;
-    let probes = referrers(client, &names, None, None)?;
+    let own = format!("catch-all of {domain}");
+    let mut probes = referrers(client, &names, None, None)?;
+    // The catch-all itself is what goes; removing some destinations must
+    // leave it delivering (to fewer places).
+    probes.retain(|p| p.what != own);
+    if !dests.is_empty() {
+        probes.push(Probe {
+            what: own,
+            local: probe_local(),
+            domain: domain.clone(),
+        });
+    }
     let (removed, warnings) = guarded(client, rules, &probes, force, |c| {
         let what = format!("the catch-all of {domain}");
         delete_destinations(
