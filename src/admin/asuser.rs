@@ -183,3 +183,66 @@ pub fn as_mail_user<T>(root: &Path, f: impl FnOnce(&Path) -> Result<T>) -> Resul
         ))),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    #[test]
+    fn switches_this_thread_only_and_back() {
+        let me = rustix::process::geteuid();
+        if !me.is_root() {
+            // Not root: another user is refused, oneself runs as is.
+            let other = User {
+                uid: me.as_raw() + 1,
+                gid: 0,
+            };
+            assert!(as_user(other, || ()).unwrap().is_none());
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(
+            dir.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o777),
+        )
+        .unwrap();
+        let user = User {
+            uid: 65534,
+            gid: 65534,
+        };
+        let file = dir.path().join("made");
+        // A thread that was there before the switch answers for itself.
+        let (ask, asked) = std::sync::mpsc::channel::<()>();
+        let (tell, told) = std::sync::mpsc::channel();
+        let bystander = std::thread::spawn(move || {
+            asked.recv().unwrap();
+            tell.send(rustix::process::geteuid()).unwrap();
+        });
+        let (uid, other_thread) = as_user(user, || {
+            std::fs::write(&file, b"x").unwrap();
+            ask.send(()).unwrap();
+            (rustix::process::geteuid(), told.recv().unwrap())
+        })
+        .unwrap()
+        .unwrap();
+        bystander.join().unwrap();
+        assert_eq!(uid.as_raw(), 65534);
+        assert!(other_thread.is_root(), "the switch is this thread's only");
+        let m = std::fs::metadata(&file).unwrap();
+        assert_eq!((m.uid(), m.gid()), (65534, 65534));
+        assert!(rustix::process::geteuid().is_root());
+        assert!(rustix::process::getegid().is_root());
+        // Root's override of permissions is gone inside.
+        std::fs::write(dir.path().join("private"), b"root").unwrap();
+        std::fs::set_permissions(
+            dir.path().join("private"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o600),
+        )
+        .unwrap();
+        let denied = as_user(user, || std::fs::read(dir.path().join("private")).is_err())
+            .unwrap()
+            .unwrap();
+        assert!(denied);
+    }
+}
