@@ -445,3 +445,23 @@ fn issue10_check_tests_what_the_delivery_user_can_open() {
     let r = check(&s, "nobody");
     assert_eq!(r.code, Some(0), "{r:?}");
 }
+
+#[test]
+fn issue10_resolve_looks_at_the_mail_root_as_the_mail_user() {
+    run_as_root_only();
+    let s = Site::new();
+    s.account("alice@example.com");
+    delivered(&s, "alice@example.com");
+    // A Maildir only root can enter: vdeliver defers; so must the dry run,
+    // though root itself could open it.
+    let md = s.maildir(ALICE);
+    let before = owners(&md);
+    std::os::unix::fs::chown(&md, Some(0), Some(0)).unwrap();
+    fs::set_permissions(&md, fs::Permissions::from_mode(0o700)).unwrap();
+    let r = s.deliver("alice@example.com", "bob@remote.org", MSG);
+    assert_eq!(r.code, Some(111), "{r:?}");
+    let r = s.ctl(&["resolve", "alice@example.com"], b"");
+    assert_eq!(r.code, Some(1), "{r:?}");
+    assert!(r.stdout.contains("vdeliver would exit 111"), "{r:?}");
+    assert_eq!(owners(&md), before, "nothing created or changed");
+}
