@@ -13,8 +13,19 @@
 //!   that leaves another alias pointing at nothing. The check runs the same
 //!   resolution vdeliver runs ([`crate::db::fetch`] + [`crate::plan`]),
 //!   inside the transaction that makes the change, so it sees the change.
+//! * The check covers every delete and every change that can reroute mail,
+//!   and also refuses (unless forced) an address that delivers today
+//!   delivering somewhere it does not today — an alias member's copy
+//!   falling through to the catch-all, say. Fewer destinations is not a
+//!   break: that is what removing one means.
+//! * A new account does not silently take over a Maildir: one already on
+//!   disk, or the same as, inside or around another account's, needs
+//!   [`NewAccount::reuse_maildir`].
 //! * Deletes never touch Maildirs; [`purge_maildir`] does, only when asked,
 //!   and only beneath the mail root without following symlinks.
+//! * Whatever touches the mail root goes through [`as_mail_user`]: run as
+//!   root, vmailctl works there as the mail user, so what it creates
+//!   belongs to that user and root's permission override is not used.
 //! * Nothing here prints, reads the environment or exits.
 
 mod asuser;
@@ -1645,7 +1656,7 @@ pub fn relocated_add(
 }
 
 /// Forget that an address has moved. Guarded like every other change
-/// (see [`guarded`]).
+/// (nothing that delivers today may stop or go elsewhere, unless `force`).
 pub fn relocated_delete(
     client: &mut Client,
     rules: &Rules,
