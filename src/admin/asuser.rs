@@ -113,7 +113,9 @@ pub fn switch_to(user: User) -> std::io::Result<Switched> {
         restore(&saved);
         return Err(e.into());
     }
-    if let Err(e) = set_thread_res_uid(uid, uid, None) {
+    // The saved uid is root's (whoever started vmailctl, sudo included):
+    // the way back.
+    if let Err(e) = set_thread_res_uid(uid, uid, Uid::ROOT) {
         restore(&saved);
         return Err(e.into());
     }
@@ -128,12 +130,14 @@ pub fn switch_to(user: User) -> std::io::Result<Switched> {
     Ok(saved)
 }
 
-/// Back to the saved credentials: uid first (it makes the rest allowed).
-/// Not getting back would leave vmailctl half one user and half another:
-/// abort rather than go on.
+/// Back to the saved credentials: the effective uid first (back to root,
+/// through the saved uid, it makes the rest allowed), then the real one
+/// (under sudo, not root's). Not getting back would leave vmailctl half
+/// one user and half another: abort rather than go on.
 fn restore(s: &Switched) {
     use rustix::thread::{set_thread_groups, set_thread_res_gid, set_thread_res_uid};
-    let r = set_thread_res_uid(s.ruid, s.euid, None)
+    let r = set_thread_res_uid(None, s.euid, None)
+        .and_then(|()| set_thread_res_uid(s.ruid, None, None))
         .and_then(|()| set_thread_res_gid(s.rgid, s.egid, None))
         .and_then(|()| set_thread_groups(&s.groups));
     if let Err(e) = r {
@@ -244,5 +248,16 @@ mod tests {
             .unwrap()
             .unwrap();
         assert!(denied);
+
+        // As under sudo: real uid not root. Back to exactly that.
+        std::thread::spawn(move || {
+            rustix::thread::set_thread_res_uid(Uid::from_raw(1000), None, None).unwrap();
+            let inside = as_user(user, rustix::process::geteuid).unwrap().unwrap();
+            assert_eq!(inside.as_raw(), 65534);
+            assert_eq!(rustix::process::getuid().as_raw(), 1000);
+            assert!(rustix::process::geteuid().is_root());
+        })
+        .join()
+        .unwrap();
     }
 }
