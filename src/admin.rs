@@ -13,15 +13,28 @@
 //!   that leaves another alias pointing at nothing. The check runs the same
 //!   resolution vdeliver runs ([`crate::db::fetch`] + [`crate::plan`]),
 //!   inside the transaction that makes the change, so it sees the change.
+//! * The check covers every delete and every change that can reroute mail,
+//!   and also refuses (unless forced) an address that delivers today
+//!   delivering somewhere it does not today — an alias member's copy
+//!   falling through to the catch-all, say. Fewer destinations is not a
+//!   break: that is what removing one means.
+//! * A new account does not silently take over a Maildir: one already on
+//!   disk, or the same as, inside or around another account's, needs
+//!   [`NewAccount::reuse_maildir`].
 //! * Deletes never touch Maildirs; [`purge_maildir`] does, only when asked,
 //!   and only beneath the mail root without following symlinks.
+//! * Whatever touches the mail root goes through [`as_mail_user`]: run as
+//!   root, vmailctl works there as the mail user, so what it creates
+//!   belongs to that user and root's permission override is not used.
 //! * Nothing here prints, reads the environment or exits.
 
+mod asuser;
 mod check;
 mod dryrun;
 mod purge;
 mod usage;
 
+pub use asuser::as_mail_user;
 pub use check::{check, Check};
 pub use dryrun::{dry_run, DryRun, Target};
 pub use purge::{purge_maildir, Purged};
@@ -390,38 +403,69 @@ struct Probe {
     domain: String,
 }
 
-/// What vdeliver would answer for each probe: `Ok` for a delivery (or
-/// a definite "disabled", which is the administrator's own choice).
-fn outcomes(
-    client: &mut Client,
-    probes: &[Probe],
-    rules: &Rules,
-) -> Result<Vec<std::result::Result<(), Failure>>> {
+/// Where vdeliver would send mail for a probe: its destinations (sorted:
+/// mailboxes, forwards, a discard) when it delivers, else its failure.
+type Route = std::result::Result<Vec<String>, Failure>;
+
+/// What vdeliver would answer for each probe.
+fn outcomes(client: &mut Client, probes: &[Probe], rules: &Rules) -> Result<Vec<Route>> {
     let mut v = Vec::with_capacity(probes.len());
     for p in probes {
         let r = resolve_on(client, &recipient_of(&p.local, &p.domain), rules)?;
-        v.push(match r {
-            Ok(_) => Ok(()),
-            Err(f) if f.status == "5.2.1" => Ok(()),
-            Err(f) => Err(f),
-        });
+        v.push(r.map(|plan| {
+            let mut d: Vec<String> = plan
+                .mailboxes
+                .iter()
+                .map(|m| match &m.folder {
+                    Some(f) => format!("mailbox {} ({}, folder {f})", m.owner, m.maildir),
+                    None => format!("mailbox {} ({})", m.owner, m.maildir),
+                })
+                .chain(plan.remote.iter().map(|r| format!("forward to {r}")))
+                .chain(plan.discard.iter().map(|_| "discard".to_string()))
+                .collect();
+            d.sort();
+            d.dedup();
+            d
+        }));
     }
     Ok(v)
 }
 
-/// What would break, one line per probe that resolved before and does not
-/// after.
-fn broken(
-    probes: &[Probe],
-    before: &[std::result::Result<(), Failure>],
-    after: &[std::result::Result<(), Failure>],
-) -> Vec<String> {
+/// The failure of a route, unless it is a definite "disabled" (#5.2.1),
+/// which is the administrator's own choice.
+fn failure(r: &Route) -> Option<&Failure> {
+    r.as_ref().err().filter(|f| f.status != "5.2.1")
+}
+
+/// What would break, one line per probe that delivered before and
+/// afterwards fails, or — with `moved` — delivers to a destination it did
+/// not deliver to before (the mail goes somewhere else: a catch-all, a
+/// remote address). Fewer destinations is what removing one means, and
+/// is not a break.
+fn broken(probes: &[Probe], before: &[Route], after: &[Route], moved: bool) -> Vec<String> {
     probes
         .iter()
         .zip(before.iter().zip(after))
-        .filter_map(|(p, (b, a))| match (b, a) {
-            (Ok(()), Err(f)) => Some(format!("{}: vdeliver would say {}", p.what, say(f))),
-            _ => None,
+        .filter_map(|(p, (b, a))| {
+            let b = b.as_ref().ok()?;
+            if let Some(f) = failure(a) {
+                return Some(format!("{}: vdeliver would say {}", p.what, say(f)));
+            }
+            let new: Vec<&str> = match a {
+                Ok(a) if moved => a
+                    .iter()
+                    .filter(|d| !b.contains(d))
+                    .map(String::as_str)
+                    .collect(),
+                _ => Vec::new(),
+            };
+            (!new.is_empty()).then(|| {
+                format!(
+                    "{}: its mail would go to {}, where it does not go today",
+                    p.what,
+                    new.join(", ")
+                )
+            })
         })
         .collect()
 }
@@ -432,8 +476,8 @@ fn say(f: &Failure) -> String {
 }
 
 /// Make `change` under the resolution check: refused (rolled back) when a
-/// probe that resolved before fails after, unless `force`; with `force`,
-/// the breakage comes back as warnings.
+/// probe that delivered before fails after, or delivers somewhere it did
+/// not, unless `force`; with `force`, the breakage comes back as warnings.
 fn guarded<T>(
     client: &mut Client,
     rules: &Rules,
@@ -445,10 +489,10 @@ fn guarded<T>(
         let before = outcomes(c, probes, rules)?;
         let t = change(c)?;
         let after = outcomes(c, probes, rules)?;
-        let bad = broken(probes, &before, &after);
+        let bad = broken(probes, &before, &after, true);
         if !bad.is_empty() && !force {
             return Err(AdminError::Conflict(format!(
-                "refused, this would break delivery ({}); --force does it anyway",
+                "refused, this would break or redirect delivery ({}); --force does it anyway",
                 bad.join("; ")
             )));
         }
@@ -636,20 +680,38 @@ pub fn domain_add_with(client: &mut Client, raw: &str, s: &DomainSettings) -> Re
     domain_show(client, &name)
 }
 
-/// Change a domain's settings.
-pub fn domain_set(client: &mut Client, raw: &str, s: &DomainSettings) -> Result<Domain> {
+/// Change a domain's settings. Disabling it is refused, unless `force`,
+/// when an alias or catch-all of another domain pointing into it delivers
+/// today (it would then defer). Returns the domain and what `force` let
+/// break.
+pub fn domain_set(
+    client: &mut Client,
+    rules: &Rules,
+    raw: &str,
+    s: &DomainSettings,
+    force: bool,
+) -> Result<(Domain, Vec<String>)> {
     let name = domain_name(raw)?;
     check_note(&s.note)?;
     let id = domain_id(client, &name)?;
-    client.execute(
-        "UPDATE domains SET quota_bytes = coalesce($2, quota_bytes),
-                            quota_messages = coalesce($3, quota_messages),
-                            active = coalesce($4, active),
-                            note = coalesce($5, note)
-          WHERE id = $1",
-        &[&id, &s.quota_bytes, &s.quota_messages, &s.active, &s.note],
-    )?;
-    domain_show(client, &name)
+    let probes = if s.active == Some(false) {
+        let names = names_of(client, id, &name)?;
+        referrers(client, &names, None, Some(id))?
+    } else {
+        Vec::new()
+    };
+    let ((), warnings) = guarded(client, rules, &probes, force, |c| {
+        c.execute(
+            "UPDATE domains SET quota_bytes = coalesce($2, quota_bytes),
+                                quota_messages = coalesce($3, quota_messages),
+                                active = coalesce($4, active),
+                                note = coalesce($5, note)
+              WHERE id = $1",
+            &[&id, &s.quota_bytes, &s.quota_messages, &s.active, &s.note],
+        )?;
+        Ok(())
+    })?;
+    Ok((domain_show(client, &name)?, warnings))
 }
 
 /// All primary domains, by name.
@@ -790,27 +852,38 @@ pub fn alias_domain_delete(client: &mut Client, raw: &str, force: bool) -> Resul
     })
 }
 
-/// Point an alias domain at another primary domain.
+/// Point an alias domain at another primary domain. Refused, unless
+/// `force`, when an alias or catch-all pointing into it delivers today and
+/// would then fail or deliver elsewhere (another domain's mailboxes).
 pub fn alias_domain_move(
     client: &mut Client,
+    rules: &Rules,
     raw_alias: &str,
     raw_domain: &str,
-) -> Result<AliasDomain> {
+    force: bool,
+) -> Result<(AliasDomain, Vec<String>)> {
     let alias = domain_name(raw_alias)?;
     let domain = domain_name(raw_domain)?;
     let id = domain_id(client, &domain)?;
-    let n = client.execute(
-        "UPDATE alias_domains SET domain_id = $2 WHERE name = $1",
-        &[&alias, &id],
-    )?;
-    if n == 0 {
-        return Err(AdminError::NotFound(format!("no alias domain {alias}")));
-    }
-    Ok(AliasDomain {
-        unicode: unicode(&alias),
-        name: alias,
-        domain,
-    })
+    let probes = referrers(client, std::slice::from_ref(&alias), None, None)?;
+    let ((), warnings) = guarded(client, rules, &probes, force, |c| {
+        let n = c.execute(
+            "UPDATE alias_domains SET domain_id = $2 WHERE name = $1",
+            &[&alias, &id],
+        )?;
+        if n == 0 {
+            return Err(AdminError::NotFound(format!("no alias domain {alias}")));
+        }
+        Ok(())
+    })?;
+    Ok((
+        AliasDomain {
+            unicode: unicode(&alias),
+            name: alias,
+            domain,
+        },
+        warnings,
+    ))
 }
 
 /// Alias domains, of one primary domain or all.
@@ -853,6 +926,12 @@ pub struct NewAccount {
     pub quota_bytes: Option<i64>,
     pub quota_messages: Option<i64>,
     pub active: bool,
+    /// The mail root, to look (as the mail user) for a Maildir already on
+    /// disk at the new account's path; `None`: not looked for.
+    pub mail_root: Option<std::path::PathBuf>,
+    /// Accept a Maildir that is already on disk, or that is the same as,
+    /// inside or around another account's (`--reuse-maildir`).
+    pub reuse_maildir: bool,
 }
 
 impl Default for NewAccount {
@@ -863,6 +942,8 @@ impl Default for NewAccount {
             quota_bytes: None,
             quota_messages: None,
             active: true,
+            mail_root: None,
+            reuse_maildir: false,
         }
     }
 }
@@ -920,7 +1001,10 @@ fn account_row(r: &postgres::Row) -> Account {
     }
 }
 
-/// Add an account.
+/// Add an account. Refused, unless `new.reuse_maildir`, when its Maildir
+/// is already on disk (left by a deleted account: the new owner would get
+/// that mail) or is the same as, inside or around another account's (each
+/// would see the other's mail, and quotas would count it twice).
 pub fn account_add(client: &mut Client, raw: &str, new: &NewAccount) -> Result<Account> {
     let (local, domain) = address(raw)?;
     let maildir = match &new.maildir {
@@ -928,8 +1012,10 @@ pub fn account_add(client: &mut Client, raw: &str, new: &NewAccount) -> Result<A
         None => format!("{domain}/{local}/Maildir/"),
     };
     let id = domain_id(client, &domain)?;
-    client
-        .execute(
+    in_tx(client, |c| {
+        // The insert first: a duplicate is "already an account", whatever
+        // is on disk.
+        c.execute(
             "INSERT INTO accounts (domain_id, local_part, maildir, password_hash,
                                    quota_bytes, quota_messages, active)
              VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -948,7 +1034,112 @@ pub fn account_add(client: &mut Client, raw: &str, new: &NewAccount) -> Result<A
                 format!("{local}@{domain} is already an account or a relocated address")
             })
         })?;
+        if new.reuse_maildir {
+            return Ok(());
+        }
+        if let Some((other, path)) = maildir_user(c, &maildir, id, &local)? {
+            return Err(AdminError::Conflict(format!(
+                "refused: Maildir {maildir} is the same as, inside or around {path}, the \
+                 Maildir of {other}: each account would get the other's mail; \
+                 --reuse-maildir adds it anyway"
+            )));
+        }
+        if let Some(root) = &new.mail_root {
+            if maildir_on_disk(root, &maildir)? {
+                return Err(AdminError::Conflict(format!(
+                    "refused: Maildir {maildir} already exists on disk (left by a deleted \
+                     account?): {local}@{domain} would get the mail in it; remove it first \
+                     (account delete --purge), or --reuse-maildir adds the account anyway"
+                )));
+            }
+        }
+        Ok(())
+    })?;
     account_show(client, &format!("{local}@{domain}"))
+}
+
+/// Another account (not `local` of domain `id`) whose Maildir is
+/// `maildir`, is inside it, or holds it: (address, its Maildir). Compared
+/// by path components, as stored.
+fn maildir_user(
+    client: &mut Client,
+    maildir: &str,
+    id: i64,
+    local: &str,
+) -> Result<Option<(String, String)>> {
+    let Ok(mine) = crate::maildir::path_components(maildir) else {
+        return Ok(None);
+    };
+    for r in client.query(
+        "SELECT a.local_part || '@' || d.name, a.maildir
+           FROM accounts a JOIN domains d ON d.id = a.domain_id
+          WHERE NOT (a.domain_id = $1 AND a.local_part = $2) ORDER BY 1",
+        &[&id, &local],
+    )? {
+        let other: String = r.get(1);
+        let Ok(oc) = crate::maildir::path_components(&other) else {
+            continue;
+        };
+        let n = oc.len().min(mine.len());
+        if oc[..n] == mine[..n] {
+            return Ok(Some((r.get(0), other)));
+        }
+    }
+    Ok(None)
+}
+
+/// Whether something is already at `rel` beneath the mail root, looked at
+/// as the mail user without following symlinks. A path vdeliver could not
+/// reach (through a symlink, out of the root) holds no mail it would
+/// deliver, so it counts as absent; a mail root that does not exist yet
+/// holds nothing.
+fn maildir_on_disk(root: &std::path::Path, rel: &str) -> Result<bool> {
+    use rustix::fs::{self as rfs, Mode, OFlags, ResolveFlags};
+    use rustix::io::Errno;
+    if !root.exists() {
+        return Ok(false);
+    }
+    let Ok(comps) = crate::maildir::path_components(rel) else {
+        return Ok(false);
+    };
+    let joined = comps.join("/");
+    as_mail_user(root, |root| {
+        let flags = OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let dir = crate::maildir::retry(|| {
+            rfs::open(root, OFlags::PATH | OFlags::CLOEXEC, Mode::empty())
+        })
+        .map_err(|e| AdminError::Failed(format!("mail.root {}: {e}", root.display())))?;
+        let r = crate::maildir::retry(|| {
+            rfs::openat2(
+                &dir,
+                joined.as_str(),
+                flags,
+                Mode::empty(),
+                ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS,
+            )
+        });
+        match r {
+            Ok(_) => Ok(true),
+            // No openat2: one component at a time, never following a link.
+            Err(Errno::NOSYS | Errno::PERM | Errno::INVAL | Errno::AGAIN) => {
+                let mut cur = dir;
+                for c in &comps {
+                    match crate::maildir::retry(|| rfs::openat(&cur, *c, flags, Mode::empty())) {
+                        Ok(fd)
+                            if rfs::fstat(&fd).is_ok_and(|st| {
+                                rfs::FileType::from_raw_mode(st.st_mode) != rfs::FileType::Symlink
+                            }) =>
+                        {
+                            cur = fd
+                        }
+                        _ => return Ok(false),
+                    }
+                }
+                Ok(true)
+            }
+            Err(_) => Ok(false),
+        }
+    })
 }
 
 /// One account.
@@ -1006,9 +1197,28 @@ fn account_update(
     Ok(format!("{local}@{domain}"))
 }
 
-/// Enable or disable an account.
-pub fn account_set_active(client: &mut Client, raw: &str, active: bool) -> Result<String> {
-    account_update(client, raw, "active = $3", &[&active])
+/// Enable or disable an account. Disabling is refused, unless `force`,
+/// when an alias or catch-all pointing at the account delivers today (a
+/// disabled member makes it defer). Returns the address and what `force`
+/// let break.
+pub fn account_set_active(
+    client: &mut Client,
+    rules: &Rules,
+    raw: &str,
+    active: bool,
+    force: bool,
+) -> Result<(String, Vec<String>)> {
+    let (local, domain) = address(raw)?;
+    let id = domain_id(client, &domain)?;
+    let probes = if active {
+        Vec::new()
+    } else {
+        let names = names_of(client, id, &domain)?;
+        referrers(client, &names, Some(&local), None)?
+    };
+    guarded(client, rules, &probes, force, |c| {
+        account_update(c, raw, "active = $3", &[&active])
+    })
 }
 
 /// Store a new password hash (see [`crate::password::hash`]).
@@ -1147,10 +1357,12 @@ pub fn alias_add(
         // before, and nothing pointing at it may stop delivering.
         let now = outcomes(c, &probes, rules)?;
         let mut bad = Vec::new();
-        if let Err(f) = &now[0] {
+        if let Some(f) = failure(&now[0]) {
             bad.push(format!("{}: vdeliver would say {}", probes[0].what, say(f)));
         }
-        bad.extend(broken(&probes[1..], &before, &now[1..]));
+        // What points at the alias gets the new destinations too: that is
+        // the point of adding them, so only a failure counts.
+        bad.extend(broken(&probes[1..], &before, &now[1..], false));
         if !bad.is_empty() && !force {
             return Err(AdminError::Conflict(format!(
                 "refused, this would break delivery ({}); --force adds it anyway",
@@ -1303,7 +1515,7 @@ pub fn catchall_add(
         let now = outcomes(c, std::slice::from_ref(&probe), rules)?;
         let bad: Vec<String> = now
             .iter()
-            .filter_map(|r| r.as_ref().err())
+            .filter_map(failure)
             .map(|f| format!("{}: vdeliver would say {}", probe.what, say(f)))
             .collect();
         if !bad.is_empty() && !force {
@@ -1321,12 +1533,34 @@ pub fn catchall_add(
     })
 }
 
-/// Remove some catch-all destinations of a domain, or all.
-pub fn catchall_delete(client: &mut Client, raw_domain: &str, dests: &[String]) -> Result<Changed> {
+/// Remove some catch-all destinations of a domain, or all. Refused,
+/// unless `force`, when an alias or catch-all that delivers today through
+/// this catch-all (a destination in the domain that is no account) would
+/// stop delivering or deliver elsewhere.
+pub fn catchall_delete(
+    client: &mut Client,
+    rules: &Rules,
+    raw_domain: &str,
+    dests: &[String],
+    force: bool,
+) -> Result<Changed> {
     let domain = domain_name(raw_domain)?;
     let dests = destinations(dests)?;
     let id = domain_id(client, &domain)?;
-    let removed = in_tx(client, |c| {
+    let names = names_of(client, id, &domain)?;
+    let own = format!("catch-all of {domain}");
+    let mut probes = referrers(client, &names, None, None)?;
+    // The catch-all itself is what goes; removing some destinations must
+    // leave it delivering (to fewer places).
+    probes.retain(|p| p.what != own);
+    if !dests.is_empty() {
+        probes.push(Probe {
+            what: own,
+            local: probe_local(),
+            domain: domain.clone(),
+        });
+    }
+    let (removed, warnings) = guarded(client, rules, &probes, force, |c| {
         let what = format!("the catch-all of {domain}");
         delete_destinations(
             c,
@@ -1340,7 +1574,7 @@ pub fn catchall_delete(client: &mut Client, raw_domain: &str, dests: &[String]) 
     Ok(Changed {
         name: domain,
         destinations: removed,
-        warnings: Vec::new(),
+        warnings,
     })
 }
 
@@ -1373,11 +1607,22 @@ pub fn catchall_list(client: &mut Client, raw_domain: Option<&str>) -> Result<Ve
 pub struct Relocated {
     pub address: String,
     pub new_address: String,
+    /// What `--force` let break.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// Record that an address has moved. The address must not be an account
-/// (mail to it now bounces naming the new address, #5.1.6).
-pub fn relocated_add(client: &mut Client, raw: &str, new_address: &str) -> Result<Relocated> {
+/// (mail to it now bounces naming the new address, #5.1.6). Refused,
+/// unless `force`, when an alias or catch-all pointing at it delivers
+/// today (it would then defer).
+pub fn relocated_add(
+    client: &mut Client,
+    rules: &Rules,
+    raw: &str,
+    new_address: &str,
+    force: bool,
+) -> Result<Relocated> {
     let (local, domain) = address(raw)?;
     let new = new_address.trim();
     let (nl, nd) = plan::split_address(new)
@@ -1389,8 +1634,10 @@ pub fn relocated_add(client: &mut Client, raw: &str, new_address: &str) -> Resul
         )));
     }
     let id = domain_id(client, &domain)?;
-    client
-        .execute(
+    let names = names_of(client, id, &domain)?;
+    let probes = referrers(client, &names, Some(&local), None)?;
+    let ((), warnings) = guarded(client, rules, &probes, force, |c| {
+        c.execute(
             "INSERT INTO relocated (domain_id, local_part, new_address) VALUES ($1, $2, $3)",
             &[&id, &local, &new],
         )
@@ -1399,25 +1646,40 @@ pub fn relocated_add(client: &mut Client, raw: &str, new_address: &str) -> Resul
                 format!("{local}@{domain} is an account or already relocated")
             })
         })?;
+        Ok(())
+    })?;
     Ok(Relocated {
         address: format!("{local}@{domain}"),
         new_address: new,
+        warnings,
     })
 }
 
-/// Forget that an address has moved.
-pub fn relocated_delete(client: &mut Client, raw: &str) -> Result<Relocated> {
+/// Forget that an address has moved. Guarded like every other change
+/// (nothing that delivers today may stop or go elsewhere, unless `force`).
+pub fn relocated_delete(
+    client: &mut Client,
+    rules: &Rules,
+    raw: &str,
+    force: bool,
+) -> Result<Relocated> {
     let (local, domain) = address(raw)?;
     let id = domain_id(client, &domain)?;
-    let row = client.query_opt(
-        "DELETE FROM relocated WHERE domain_id = $1 AND local_part = $2 RETURNING new_address",
-        &[&id, &local],
-    )?;
-    row.map(|r| Relocated {
+    let names = names_of(client, id, &domain)?;
+    let probes = referrers(client, &names, Some(&local), None)?;
+    let (new_address, warnings) = guarded(client, rules, &probes, force, |c| {
+        let row = c.query_opt(
+            "DELETE FROM relocated WHERE domain_id = $1 AND local_part = $2 RETURNING new_address",
+            &[&id, &local],
+        )?;
+        row.map(|r| r.get::<_, String>(0))
+            .ok_or_else(|| AdminError::NotFound(format!("no relocated address {local}@{domain}")))
+    })?;
+    Ok(Relocated {
         address: format!("{local}@{domain}"),
-        new_address: r.get(0),
+        new_address,
+        warnings,
     })
-    .ok_or_else(|| AdminError::NotFound(format!("no relocated address {local}@{domain}")))
 }
 
 /// Relocated addresses, of one domain or all.
@@ -1437,6 +1699,7 @@ pub fn relocated_list(client: &mut Client, raw_domain: Option<&str>) -> Result<V
         .map(|r| Relocated {
             address: r.get(0),
             new_address: r.get(1),
+            warnings: Vec::new(),
         })
         .collect())
 }

@@ -1,6 +1,17 @@
 //! `vmailctl check`: is this installation ready to deliver? One result per
 //! check, each with a reason; nothing is changed.
+//!
+//! What the delivery user can open is tested as that user, not inferred
+//! from mode bits: run as root, this thread switches to the user
+//! ([`super::asuser`]: its uid, its primary gid, no other group, as
+//! qmail-local runs a delivery) and really opens the configuration for
+//! reading and asks the kernel (`access(2)`, real ids = the user's) whether
+//! it may search and write `mail.root` and execute qmail-queue, so ACLs,
+//! parent directories and group membership all count. Run as the delivery
+//! user itself, the same tests run directly; run as anyone else they cannot
+//! be made, and the lines say so and fail.
 
+use super::asuser::{as_user, User};
 use crate::config::{self, Config};
 use crate::{db, schema};
 use serde::Serialize;
@@ -62,7 +73,42 @@ pub fn check(path: &Path, user: Option<&str>) -> Vec<Check> {
             return out;
         }
     };
-    out.push(config_file(path, &cfg));
+    let root = &cfg.mail.root;
+    let root_meta = std::fs::symlink_metadata(root);
+    let (delivery, who) = match user {
+        Some(u) => match User::by_name(u) {
+            Some(pw) => (Some(pw), format!("user {u}")),
+            None => (None, format!("user {u}")),
+        },
+        None => match &root_meta {
+            Ok(m) => (
+                Some(User {
+                    uid: m.uid(),
+                    gid: nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(m.uid()))
+                        .ok()
+                        .flatten()
+                        .map_or(m.gid(), |pw| pw.gid.as_raw()),
+                }),
+                format!("the owner of {}", root.display()),
+            ),
+            Err(_) => (None, String::new()),
+        },
+    };
+    // What the delivery user can open (root itself is failed below).
+    let access = delivery
+        .filter(|u| u.uid != 0)
+        .map(|u| opens_as(u, &who, path, root, &cfg.forward.qmail_queue));
+    let cannot = |i: usize| -> Option<String> {
+        match &access {
+            Some(Ok(a)) => a[i].clone(),
+            Some(Err(e)) => Some(e.clone()),
+            None => None,
+        }
+    };
+    out.push(match cannot(0) {
+        Some(why) => fail("configuration file", why),
+        None => config_file(path, &cfg),
+    });
     match db::connect(&cfg.database, "vmailctl") {
         Err(e) => {
             out.push(fail("database", format!("cannot connect: {e}")));
@@ -88,21 +134,10 @@ pub fn check(path: &Path, user: Option<&str>) -> Vec<Check> {
             });
         }
     }
-    let root = &cfg.mail.root;
-    let root_meta = std::fs::symlink_metadata(root);
-    let (uid, who) = match user {
-        Some(u) => match nix::unistd::User::from_name(u) {
-            Ok(Some(pw)) => (Some(pw.uid.as_raw()), format!("user {u}")),
-            _ => {
-                out.push(fail("delivery user", format!("there is no user {u}")));
-                (None, format!("user {u}"))
-            }
-        },
-        None => match &root_meta {
-            Ok(m) => (Some(m.uid()), format!("the owner of {}", root.display())),
-            Err(_) => (None, String::new()),
-        },
-    };
+    if let (Some(u), None) = (user, delivery) {
+        out.push(fail("delivery user", format!("there is no user {u}")));
+    }
+    let uid = delivery.map(|u| u.uid);
     match uid {
         Some(0) => out.push(fail(
             "delivery user",
@@ -120,9 +155,51 @@ pub fn check(path: &Path, user: Option<&str>) -> Vec<Check> {
         )),
         None => {}
     }
-    out.push(mail_root(root, root_meta, uid));
-    out.push(qmail_queue(&cfg.forward.qmail_queue));
+    out.push(match (mail_root(root, root_meta, uid), cannot(1)) {
+        (c, None) => c,
+        (c, Some(_)) if !c.ok => c,
+        (_, Some(why)) => fail("mail root", why),
+    });
+    out.push(match (qmail_queue(&cfg.forward.qmail_queue), cannot(2)) {
+        (c, None) => c,
+        (c, Some(_)) if !c.ok => c,
+        (_, Some(why)) => fail("qmail-queue", why),
+    });
     out
+}
+
+/// As `user`, try what delivery needs: read the configuration, search and
+/// write the mail root, execute qmail-queue. One entry each: `None` when
+/// it can, else why not. `Err` when the test cannot be made at all.
+fn opens_as(
+    user: User,
+    who: &str,
+    config: &Path,
+    root: &Path,
+    queue: &Path,
+) -> std::result::Result<[Option<String>; 3], String> {
+    use rustix::fs::Access;
+    let who = format!("{who} (uid {})", user.uid);
+    let tried = as_user(user, || {
+        [
+            std::fs::File::open(config)
+                .err()
+                .map(|e| format!("{who} cannot read {}: {e}", config.display())),
+            rustix::fs::access(root, Access::EXEC_OK | Access::WRITE_OK)
+                .err()
+                .map(|e| format!("{who} cannot create Maildirs in {}: {e}", root.display())),
+            rustix::fs::access(queue, Access::EXEC_OK)
+                .err()
+                .map(|e| format!("{who} cannot execute {}: {e}", queue.display())),
+        ]
+    });
+    match tried {
+        Ok(Some(a)) => Ok(a),
+        Ok(None) => Err(format!(
+            "cannot test what {who} can open: run vmailctl check as root or as that user"
+        )),
+        Err(e) => Err(format!("cannot act as {who} to test what it can open: {e}")),
+    }
 }
 
 fn config_file(path: &Path, cfg: &Config) -> Check {

@@ -10,7 +10,9 @@
 //! it without a symlink (the same checks and the same texts as
 //! [`crate::maildir`]); an extension's folder is used when it exists or
 //! will be created with a new Maildir; qmail-queue must be executable when
-//! there is anything to forward. Nothing is created or written.
+//! there is anything to forward. Nothing is created or written. These
+//! looks are taken as the mail user when vmailctl runs as root, so they
+//! see what vdeliver will see.
 //!
 //!
 //! A mailbox that is full whatever the message (its message limit
@@ -123,7 +125,7 @@ pub fn dry_run(
                     run.discard = Some(why.clone());
                     Outcome::Discarded(why.clone())
                 }
-                None => match on_disk(cfg, &plan, qmailqueue, &mut run) {
+                None => match as_the_mail_user(cfg, &plan, qmailqueue, &mut run) {
                     Ok(stored) => Outcome::Delivered {
                         mailboxes: stored,
                         forwarded: plan.remote.len(),
@@ -174,6 +176,26 @@ fn plan_of(
     run.recipient = rcpt.delivered_to();
     let rules = deliver::rules(cfg, fallback)?;
     deliver::lookup(cfg, &rcpt, &rules)
+}
+
+/// [`on_disk`] as the mail user ([`super::as_mail_user`]), who is the one
+/// that will open these paths; as the caller when that cannot be (a
+/// `mail.root` owned by root, vmailctl run by a third user).
+fn as_the_mail_user(
+    cfg: &Config,
+    plan: &Plan,
+    qmailqueue: Option<&str>,
+    run: &mut DryRun,
+) -> Result<Vec<String>, Failure> {
+    let mut looked = None;
+    let _ = super::as_mail_user(&cfg.mail.root, |_| {
+        looked = Some(on_disk(cfg, plan, qmailqueue, run));
+        Ok(())
+    });
+    match looked {
+        Some(r) => r,
+        None => on_disk(cfg, plan, qmailqueue, run),
+    }
 }
 
 /// Mirror, read-only, what `deliver::store` checks before writing, in the

@@ -10,6 +10,9 @@
 //! kernel reports as a directory is opened (`O_NOFOLLOW|O_DIRECTORY`) and
 //! emptied. So a symlink planted anywhere in the tree — or swapped in
 //! while the purge runs — can only ever lose the link.
+//!
+//! The removal runs as the mail user ([`super::as_mail_user`]): it can
+//! remove only what vdeliver itself could.
 
 use super::{AdminError, Result};
 use crate::maildir::{path_components as components, retry, DIR_FLAGS};
@@ -58,6 +61,13 @@ pub fn purge_maildir(client: &mut Client, root: &Path, rel: &str) -> Result<Purg
             )));
         }
     }
+    // The database is done with: the rest is the mail user's work.
+    super::as_mail_user(root, |root| remove(root, rel, &comps))
+}
+
+/// The filesystem half of [`purge_maildir`], run as the mail user.
+fn remove(root: &Path, rel: &str, comps: &[&str]) -> Result<Purged> {
+    let refuse = |why: String| AdminError::Failed(format!("refusing to purge {rel:?}: {why}"));
     let io = |op: &str, e: Errno| AdminError::Failed(format!("purge {rel:?}: {op}: {e}"));
     let root_fd = retry(|| rfs::open(root, DIR_FLAGS.difference(OFlags::NOFOLLOW), Mode::empty()))
         .map_err(|e| io(&format!("open mail root {}", root.display()), e))?;

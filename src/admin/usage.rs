@@ -6,7 +6,8 @@
 //! `new/`, which vdeliver would add) is reported empty rather than opened,
 //! because opening it through [`MailRoot::maildir`] would create it. Only
 //! `--recalc` writes: it recounts and has the quota module put a fresh
-//! `maildirsize` in place under its lock.
+//! `maildirsize` in place under its lock. All of it runs as the mail user
+//! ([`super::as_mail_user`]), so what is written belongs to that user.
 
 use super::{AdminError, Result};
 use crate::config::Config;
@@ -108,6 +109,21 @@ pub fn usage(
         source,
         note,
     };
+    // Opening a Maildir completes it (cur/, folders) and --recalc
+    // rewrites maildirsize: all of it as the mail user.
+    super::as_mail_user(&cfg.mail.root, |_| {
+        measure(cfg, rel, limits, recalc, report)
+    })
+}
+
+/// The work of [`usage`], as the mail user.
+fn measure(
+    cfg: &Config,
+    rel: &str,
+    limits: Limits,
+    recalc: bool,
+    report: impl Fn(maildirsize::Usage, &'static str, Option<String>) -> Usage,
+) -> Result<Usage> {
     if !complete(cfg, rel)? {
         return Ok(report(maildirsize::Usage::default(), "none", None));
     }

@@ -156,6 +156,9 @@ Examples:
         disable: bool,
         #[arg(long)]
         enable: bool,
+        /// Disable it even when aliases elsewhere that deliver today point into it
+        #[arg(long)]
+        force: bool,
     },
     /// Delete a domain (its Maildirs stay unless --purge)
     #[command(after_help = "\
@@ -196,8 +199,18 @@ enum AliasDomainCmd {
         force: bool,
     },
     /// Point an alias domain at another domain
-    #[command(after_help = "Example:\n  vmailctl alias-domain move example.net example.org")]
-    Move { alias: String, domain: String },
+    #[command(after_help = "\
+Refused when an alias or catch-all pointing into ALIAS delivers today and would
+then fail or deliver to other mailboxes, unless --force.
+
+Example:
+  vmailctl alias-domain move example.net example.org")]
+    Move {
+        alias: String,
+        domain: String,
+        #[arg(long)]
+        force: bool,
+    },
     /// List alias domains (of DOMAIN, or all)
     #[command(after_help = "Example:\n  vmailctl alias-domain list example.com")]
     List { domain: Option<String> },
@@ -209,6 +222,10 @@ enum AccountCmd {
     #[command(after_help = "\
 The password is read from the terminal (--password) or from the first line of
 standard input (--password-stdin), never from the command line.
+
+Refused when the Maildir is already on disk (a deleted account's mail would go
+to the new one) or is the same as, inside or around another account's, unless
+--reuse-maildir.
 
 Examples:
   vmailctl account add alice@example.com --password
@@ -234,6 +251,10 @@ Examples:
         /// Add it disabled
         #[arg(long)]
         disabled: bool,
+        /// Accept a Maildir already on disk (its mail goes to the new
+        /// account) or shared with another account
+        #[arg(long)]
+        reuse_maildir: bool,
     },
     /// Delete an account (its Maildir stays unless --purge)
     #[command(after_help = "\
@@ -284,8 +305,17 @@ Examples:
         inherit: bool,
     },
     /// Stop delivering to an account (mail to it bounces with #5.2.1)
-    #[command(after_help = "Example:\n  vmailctl account disable alice@example.com")]
-    Disable { address: String },
+    #[command(after_help = "\
+Refused when an alias or catch-all pointing at the account delivers today (it
+would then defer), unless --force.
+
+Example:
+  vmailctl account disable alice@example.com")]
+    Disable {
+        address: String,
+        #[arg(long)]
+        force: bool,
+    },
     /// Deliver to a disabled account again
     #[command(after_help = "Example:\n  vmailctl account enable alice@example.com")]
     Enable { address: String },
@@ -342,12 +372,17 @@ Examples:
         force: bool,
     },
     /// Remove the given catch-all destinations, or all of them
-    #[command(
-        after_help = "Example:\n  vmailctl catchall delete example.com postmaster@example.com"
-    )]
+    #[command(after_help = "\
+Refused when an alias or catch-all that delivers today through this catch-all
+would stop delivering or deliver elsewhere, unless --force.
+
+Example:
+  vmailctl catchall delete example.com postmaster@example.com")]
     Delete {
         domain: String,
         destinations: Vec<String>,
+        #[arg(long)]
+        force: bool,
     },
     /// List catch-alls (of DOMAIN, or all)
     #[command(after_help = "Example:\n  vmailctl catchall list")]
@@ -357,14 +392,25 @@ Examples:
 #[derive(Subcommand)]
 enum RelocatedCmd {
     /// Record that ADDRESS has moved to NEW_ADDRESS
-    #[command(after_help = "Example:\n  vmailctl relocated add old@example.com new@example.org")]
+    #[command(after_help = "\
+Refused when an alias or catch-all pointing at ADDRESS delivers today (it would
+then defer), unless --force.
+
+Example:
+  vmailctl relocated add old@example.com new@example.org")]
     Add {
         address: String,
         new_address: String,
+        #[arg(long)]
+        force: bool,
     },
     /// Forget a relocated address
     #[command(after_help = "Example:\n  vmailctl relocated delete old@example.com")]
-    Delete { address: String },
+    Delete {
+        address: String,
+        #[arg(long)]
+        force: bool,
+    },
     /// List relocated addresses (of DOMAIN, or all)
     #[command(after_help = "Example:\n  vmailctl relocated list example.com")]
     List { domain: Option<String> },
@@ -473,12 +519,12 @@ fn run(cli: Cli) -> anyhow::Result<Report> {
             };
             Report::new(text, json!({"before": before, "after": after}))
         }
-        Command::Domain(cmd) => domain(c, &cfg, cmd),
-        Command::AliasDomain(cmd) => alias_domain(c, cmd),
+        Command::Domain(cmd) => domain(c, &cfg, &rules, cmd),
+        Command::AliasDomain(cmd) => alias_domain(c, &rules, cmd),
         Command::Account(cmd) => account(c, &cfg, &rules, cmd, password_hash),
         Command::Alias(cmd) => alias(c, &rules, cmd),
         Command::Catchall(cmd) => catchall(c, &rules, cmd),
-        Command::Relocated(cmd) => relocated(c, cmd),
+        Command::Relocated(cmd) => relocated(c, &rules, cmd),
         Command::Quota { address, recalc } => quota(c, &cfg, &address, recalc),
     }
 }
@@ -546,7 +592,12 @@ fn yes_no(b: bool) -> &'static str {
     }
 }
 
-fn domain(c: &mut postgres::Client, cfg: &Config, cmd: DomainCmd) -> anyhow::Result<Report> {
+fn domain(
+    c: &mut postgres::Client,
+    cfg: &Config,
+    rules: &vdeliver::plan::Rules,
+    cmd: DomainCmd,
+) -> anyhow::Result<Report> {
     match cmd {
         DomainCmd::Add {
             domain,
@@ -561,14 +612,18 @@ fn domain(c: &mut postgres::Client, cfg: &Config, cmd: DomainCmd) -> anyhow::Res
             opts,
             disable,
             enable,
+            force,
         } => {
             let active = match (disable, enable) {
                 (true, _) => Some(false),
                 (_, true) => Some(true),
                 _ => None,
             };
-            let d = admin::domain_set(c, &domain, &settings(opts, active))?;
-            Report::new(domain_text(&d), d)
+            let (d, warnings) =
+                admin::domain_set(c, rules, &domain, &settings(opts, active), force)?;
+            let mut text = domain_text(&d);
+            warn(&warnings, &mut text);
+            Report::new(text, d)
         }
         DomainCmd::Delete {
             domain,
@@ -652,7 +707,11 @@ fn warn(warnings: &[String], text: &mut String) {
     }
 }
 
-fn alias_domain(c: &mut postgres::Client, cmd: AliasDomainCmd) -> anyhow::Result<Report> {
+fn alias_domain(
+    c: &mut postgres::Client,
+    rules: &vdeliver::plan::Rules,
+    cmd: AliasDomainCmd,
+) -> anyhow::Result<Report> {
     match cmd {
         AliasDomainCmd::Add { alias, domain } => {
             let a = admin::alias_domain_add(c, &alias, &domain)?;
@@ -672,16 +731,19 @@ fn alias_domain(c: &mut postgres::Client, cmd: AliasDomainCmd) -> anyhow::Result
             warn(&del.warnings, &mut text);
             Report::new(text, del)
         }
-        AliasDomainCmd::Move { alias, domain } => {
-            let a = admin::alias_domain_move(c, &alias, &domain)?;
-            Report::new(
-                format!(
-                    "alias domain {} now belongs to {}",
-                    both_forms(&a.name),
-                    both_forms(&a.domain)
-                ),
-                a,
-            )
+        AliasDomainCmd::Move {
+            alias,
+            domain,
+            force,
+        } => {
+            let (a, warnings) = admin::alias_domain_move(c, rules, &alias, &domain, force)?;
+            let mut text = format!(
+                "alias domain {} now belongs to {}",
+                both_forms(&a.name),
+                both_forms(&a.domain)
+            );
+            warn(&warnings, &mut text);
+            Report::new(text, a)
         }
         AliasDomainCmd::List { domain } => {
             let v = admin::alias_domain_list(c, domain.as_deref())?;
@@ -739,6 +801,7 @@ fn account(
             quota_bytes,
             quota_messages,
             disabled,
+            reuse_maildir,
             ..
         } => {
             let new = admin::NewAccount {
@@ -747,6 +810,8 @@ fn account(
                 quota_bytes,
                 quota_messages,
                 active: !disabled,
+                mail_root: Some(cfg.mail.root.clone()),
+                reuse_maildir,
             };
             let a = admin::account_add(c, &address, &new)?;
             Report::new(
@@ -803,15 +868,17 @@ fn account(
             let a = admin::account_quota(c, &address, bytes, messages, inherit)?;
             Report::new(account_text(&a), a)
         }
-        AccountCmd::Disable { address } => {
-            let a = admin::account_set_active(c, &address, false)?;
+        AccountCmd::Disable { address, force } => {
+            let (a, warnings) = admin::account_set_active(c, rules, &address, false, force)?;
+            let mut text = format!("disabled {a}");
+            warn(&warnings, &mut text);
             Report::new(
-                format!("disabled {a}"),
-                json!({"address": a, "active": false}),
+                text,
+                json!({"address": a, "active": false, "warnings": warnings}),
             )
         }
         AccountCmd::Enable { address } => {
-            let a = admin::account_set_active(c, &address, true)?;
+            let (a, _) = admin::account_set_active(c, rules, &address, true, false)?;
             Report::new(
                 format!("enabled {a}"),
                 json!({"address": a, "active": true}),
@@ -879,8 +946,9 @@ fn catchall(
         CatchallCmd::Delete {
             domain,
             destinations,
+            force,
         } => {
-            let ch = admin::catchall_delete(c, &domain, &destinations)?;
+            let ch = admin::catchall_delete(c, rules, &domain, &destinations, force)?;
             Report::new(changed_text("removed from the catch-all of", "", &ch), ch)
         }
         CatchallCmd::List { domain } => {
@@ -894,18 +962,27 @@ fn catchall(
     }
 }
 
-fn relocated(c: &mut postgres::Client, cmd: RelocatedCmd) -> anyhow::Result<Report> {
+fn relocated(
+    c: &mut postgres::Client,
+    rules: &vdeliver::plan::Rules,
+    cmd: RelocatedCmd,
+) -> anyhow::Result<Report> {
     match cmd {
         RelocatedCmd::Add {
             address,
             new_address,
+            force,
         } => {
-            let r = admin::relocated_add(c, &address, &new_address)?;
-            Report::new(format!("{} has moved to {}", r.address, r.new_address), r)
+            let r = admin::relocated_add(c, rules, &address, &new_address, force)?;
+            let mut text = format!("{} has moved to {}", r.address, r.new_address);
+            warn(&r.warnings, &mut text);
+            Report::new(text, r)
         }
-        RelocatedCmd::Delete { address } => {
-            let r = admin::relocated_delete(c, &address)?;
-            Report::new(format!("{} is no longer relocated", r.address), r)
+        RelocatedCmd::Delete { address, force } => {
+            let r = admin::relocated_delete(c, rules, &address, force)?;
+            let mut text = format!("{} is no longer relocated", r.address);
+            warn(&r.warnings, &mut text);
+            Report::new(text, r)
         }
         RelocatedCmd::List { domain } => {
             let v = admin::relocated_list(c, domain.as_deref())?;

@@ -1,6 +1,7 @@
 mod common;
 mod delivery;
 mod fuzz_corpus;
+mod hardening_admin;
 mod hardening_data;
 mod hardening_proc;
 mod hardening_quota;
