@@ -1,6 +1,7 @@
 mod common;
 mod delivery;
 mod fuzz_corpus;
+mod hardening_fanout;
 mod harness_selftest;
 mod pgbouncer;
 mod quota;
