@@ -18,7 +18,7 @@
 //! Pure modules (no filesystem, database, environment or clock) take inputs
 //! and return decisions: [`recipient`], [`header`], [`names`], [`plan`],
 //! [`maildirsize`], [`outcome`]. I/O modules carry them out: [`config`],
-//! [`db`], [`maildir`], [`quota`], [`deadline`], [`privs`]. [`deliver`]
+//! [`db`], [`maildir`], [`quota`], [`deadline`], [`privs`], [`openfiles`]. [`deliver`]
 //! reads top to bottom as the data path: environment → recipient → plan
 //! (one database answer) → write → quota decision → link → outcome.
 //! [`admin`] and [`schema`] serve `vmailctl`.
@@ -38,6 +38,7 @@ pub mod invocation;
 pub mod maildir;
 pub mod maildirsize;
 pub mod names;
+pub mod openfiles;
 pub mod outcome;
 pub mod password;
 pub mod plan;
