@@ -20,7 +20,16 @@
 //! whole delivery fails there (bounce or deferral by `quota.over_quota`;
 //! a message larger than a whole limit always bounces), so a message is
 //! delivered to all of its mailboxes or to none, and a retry duplicates
-//! nothing. The locks are held until the usage is appended after the links.
+//! nothing. The locks are held until the usage is appended after the links,
+//! as many as the open-file budget allows ([`crate::openfiles`]: all of
+//! them for any ordinary fan-out); a lock beyond it is released after its
+//! check and retaken for the append ([`crate::quota::reserve`]).
+//!
+//! Open files (issue 10): a delivery holds at most the soft limit, whatever
+//! its fan-out. Maildirs are kept open in plan order while the budget lasts
+//! and reopened beneath the root for each step after that; a hard limit
+//! below [`crate::openfiles::FLOOR`] is a deferral, the same one `vmailctl
+//! resolve` predicts ([`open_file_budget`]).
 
 use crate::config::{Config, OverQuota};
 use crate::db;
@@ -455,8 +464,9 @@ fn queue_failure(e: QueueError) -> Failure {
 /// The errno table: which filesystem failures are what. The filesystem's
 /// own quota (EDQUOT) and a file size limit (EFBIG) are over quota, under
 /// the site's policy; everything else defers, ENOSPC included (the disk
-/// is the site's to fix, not the recipient's); a path that escapes the
-/// mail root is a configuration error.
+/// is the site's to fix, not the recipient's), and EMFILE/ENFILE with a
+/// word on which limit ran out; a path that escapes the mail root is a
+/// configuration error.
 fn maildir_failure(over: OverQuota, e: MaildirError) -> Failure {
     match e.errno() {
         _ if matches!(e, MaildirError::Escape { .. }) => Failure::config(e),
@@ -475,6 +485,13 @@ fn errno_failure(over: OverQuota, errno: Errno, e: impl std::fmt::Display) -> Fa
             format_args!("the message is larger than the file size limit ({e})"),
             defer,
         ),
+        // Never the recipient's fault, and never a bounce.
+        Errno::MFILE => Failure::temporary(format_args!(
+            "{e}; vdeliver ran out of open files: raise the open-file limit (ulimit -n)"
+        )),
+        Errno::NFILE => {
+            Failure::temporary(format_args!("{e}; the system's open-file table is full"))
+        }
         _ => Failure::temporary(e),
     }
 }
@@ -528,6 +545,8 @@ mod tests {
             (Errno::NOSPC, OverQuota::Bounce, 111, "4.3.0"),
             (Errno::IO, OverQuota::Bounce, 111, "4.3.0"),
             (Errno::ACCESS, OverQuota::Bounce, 111, "4.3.0"),
+            (Errno::MFILE, OverQuota::Bounce, 111, "4.3.0"),
+            (Errno::NFILE, OverQuota::Bounce, 111, "4.3.0"),
         ];
         for (errno, over, want_exit, want_status) in cases {
             let f = maildir_failure(over, io(errno));

@@ -11,6 +11,24 @@
 //!   pass, and usage is never charged for a message that is not stored.
 //! * A delivery that takes several Maildirs' locks takes them in one order
 //!   (device, inode), so two fan-outs cannot deadlock.
+//! * Each held lock is an open file. A fan-out larger than its open-file
+//!   budget ([`crate::openfiles`]; about the soft `RLIMIT_NOFILE` minus 32,
+//!   so only fan-outs of hundreds of mailboxes under a low limit) holds the
+//!   locks of the first mailboxes in lock order, as many as the budget
+//!   allows, and checks each later one under its lock and releases it at
+//!   once; after the links it retakes those locks one at a time, in the
+//!   same order, and appends the charge whatever the file then says (the
+//!   decision was made at the check and the message is stored: nothing
+//!   fails or is duplicated after the forward). A process never waits for
+//!   a lock while holding one later in the order, so this is still free of
+//!   deadlock. The cost, for those mailboxes only: deliveries that check one
+//!   of them between the release and the append do not see this message,
+//!   so the mailbox can end over its limit by at most one message per
+//!   such delivery in flight at the same time; and a retaken lock that is
+//!   not had within `lock_timeout` (a stuck process holds it) leaves the
+//!   charge unwritten and the file removed, so the next delivery recounts.
+//!   If the file was recounted meanwhile, the count includes the message
+//!   and nothing is appended.
 //! * `maildirsize` is only ever replaced whole: a recalculated file is
 //!   written, fsynced and locked under `tmp/`, then renamed over the old one
 //!   (or linked into place when there was none, so two creators cannot
