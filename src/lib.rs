@@ -18,8 +18,8 @@
 //! Pure modules (no filesystem, database, environment or clock) take inputs
 //! and return decisions: [`recipient`], [`header`], [`names`], [`plan`],
 //! [`maildirsize`], [`outcome`]. I/O modules carry them out: [`config`],
-//! [`db`], [`maildir`], [`quota`], [`deadline`], [`privs`], [`openfiles`]. [`deliver`]
-//! reads top to bottom as the data path: environment → recipient → plan
+//! [`db`], [`maildir`], [`quota`], [`deadline`], [`privs`], [`openfiles`].
+//! [`deliver`] reads top to bottom as the data path: environment → recipient → plan
 //! (one database answer) → write → quota decision → link → outcome.
 //! [`admin`] and [`schema`] serve `vmailctl`.
 
