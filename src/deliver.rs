@@ -20,7 +20,16 @@
 //! whole delivery fails there (bounce or deferral by `quota.over_quota`;
 //! a message larger than a whole limit always bounces), so a message is
 //! delivered to all of its mailboxes or to none, and a retry duplicates
-//! nothing. The locks are held until the usage is appended after the links.
+//! nothing. The locks are held until the usage is appended after the links,
+//! as many as the open-file budget allows ([`crate::openfiles`]: all of
+//! them for any ordinary fan-out); a lock beyond it is released after its
+//! check and retaken for the append ([`crate::quota::reserve`]).
+//!
+//! Open files (issue 10): a delivery holds at most the soft limit, whatever
+//! its fan-out. Maildirs are kept open in plan order while the budget lasts
+//! and reopened beneath the root for each step after that; a hard limit
+//! below [`crate::openfiles::FLOOR`] is a deferral, the same one `vmailctl
+//! resolve` predicts ([`open_file_budget`]).
 
 use crate::config::{Config, OverQuota};
 use crate::db;
@@ -28,8 +37,9 @@ use crate::deadline;
 use crate::forward::{self, Queue, QueueError};
 use crate::header::{HeaderScan, Verdict};
 use crate::input::{self, Input};
-use crate::maildir::{self, MailRoot, Maildir, MaildirError, Namer, TmpFile};
+use crate::maildir::{self, Fds, MailRoot, Maildir, MaildirError, Namer, TmpFile};
 use crate::maildirsize::Limits;
+use crate::openfiles::{self, Budget};
 use crate::outcome::{Failure, Outcome};
 use crate::plan::{self, Facts, Fallback, Plan, Rules, Step};
 use crate::quota::{self, QuotaError, Refusal};
@@ -245,20 +255,36 @@ fn store(
         forward_stream(msg, &plan.remote, qmail_queue)?;
         return Ok(Vec::new());
     }
+    let budget = open_file_budget(plan, true)?;
     let over = cfg.quota.over_quota;
     let fail = |e: MaildirError| maildir_failure(over, e);
     let root = MailRoot::open(&cfg.mail.root).map_err(fail)?;
     // Each target: the account's Maildir (its quota root) and, when the
     // message goes into an existing folder, that folder. Two plan entries
     // that end in the same directory (an extension naming no folder falls
-    // back to the INBOX) get one copy.
+    // back to the INBOX) get one copy. Maildirs are kept open, in plan
+    // order, while the budget lasts; the rest are reopened at each step.
     let n = plan.mailboxes.len();
     let mut mailboxes: Vec<&plan::Mailbox> = Vec::with_capacity(n);
     let mut accounts: Vec<Maildir> = Vec::with_capacity(n);
     let mut folders: Vec<Option<Maildir>> = Vec::with_capacity(n);
+    let mut spare = budget.maildir_fds;
     for mb in &plan.mailboxes {
-        let md = root.maildir(&mb.maildir, &cfg.mail.folders).map_err(fail)?;
-        let folder = mb.folder.as_deref().and_then(|f| md.folder(f));
+        let cost = openfiles::PER_MAILDIR * (1 + u64::from(mb.folder.is_some()));
+        let fds = if spare >= cost {
+            spare -= cost;
+            Fds::Kept
+        } else {
+            spare = 0;
+            Fds::Reopened
+        };
+        let md = root
+            .open_maildir(&mb.maildir, &cfg.mail.folders, fds)
+            .map_err(fail)?;
+        let folder = match mb.folder.as_deref() {
+            Some(f) => md.folder(f).map_err(fail)?,
+            None => None,
+        };
         let target = folder.as_ref().unwrap_or(&md).rel.as_str();
         let seen = accounts
             .iter()
@@ -288,6 +314,7 @@ fn store(
         &folders,
         first.size(),
         &mut namer,
+        &budget,
     )?;
 
     // The rest linked to the first copy.
@@ -322,6 +349,21 @@ fn store(
     Ok(boxes.iter().map(|md| md.rel.clone()).collect())
 }
 
+/// The open-file budget of a delivery to the plan's mailboxes
+/// ([`crate::openfiles`]); with `apply`, the soft limit is raised as it
+/// says. Shared with `vmailctl resolve`, which predicts without applying:
+/// a limit too low for any delivery is the same 111 and the same line.
+pub fn open_file_budget(plan: &Plan, apply: bool) -> Result<Budget, Failure> {
+    let n = plan.mailboxes.len();
+    let folders = plan.mailboxes.iter().filter(|m| m.folder.is_some()).count();
+    let budget = if apply {
+        openfiles::apply(n, folders)
+    } else {
+        openfiles::predict(n, folders)
+    };
+    budget.map_err(Failure::temporary)
+}
+
 /// Lock and check every target account's `maildirsize` for a message of
 /// `size` bytes. A copy into a folder named in `quota.ignore` does not
 /// count (nor is it limited).
@@ -332,6 +374,7 @@ fn check_quota<'m>(
     folders: &[Option<Maildir>],
     size: u64,
     namer: &mut Namer,
+    budget: &Budget,
 ) -> Result<quota::Reservation<'m>, Failure> {
     let ignore = &cfg.quota.ignore;
     let roots = mailboxes
@@ -354,7 +397,11 @@ fn check_quota<'m>(
         })
         .collect();
     deadline::phase(cfg.quota.lock_timeout, "the quota check");
-    let r = quota::reserve(roots, size, ignore, namer);
+    let holding = quota::Holding {
+        locks: budget.locks,
+        relock_wait: cfg.quota.lock_timeout,
+    };
+    let r = quota::reserve(roots, size, ignore, namer, holding);
     deadline::phase_done();
     r.map_err(|r| quota_failure(cfg.quota.over_quota, r))
 }
@@ -456,8 +503,9 @@ fn queue_failure(e: QueueError) -> Failure {
 /// The errno table: which filesystem failures are what. The filesystem's
 /// own quota (EDQUOT) and a file size limit (EFBIG) are over quota, under
 /// the site's policy; everything else defers, ENOSPC included (the disk
-/// is the site's to fix, not the recipient's); a path that escapes the
-/// mail root is a configuration error.
+/// is the site's to fix, not the recipient's), and EMFILE/ENFILE with a
+/// word on which limit ran out; a path that escapes the mail root is a
+/// configuration error.
 fn maildir_failure(over: OverQuota, e: MaildirError) -> Failure {
     match e.errno() {
         _ if matches!(e, MaildirError::Escape { .. }) => Failure::config(e),
@@ -476,6 +524,13 @@ fn errno_failure(over: OverQuota, errno: Errno, e: impl std::fmt::Display) -> Fa
             format_args!("the message is larger than the file size limit ({e})"),
             defer,
         ),
+        // Never the recipient's fault, and never a bounce.
+        Errno::MFILE => Failure::temporary(format_args!(
+            "{e}; vdeliver ran out of open files: raise the open-file limit (ulimit -n)"
+        )),
+        Errno::NFILE => {
+            Failure::temporary(format_args!("{e}; the system's open-file table is full"))
+        }
         _ => Failure::temporary(e),
     }
 }
@@ -529,6 +584,8 @@ mod tests {
             (Errno::NOSPC, OverQuota::Bounce, 111, "4.3.0"),
             (Errno::IO, OverQuota::Bounce, 111, "4.3.0"),
             (Errno::ACCESS, OverQuota::Bounce, 111, "4.3.0"),
+            (Errno::MFILE, OverQuota::Bounce, 111, "4.3.0"),
+            (Errno::NFILE, OverQuota::Bounce, 111, "4.3.0"),
         ];
         for (errno, over, want_exit, want_status) in cases {
             let f = maildir_failure(over, io(errno));

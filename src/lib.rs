@@ -18,8 +18,9 @@
 //! Pure modules (no filesystem, database, environment or clock) take inputs
 //! and return decisions: [`recipient`], [`header`], [`names`], [`plan`],
 //! [`maildirsize`], [`outcome`]. I/O modules carry them out: [`config`],
-//! [`db`], [`maildir`], [`quota`], [`deadline`], [`privs`], [`input`]. [`deliver`]
-//! reads top to bottom as the data path: environment → recipient → plan
+//! [`db`], [`maildir`], [`quota`], [`deadline`], [`privs`], [`input`],
+//! [`openfiles`]. [`deliver`] reads top to bottom as the data path:
+//! environment → recipient → plan
 //! (one database answer) → write → quota decision → link → outcome.
 //! [`admin`] and [`schema`] serve `vmailctl`.
 
@@ -39,6 +40,7 @@ pub mod invocation;
 pub mod maildir;
 pub mod maildirsize;
 pub mod names;
+pub mod openfiles;
 pub mod outcome;
 pub mod password;
 pub mod plan;

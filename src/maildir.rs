@@ -15,6 +15,16 @@
 //!   symlinks: `openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS)` when the
 //!   kernel has it, else an `O_NOFOLLOW` walk one component at a time. A path
 //!   that would leave the root is an [`MaildirError::Escape`].
+//! * Open files are bounded whatever the fan-out (issue 10): a [`Maildir`]
+//!   opened [`Fds::Kept`] holds three descriptors (itself, `tmp/`, `new/`)
+//!   until it is dropped; one opened [`Fds::Reopened`] holds none between
+//!   operations and reopens the directory it needs beneath the root (the
+//!   same `openat2`, or the walk) for each one, closing it after. A
+//!   delivery keeps as many Maildirs open as its open-file budget
+//!   ([`crate::openfiles`]) allows, in plan order, and reopens the rest;
+//!   the `tmp/` copies and `new/` links are names, never held open, and
+//!   `new/` is fsynced through one descriptor at a time. A single mailbox
+//!   is always kept: its path costs what it always did.
 
 use crate::names::{self, NameParts};
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -22,7 +32,7 @@ use rustix::fs::{self as rfs, Mode, OFlags, ResolveFlags};
 use rustix::io::Errno;
 use std::fmt;
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Why a Maildir could not be written.
@@ -92,10 +102,24 @@ pub(crate) fn retry<T>(mut f: impl FnMut() -> rustix::io::Result<T>) -> rustix::
     }
 }
 
-/// The mail root, opened once.
+/// The mail root, opened once. Its descriptor is shared (not duplicated)
+/// by every [`Maildir`] opened beneath it, which reopen their directories
+/// through it.
 #[derive(Debug)]
 pub struct MailRoot {
-    fd: OwnedFd,
+    fd: Arc<OwnedFd>,
+}
+
+/// Whether a [`Maildir`] keeps its directories open between operations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fds {
+    /// Three descriptors held (the Maildir, `tmp/`, `new/`): no system call
+    /// to reach them. Every single-mailbox delivery, and as many Maildirs
+    /// of a fan-out as the open-file budget allows.
+    Kept,
+    /// None held: each operation reopens the directory it needs beneath
+    /// the root (one `openat2`) and closes it after.
+    Reopened,
 }
 
 impl MailRoot {
@@ -104,12 +128,17 @@ impl MailRoot {
     pub fn open(path: &Path) -> Result<MailRoot> {
         let fd = retry(|| rfs::open(path, DIR_FLAGS.difference(OFlags::NOFOLLOW), Mode::empty()))
             .map_err(|e| MaildirError::io("open mail root", path.display().to_string(), e))?;
-        Ok(MailRoot { fd })
+        Ok(MailRoot { fd: Arc::new(fd) })
     }
 
     /// Open (creating on first delivery, with `folders`) the Maildir at
-    /// `rel`, a path relative to the root.
+    /// `rel`, a path relative to the root, keeping its directories open.
     pub fn maildir(&self, rel: &str, folders: &[String]) -> Result<Maildir> {
+        self.open_maildir(rel, folders, Fds::Kept)
+    }
+
+    /// [`MailRoot::maildir`], with the directories kept open or not.
+    pub fn open_maildir(&self, rel: &str, folders: &[String], fds: Fds) -> Result<Maildir> {
         let comps = components(rel)?;
         let joined = comps.join("/");
         let dir = match open_beneath(&self.fd, &joined) {
@@ -124,7 +153,86 @@ impl MailRoot {
             }
             Err(e) => return Err(MaildirError::io("open", rel, e)),
         };
-        Maildir::open(dir, rel, folders)
+        Maildir::open(dir, rel, folders, Beneath::new(&self.fd, joined), fds)
+    }
+}
+
+/// Where a Maildir is, beneath the root: enough to reopen it.
+#[derive(Debug, Clone)]
+struct Beneath {
+    root: Arc<OwnedFd>,
+    /// The components joined by `/`; empty for the root itself.
+    path: String,
+}
+
+impl Beneath {
+    fn new(root: &Arc<OwnedFd>, path: String) -> Beneath {
+        Beneath {
+            root: Arc::clone(root),
+            path,
+        }
+    }
+
+    fn join(&self, name: &str) -> String {
+        match (self.path.is_empty(), name.is_empty()) {
+            (true, true) => ".".to_string(),
+            (true, false) => name.to_string(),
+            (false, true) => self.path.clone(),
+            (false, false) => format!("{}/{name}", self.path),
+        }
+    }
+
+    /// Open `name` (a directory; `""` for the Maildir itself) beneath the
+    /// root without following a symlink, as [`MailRoot::maildir`] first did.
+    fn open(&self, name: &str, shown: &str) -> Result<OwnedFd> {
+        let path = self.join(name);
+        let r = if path == "." {
+            retry(|| rfs::openat(&*self.root, ".", DIR_FLAGS, Mode::empty()))
+        } else {
+            open_beneath(&self.root, &path)
+        };
+        match r {
+            Ok(fd) => Ok(fd),
+            Err(Errno::XDEV) => Err(escape(shown, "it crosses out of the root")),
+            Err(Errno::LOOP) => Err(escape(shown, "it goes through a symlink")),
+            Err(Errno::NOTDIR) => Err(escape(shown, "a component is not a directory")),
+            Err(Errno::NOSYS | Errno::PERM | Errno::INVAL | Errno::AGAIN) => {
+                self.walk(&path, shown)
+            }
+            Err(e) => Err(MaildirError::io("open", shown, e)),
+        }
+    }
+
+    /// The `O_NOFOLLOW` walk, for kernels without `openat2`; creates nothing.
+    fn walk(&self, path: &str, shown: &str) -> Result<OwnedFd> {
+        let mut cur = retry(|| rfs::openat(&*self.root, ".", DIR_FLAGS, Mode::empty()))
+            .map_err(|e| MaildirError::io("open", shown, e))?;
+        for c in path.split('/').filter(|c| !c.is_empty() && *c != ".") {
+            cur = match retry(|| rfs::openat(&cur, c, DIR_FLAGS, Mode::empty())) {
+                Ok(fd) => fd,
+                Err(Errno::LOOP) => return Err(escape(shown, "it goes through a symlink")),
+                Err(Errno::NOTDIR) => return Err(escape(shown, "a component is not a directory")),
+                Err(e) => return Err(MaildirError::io("open", shown, e)),
+            };
+        }
+        Ok(cur)
+    }
+}
+
+/// A directory of a [`Maildir`]: its kept descriptor, or one opened for
+/// this operation (closed when dropped).
+#[derive(Debug)]
+pub enum Handle<'a> {
+    Kept(BorrowedFd<'a>),
+    Opened(OwnedFd),
+}
+
+impl AsFd for Handle<'_> {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        match self {
+            Handle::Kept(fd) => *fd,
+            Handle::Opened(fd) => fd.as_fd(),
+        }
     }
 }
 
@@ -226,18 +334,26 @@ fn walk_create(root: &OwnedFd, rel: &str, comps: &[&str]) -> Result<OwnedFd> {
     cur.ok_or_else(|| escape(rel, ROOT_ITSELF))
 }
 
-/// An open Maildir: its directory, `tmp/` and `new/`.
+/// A Maildir checked to exist (made if need be) beneath the root: with its
+/// directory, `tmp/` and `new/` open ([`Fds::Kept`]), or only its place
+/// ([`Fds::Reopened`]).
 #[derive(Debug)]
 pub struct Maildir {
-    dir: OwnedFd,
-    tmp: OwnedFd,
-    new: OwnedFd,
+    kept: Option<KeptFds>,
+    at: Beneath,
     /// The path as the database gives it, for messages.
     pub rel: String,
 }
 
+#[derive(Debug)]
+struct KeptFds {
+    dir: OwnedFd,
+    tmp: OwnedFd,
+    new: OwnedFd,
+}
+
 impl Maildir {
-    fn open(dir: OwnedFd, rel: &str, folders: &[String]) -> Result<Maildir> {
+    fn open(dir: OwnedFd, rel: &str, folders: &[String], at: Beneath, fds: Fds) -> Result<Maildir> {
         let sub = |name: &str| retry(|| rfs::openat(&dir, name, DIR_FLAGS, Mode::empty()));
         let (tmp, new) = match (sub("tmp"), sub("new")) {
             (Ok(t), Ok(n)) => (t, n),
@@ -256,55 +372,125 @@ impl Maildir {
             (Err(e), _) | (_, Err(e)) => return Err(MaildirError::io("open", rel, e)),
         };
         Ok(Maildir {
-            dir,
-            tmp,
-            new,
+            kept: (fds == Fds::Kept).then_some(KeptFds { dir, tmp, new }),
+            at,
             rel: rel.to_string(),
         })
     }
 
+    /// Whether the directories are kept open.
+    pub fn fds(&self) -> Fds {
+        if self.kept.is_some() {
+            Fds::Kept
+        } else {
+            Fds::Reopened
+        }
+    }
+
     /// The Maildir's own directory (for quota files and folders).
-    pub fn dir(&self) -> BorrowedFd<'_> {
-        self.dir.as_fd()
+    pub fn dir(&self) -> Result<Handle<'_>> {
+        match &self.kept {
+            Some(k) => Ok(Handle::Kept(k.dir.as_fd())),
+            None => self.at.open("", &self.rel).map(Handle::Opened),
+        }
+    }
+
+    /// `tmp/`.
+    fn tmp(&self) -> Result<Handle<'_>> {
+        match &self.kept {
+            Some(k) => Ok(Handle::Kept(k.tmp.as_fd())),
+            None => self
+                .at
+                .open("tmp", &format!("{}tmp", self.rel))
+                .map(Handle::Opened),
+        }
+    }
+
+    /// `new/`.
+    fn new_dir(&self) -> Result<Handle<'_>> {
+        match &self.kept {
+            Some(k) => Ok(Handle::Kept(k.new.as_fd())),
+            None => self
+                .at
+                .open("new", &format!("{}new", self.rel))
+                .map(Handle::Opened),
+        }
     }
 
     /// The Maildir++ folder `.name` when it exists as a usable Maildir
     /// (a real directory with `tmp/` and `new/`); `None` otherwise, and
     /// the caller uses the INBOX. The name is matched exactly, else without
     /// regard to ASCII case (`alice-sent@` finds `.Sent`). Never created,
-    /// never through a symlink.
-    pub fn folder(&self, name: &str) -> Option<Maildir> {
+    /// never through a symlink. It keeps its directories open when this
+    /// Maildir does.
+    ///
+    /// Running out of descriptors (`EMFILE`, `ENFILE`) is an error, never
+    /// "no such folder": where a message goes must not depend on the load.
+    pub fn folder(&self, name: &str) -> Result<Option<Maildir>> {
         if crate::config::check_folder_name(name).is_err() {
-            return None;
+            return Ok(None);
         }
-        let exact = format!(".{name}");
-        let dot = match retry(|| rfs::openat(&self.dir, exact.as_str(), DIR_FLAGS, Mode::empty())) {
-            Ok(_) => exact,
-            Err(_) => self.folder_ignoring_case(&exact)?,
+        let parent = self.dir()?;
+        let open = |d: BorrowedFd<'_>, n: &str| {
+            out_of_files(
+                retry(|| rfs::openat(d, n, DIR_FLAGS, Mode::empty())),
+                &self.rel,
+            )
         };
-        let fd = retry(|| rfs::openat(&self.dir, dot.as_str(), DIR_FLAGS, Mode::empty())).ok()?;
-        let sub = |n: &str| retry(|| rfs::openat(&fd, n, DIR_FLAGS, Mode::empty())).ok();
-        let (tmp, new) = (sub("tmp")?, sub("new")?);
-        Some(Maildir {
-            dir: fd,
-            tmp,
-            new,
+        let exact = format!(".{name}");
+        let (dot, fd) = match open(parent.as_fd(), &exact)? {
+            Some(fd) => (exact, fd),
+            None => {
+                let Some(dot) = self.folder_ignoring_case(&parent, &exact)? else {
+                    return Ok(None);
+                };
+                match open(parent.as_fd(), &dot)? {
+                    Some(fd) => (dot, fd),
+                    None => return Ok(None),
+                }
+            }
+        };
+        let (Some(tmp), Some(new)) = (open(fd.as_fd(), "tmp")?, open(fd.as_fd(), "new")?) else {
+            return Ok(None);
+        };
+        let at = Beneath::new(&self.at.root, self.at.join(&dot));
+        Ok(Some(Maildir {
+            kept: self.kept.as_ref().map(|_| KeptFds { dir: fd, tmp, new }),
+            at,
             rel: format!("{}{dot}/", self.rel),
-        })
+        }))
+    }
+}
+
+/// `Ok(None)` for an error that means "not there (as a directory)",
+/// `Err` for running out of descriptors or memory.
+fn out_of_files<T>(r: rustix::io::Result<T>, shown: &str) -> Result<Option<T>> {
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(e @ (Errno::MFILE | Errno::NFILE | Errno::NOMEM)) => {
+            Err(MaildirError::io("open", shown, e))
+        }
+        Err(_) => Ok(None),
     }
 }
 
 impl Maildir {
-    fn folder_ignoring_case(&self, dot_name: &str) -> Option<String> {
-        let dup = rustix::io::fcntl_dupfd_cloexec(&self.dir, 0).ok()?;
-        let mut dir = rfs::Dir::new(dup).ok()?;
+    fn folder_ignoring_case(&self, parent: &Handle<'_>, dot_name: &str) -> Result<Option<String>> {
+        let Some(dup) = out_of_files(rustix::io::fcntl_dupfd_cloexec(parent, 0), &self.rel)? else {
+            return Ok(None);
+        };
+        let Some(mut dir) = out_of_files(rfs::Dir::new(dup), &self.rel)? else {
+            return Ok(None);
+        };
         while let Some(Ok(entry)) = dir.read() {
-            let n = entry.file_name().to_str().ok()?;
+            let Ok(n) = entry.file_name().to_str() else {
+                return Ok(None);
+            };
             if n.eq_ignore_ascii_case(dot_name) && n != "." && n != ".." {
-                return Some(n.to_string());
+                return Ok(Some(n.to_string()));
             }
         }
-        None
+        Ok(None)
     }
 }
 
@@ -387,10 +573,11 @@ impl Default for Namer {
     }
 }
 
-/// Files in `tmp/` not yet committed or removed: (a duplicate of the `tmp/`
-/// directory's fd, name). The deadline watchdog removes them before it
-/// exits, since the thread that owns them may be stuck in a system call.
-static PENDING: Mutex<Vec<(OwnedFd, String)>> = Mutex::new(Vec::new());
+/// Files in `tmp/` not yet committed or removed: (where their Maildir is,
+/// name). The deadline watchdog removes them before it exits, since the
+/// thread that owns them may be stuck in a system call. Places, not
+/// descriptors: a fan-out's copies hold no open file.
+static PENDING: Mutex<Vec<(Beneath, String)>> = Mutex::new(Vec::new());
 
 /// Remove every `tmp/` file still pending (called by the deadline).
 pub fn remove_pending_tmp() {
@@ -398,14 +585,16 @@ pub fn remove_pending_tmp() {
         Ok(mut p) => std::mem::take(&mut *p),
         Err(p) => std::mem::take(&mut *p.into_inner()),
     };
-    for (dir, name) in pending {
-        let _ = rfs::unlinkat(&dir, name.as_str(), rfs::AtFlags::empty());
+    for (at, name) in pending {
+        if let Ok(tmp) = at.open("tmp", &at.path) {
+            let _ = rfs::unlinkat(&tmp, name.as_str(), rfs::AtFlags::empty());
+        }
     }
 }
 
-fn track(dir: &OwnedFd, name: &str) {
-    if let (Ok(dup), Ok(mut p)) = (rustix::io::fcntl_dupfd_cloexec(dir, 0), PENDING.lock()) {
-        p.push((dup, name.to_string()));
+fn track(md: &Maildir, name: &str) {
+    if let Ok(mut p) = PENDING.lock() {
+        p.push((md.at.clone(), name.to_string()));
     }
 }
 
@@ -429,11 +618,12 @@ pub struct TmpFile<'m> {
 impl<'m> TmpFile<'m> {
     /// Create `tmp/<unique>` exclusively, mode 0600.
     pub fn create(md: &'m Maildir, namer: &mut Namer) -> Result<TmpFile<'m>> {
+        let tmp = md.tmp()?;
         for _ in 0..16 {
             let name = namer.next_name();
             let r = retry(|| {
                 rfs::openat(
-                    &md.tmp,
+                    &tmp,
                     name.as_str(),
                     OFlags::WRONLY
                         | OFlags::CREATE
@@ -445,7 +635,7 @@ impl<'m> TmpFile<'m> {
             });
             match r {
                 Ok(fd) => {
-                    track(&md.tmp, &name);
+                    track(md, &name);
                     return Ok(TmpFile {
                         md,
                         fd: Some(fd),
@@ -521,11 +711,12 @@ impl<'m> TmpFile<'m> {
             self.sync()?;
         }
         let md = self.md;
+        let dirs = (md.tmp()?, md.new_dir()?);
         let mut unique = self.name.clone();
         let mut last = Errno::EXIST;
         for _ in 0..16 {
             let new_name = names::new_name(&unique, self.size);
-            match link_or_rename(md, &self.name, &new_name) {
+            match link_or_rename((&dirs.0, &dirs.1), &self.name, &new_name) {
                 Ok(how) => {
                     if how == Moved::Renamed {
                         // Nothing is left in tmp/ to remove.
@@ -550,9 +741,10 @@ impl<'m> TmpFile<'m> {
 
     /// Open the written file for reading (to forward or copy it).
     pub fn reopen(&self) -> Result<OwnedFd> {
+        let tmp = self.md.tmp()?;
         retry(|| {
             rfs::openat(
-                &self.md.tmp,
+                &tmp,
                 self.name.as_str(),
                 OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
                 Mode::empty(),
@@ -564,19 +756,20 @@ impl<'m> TmpFile<'m> {
     /// Put the same (synced) message into `other`'s `tmp/`: a hard link,
     /// or, across filesystems, a copy that is fsynced in turn.
     pub fn link_into<'o>(&self, other: &'o Maildir, namer: &mut Namer) -> Result<TmpFile<'o>> {
+        let (from, to) = (self.md.tmp()?, other.tmp()?);
         for _ in 0..16 {
             let name = namer.next_name();
             match retry(|| {
                 rfs::linkat(
-                    &self.md.tmp,
+                    &from,
                     self.name.as_str(),
-                    &other.tmp,
+                    &to,
                     name.as_str(),
                     rfs::AtFlags::empty(),
                 )
             }) {
                 Ok(()) => {
-                    track(&other.tmp, &name);
+                    track(other, &name);
                     return Ok(TmpFile {
                         md: other,
                         fd: None,
@@ -586,7 +779,8 @@ impl<'m> TmpFile<'m> {
                 }
                 Err(Errno::EXIST) => continue,
                 Err(Errno::XDEV | Errno::PERM | Errno::NOTSUP | Errno::NOSYS | Errno::MLINK) => {
-                    return self.copy_into(other, namer)
+                    drop((from, to));
+                    return self.copy_into(other, namer);
                 }
                 Err(e) => {
                     return Err(MaildirError::io(
@@ -625,8 +819,9 @@ impl<'m> TmpFile<'m> {
     fn remove_tmp(&mut self) {
         self.fd = None;
         if !self.name.is_empty() {
-            let _ =
-                retry(|| rfs::unlinkat(&self.md.tmp, self.name.as_str(), rfs::AtFlags::empty()));
+            if let Ok(tmp) = self.md.tmp() {
+                let _ = retry(|| rfs::unlinkat(&tmp, self.name.as_str(), rfs::AtFlags::empty()));
+            }
             untrack(&self.name);
             self.name.clear();
         }
@@ -648,7 +843,9 @@ pub fn commit_all(mut tmps: Vec<TmpFile<'_>>, namer: &mut Namer) -> Result<Vec<S
     let mut linked: Vec<(&Maildir, String)> = Vec::with_capacity(tmps.len());
     let undo = |linked: &[(&Maildir, String)]| {
         for (md, name) in linked {
-            let _ = retry(|| rfs::unlinkat(&md.new, name.as_str(), rfs::AtFlags::empty()));
+            if let Ok(new) = md.new_dir() {
+                let _ = retry(|| rfs::unlinkat(&new, name.as_str(), rfs::AtFlags::empty()));
+            }
         }
     };
     for t in tmps.iter_mut() {
@@ -666,11 +863,15 @@ pub fn commit_all(mut tmps: Vec<TmpFile<'_>>, namer: &mut Namer) -> Result<Vec<S
         if synced.contains(&key) {
             continue;
         }
-        if let Err(e) = retry(|| rfs::fsync(&md.new)) {
+        let synced_new = md.new_dir().and_then(|new| {
+            retry(|| rfs::fsync(&new))
+                .map_err(|e| MaildirError::io("fsync", format!("{}new/", md.rel), e))
+        });
+        if let Err(e) = synced_new {
             // The links may not survive a crash: take them back rather
             // than claim them.
             undo(&linked);
-            return Err(MaildirError::io("fsync", format!("{}new/", md.rel), e));
+            return Err(e);
         }
         synced.push(key);
     }
@@ -689,11 +890,15 @@ enum Moved {
 
 /// `link(tmp/a, new/b)`; where the filesystem cannot make hard links,
 /// `renameat2(RENAME_NOREPLACE)`. Never a rename that could overwrite.
-fn link_or_rename(md: &Maildir, tmp: &str, new: &str) -> rustix::io::Result<Moved> {
-    match retry(|| rfs::linkat(&md.tmp, tmp, &md.new, new, rfs::AtFlags::empty())) {
+fn link_or_rename(
+    (tmp_dir, new_dir): (&Handle<'_>, &Handle<'_>),
+    tmp: &str,
+    new: &str,
+) -> rustix::io::Result<Moved> {
+    match retry(|| rfs::linkat(tmp_dir, tmp, new_dir, new, rfs::AtFlags::empty())) {
         Ok(()) => Ok(Moved::Linked),
         Err(Errno::PERM | Errno::NOTSUP | Errno::NOSYS | Errno::MLINK) => {
-            retry(|| rfs::renameat_with(&md.tmp, tmp, &md.new, new, rfs::RenameFlags::NOREPLACE))
+            retry(|| rfs::renameat_with(tmp_dir, tmp, new_dir, new, rfs::RenameFlags::NOREPLACE))
                 .map(|()| Moved::Renamed)
         }
         Err(e) => Err(e),

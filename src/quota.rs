@@ -11,6 +11,24 @@
 //!   pass, and usage is never charged for a message that is not stored.
 //! * A delivery that takes several Maildirs' locks takes them in one order
 //!   (device, inode), so two fan-outs cannot deadlock.
+//! * Each held lock is an open file. A fan-out larger than its open-file
+//!   budget ([`crate::openfiles`]; about the soft `RLIMIT_NOFILE` minus 32,
+//!   so only fan-outs of hundreds of mailboxes under a low limit) holds the
+//!   locks of the first mailboxes in lock order, as many as the budget
+//!   allows, and checks each later one under its lock and releases it at
+//!   once; after the links it retakes those locks one at a time, in the
+//!   same order, and appends the charge whatever the file then says (the
+//!   decision was made at the check and the message is stored: nothing
+//!   fails or is duplicated after the forward). A process never waits for
+//!   a lock while holding one later in the order, so this is still free of
+//!   deadlock. The cost, for those mailboxes only: deliveries that check one
+//!   of them between the release and the append do not see this message,
+//!   so the mailbox can end over its limit by at most one message per
+//!   such delivery in flight at the same time; and a retaken lock that is
+//!   not had within `lock_timeout` (a stuck process holds it) leaves the
+//!   charge unwritten and the file removed, so the next delivery recounts.
+//!   If the file was recounted meanwhile, the count includes the message
+//!   and nothing is appended.
 //! * `maildirsize` is only ever replaced whole: a recalculated file is
 //!   written, fsynced and locked under `tmp/`, then renamed over the old one
 //!   (or linked into place when there was none, so two creators cannot
@@ -45,14 +63,14 @@
 
 pub mod warning;
 
-use crate::maildir::{Maildir, Namer, TmpFile};
+use crate::maildir::{Handle, Maildir, Namer, TmpFile};
 use crate::maildirsize::{self, Limits, Trigger, Usage, Verdict};
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
 use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags};
 use rustix::io::Errno;
 use std::fmt;
 use std::fs::File;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// The file's name in the Maildir (never in a folder).
 pub const FILE: &str = "maildirsize";
@@ -154,6 +172,16 @@ fn shown(md: &Maildir, name: &str) -> String {
     format!("{}{name}", md.rel)
 }
 
+/// The Maildir's directory: kept open, or reopened beneath the mail root
+/// for this operation (a Maildir beyond the delivery's open-file budget).
+fn dir(md: &Maildir) -> Result<Handle<'_>> {
+    md.dir().map_err(|e| {
+        // A path that now leaves the root was replaced by a symlink since
+        // it was first opened: ELOOP is what the open saw.
+        QuotaError::io("open", &md.rel, e.errno().unwrap_or(Errno::LOOP))
+    })
+}
+
 /// (device, inode): what "the same file" means.
 // The field types differ between targets; the casts are no-ops on some.
 #[allow(clippy::unnecessary_cast)]
@@ -220,6 +248,43 @@ fn flock(file: &File, path: &str) -> Result<()> {
     }
 }
 
+/// How a lock is waited for.
+#[derive(Debug, Clone, Copy)]
+enum Wait {
+    /// As long as it takes (the delivery's quota phase bounds it).
+    Blocking,
+    /// Polling until then, then given up (`ETIMEDOUT`): after the links,
+    /// where the deadline must not turn a delivered message into a 111.
+    Until(Instant),
+}
+
+/// [`flock`], or polling for it until `wait` runs out.
+fn flock_wait(file: &File, path: &str, wait: Wait) -> Result<()> {
+    let Wait::Until(end) = wait else {
+        return flock(file, path);
+    };
+    let mut pause = Duration::from_millis(1);
+    loop {
+        match fs4::FileExt::try_lock(file) {
+            Ok(()) => return Ok(()),
+            Err(fs4::TryLockError::WouldBlock) => {}
+            Err(fs4::TryLockError::Error(e)) if e.kind() == std::io::ErrorKind::Interrupted => {
+                continue
+            }
+            Err(fs4::TryLockError::Error(e)) => {
+                let raw = e.raw_os_error().unwrap_or(Errno::IO.raw_os_error());
+                return Err(QuotaError::io("lock", path, Errno::from_raw_os_error(raw)));
+            }
+        }
+        let now = Instant::now();
+        if now >= end {
+            return Err(QuotaError::io("lock", path, Errno::TIMEDOUT));
+        }
+        std::thread::sleep(pause.min(end - now));
+        pause = (pause * 2).min(Duration::from_millis(100));
+    }
+}
+
 /// Lock and read the `maildirsize` of `md` for a delivery of `copies`
 /// messages of `size` bytes, recalculating it when a [`Trigger`] fires.
 /// `None`: the mailbox is unlimited and has no `maildirsize`, so there is
@@ -232,11 +297,24 @@ pub fn lock<'m>(
     ignore: &[String],
     namer: &mut Namer,
 ) -> Result<Option<Locked<'m>>> {
+    lock_with(md, limits, size, copies, ignore, namer, Wait::Blocking)
+}
+
+fn lock_with<'m>(
+    md: &'m Maildir,
+    limits: Limits,
+    size: u64,
+    copies: u64,
+    ignore: &[String],
+    namer: &mut Namer,
+    wait: Wait,
+) -> Result<Option<Locked<'m>>> {
     let path = shown(md, FILE);
+    let dir = dir(md)?;
     for _ in 0..LOCK_TRIES {
         let fd = match retry(|| {
             rfs::openat(
-                md.dir(),
+                &dir,
                 FILE,
                 OFlags::RDWR | OFlags::APPEND | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NOCTTY,
                 Mode::empty(),
@@ -260,7 +338,7 @@ pub fn lock<'m>(
             Err(e) => return Err(QuotaError::io("open", &path, e)),
         };
         let file = File::from(fd);
-        flock(&file, &path)?;
+        flock_wait(&file, &path, wait)?;
         let st = rfs::fstat(&file).map_err(|e| QuotaError::io("fstat", &path, e))?;
         let id = identity(&st);
         if current_identity(md)? != Some(id) {
@@ -313,7 +391,8 @@ pub fn lock<'m>(
 
 /// The (device, inode) now at `maildirsize`, if any.
 fn current_identity(md: &Maildir) -> Result<Option<(u64, u64)>> {
-    match retry(|| rfs::statat(md.dir(), FILE, AtFlags::SYMLINK_NOFOLLOW)) {
+    let dir = dir(md)?;
+    match retry(|| rfs::statat(&dir, FILE, AtFlags::SYMLINK_NOFOLLOW)) {
         Ok(st) => Ok(Some(identity(&st))),
         Err(Errno::NOENT) => Ok(None),
         Err(e) => Err(QuotaError::io("stat", shown(md, FILE), e)),
@@ -362,7 +441,8 @@ impl Drop for TmpName {
 
 fn write_fresh(md: &Maildir, limits: Limits, usage: Usage, namer: &mut Namer) -> Result<Fresh> {
     let tmp_shown = shown(md, "tmp/");
-    let tmp = retry(|| rfs::openat(md.dir(), "tmp", DIR_FLAGS, Mode::empty()))
+    let dir = dir(md)?;
+    let tmp = retry(|| rfs::openat(&dir, "tmp", DIR_FLAGS, Mode::empty()))
         .map_err(|e| QuotaError::io("open", &tmp_shown, e))?;
     let mut last = Errno::EXIST;
     for _ in 0..16 {
@@ -427,22 +507,23 @@ fn create<'m>(
 ) -> Result<Option<Locked<'m>>> {
     let usage = recalculate(md, ignore)?;
     let mut fresh = write_fresh(md, limits, usage, namer)?;
+    let dir = dir(md)?;
     let t = &mut fresh.tmp;
-    let placed =
-        match retry(|| rfs::linkat(&t.dir, t.name.as_str(), md.dir(), FILE, AtFlags::empty())) {
-            Ok(()) => Ok(()),
-            Err(Errno::PERM | Errno::NOTSUP | Errno::NOSYS | Errno::MLINK) => retry(|| {
-                rfs::renameat_with(
-                    &t.dir,
-                    t.name.as_str(),
-                    md.dir(),
-                    FILE,
-                    rfs::RenameFlags::NOREPLACE,
-                )
-            })
-            .map(|()| t.name.clear()),
-            Err(e) => Err(e),
-        };
+    let placed = match retry(|| rfs::linkat(&t.dir, t.name.as_str(), &dir, FILE, AtFlags::empty()))
+    {
+        Ok(()) => Ok(()),
+        Err(Errno::PERM | Errno::NOTSUP | Errno::NOSYS | Errno::MLINK) => retry(|| {
+            rfs::renameat_with(
+                &t.dir,
+                t.name.as_str(),
+                &dir,
+                FILE,
+                rfs::RenameFlags::NOREPLACE,
+            )
+        })
+        .map(|()| t.name.clear()),
+        Err(e) => Err(e),
+    };
     match placed {
         Ok(()) => {}
         Err(Errno::EXIST) => return Ok(None),
@@ -471,14 +552,15 @@ fn replace_foreign<'m>(
     ignore: &[String],
     namer: &mut Namer,
 ) -> Result<Option<Locked<'m>>> {
-    let dir = retry(|| rfs::openat(md.dir(), ".", DIR_FLAGS, Mode::empty()))
+    let md_dir = dir(md)?;
+    let dir = retry(|| rfs::openat(&md_dir, ".", DIR_FLAGS, Mode::empty()))
         .map_err(|e| QuotaError::io("open", &md.rel, e))?;
     let dir = File::from(dir);
     flock(&dir, &md.rel)?;
     let path = shown(md, FILE);
     match retry(|| {
         rfs::openat(
-            md.dir(),
+            &md_dir,
             FILE,
             OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
             Mode::empty(),
@@ -499,7 +581,7 @@ fn replace_foreign<'m>(
         return Ok(None);
     }
     let t = &mut fresh.tmp;
-    retry(|| rfs::renameat(&t.dir, t.name.as_str(), md.dir(), FILE))
+    retry(|| rfs::renameat(&t.dir, t.name.as_str(), &md_dir, FILE))
         .map_err(|e| QuotaError::io("rename into", &path, e))?;
     t.name.clear();
     let Fresh { file, id, .. } = fresh;
@@ -520,8 +602,9 @@ fn replace(
     namer: &mut Namer,
 ) -> Result<(File, (u64, u64))> {
     let mut fresh = write_fresh(md, limits, usage, namer)?;
+    let dir = dir(md)?;
     let t = &mut fresh.tmp;
-    retry(|| rfs::renameat(&t.dir, t.name.as_str(), md.dir(), FILE))
+    retry(|| rfs::renameat(&t.dir, t.name.as_str(), &dir, FILE))
         .map_err(|e| QuotaError::io("rename into", shown(md, FILE), e))?;
     t.name.clear();
     Ok((fresh.file, fresh.id))
@@ -540,7 +623,9 @@ impl Locked<'_> {
         match self.append(line.as_bytes()) {
             Ok(()) => true,
             Err(_) => {
-                let _ = retry(|| rfs::unlinkat(self.md.dir(), FILE, AtFlags::empty()));
+                if let Ok(dir) = dir(self.md) {
+                    let _ = retry(|| rfs::unlinkat(&dir, FILE, AtFlags::empty()));
+                }
                 false
             }
         }
@@ -550,7 +635,8 @@ impl Locked<'_> {
     /// an error, and [`Locked::charge`] removes that name).
     fn append(&self, line: &[u8]) -> Result<()> {
         let path = shown(self.md, FILE);
-        let st = match retry(|| rfs::statat(self.md.dir(), FILE, AtFlags::SYMLINK_NOFOLLOW)) {
+        let dir = dir(self.md)?;
+        let st = match retry(|| rfs::statat(&dir, FILE, AtFlags::SYMLINK_NOFOLLOW)) {
             Ok(st) => st,
             // Removed: the next delivery recalculates.
             Err(Errno::NOENT) => return Ok(()),
@@ -566,7 +652,7 @@ impl Locked<'_> {
         // place now is the one readers use.
         let fd = retry(|| {
             rfs::openat(
-                self.md.dir(),
+                &dir,
                 FILE,
                 OFlags::WRONLY
                     | OFlags::APPEND
@@ -595,33 +681,37 @@ impl Locked<'_> {
 pub fn recalculate(md: &Maildir, ignore: &[String]) -> Result<Usage> {
     let warnings = warning_names(md);
     let mut last = Usage::default();
+    let dir = dir(md)?;
     for _ in 0..RECALC_TRIES {
-        let mut seen: Vec<(OwnedFd, (i64, i64))> = Vec::new();
+        // Counted directories by name (relative to the Maildir), not by
+        // descriptor: a Maildir with many folders holds no more open files.
+        let mut seen: Vec<(String, (i64, i64))> = Vec::new();
         let mut usage = Usage::default();
         let mut count = Count {
             usage: &mut usage,
             seen: &mut seen,
             skip: &warnings,
         };
-        tally_maildir(md.dir(), &md.rel, &mut count)?;
+        tally_maildir(dir.as_fd(), &md.rel, "", &mut count)?;
         for folder in folders(md)? {
             if ignore.iter().any(|i| i == &folder[1..]) {
                 continue;
             }
-            let fd =
-                match retry(|| rfs::openat(md.dir(), folder.as_str(), DIR_FLAGS, Mode::empty())) {
-                    Ok(fd) => fd,
-                    // Gone, a file, a symlink: not a folder to count.
-                    Err(Errno::NOENT | Errno::NOTDIR | Errno::LOOP) => continue,
-                    Err(e) => return Err(QuotaError::io("open", shown(md, &folder), e)),
-                };
+            let fd = match retry(|| rfs::openat(&dir, folder.as_str(), DIR_FLAGS, Mode::empty())) {
+                Ok(fd) => fd,
+                // Gone, a file, a symlink: not a folder to count.
+                Err(Errno::NOENT | Errno::NOTDIR | Errno::LOOP) => continue,
+                Err(e) => return Err(QuotaError::io("open", shown(md, &folder), e)),
+            };
             let rel = format!("{}{folder}/", md.rel);
-            tally_maildir(fd.as_fd(), &rel, &mut count)?;
+            tally_maildir(fd.as_fd(), &rel, &format!("{folder}/"), &mut count)?;
         }
         last = usage;
-        let unchanged = seen
-            .iter()
-            .all(|(fd, t)| rfs::fstat(fd).map(|st| mtime(&st) == *t).unwrap_or(false));
+        let unchanged = seen.iter().all(|(name, t)| {
+            retry(|| rfs::statat(&dir, name.as_str(), AtFlags::SYMLINK_NOFOLLOW))
+                .map(|st| mtime(&st) == *t)
+                .unwrap_or(false)
+        });
         if unchanged {
             break;
         }
@@ -631,7 +721,8 @@ pub fn recalculate(md: &Maildir, ignore: &[String]) -> Result<Usage> {
 
 /// The Maildir++ folders (`.Name` entries) of `md`, as directory names.
 fn folders(md: &Maildir) -> Result<Vec<String>> {
-    let fd = retry(|| rfs::openat(md.dir(), ".", DIR_FLAGS, Mode::empty()))
+    let dir = dir(md)?;
+    let fd = retry(|| rfs::openat(&dir, ".", DIR_FLAGS, Mode::empty()))
         .map_err(|e| QuotaError::io("open", &md.rel, e))?;
     let mut dir = rfs::Dir::new(fd).map_err(|e| QuotaError::io("read", &md.rel, e))?;
     let mut out = Vec::new();
@@ -650,8 +741,10 @@ fn folders(md: &Maildir) -> Result<Vec<String>> {
 /// A recount in progress.
 struct Count<'a> {
     usage: &'a mut Usage,
-    /// Each counted directory, with its mtime when it was read.
-    seen: &'a mut Vec<(OwnedFd, (i64, i64))>,
+    /// Each counted directory by name (relative to the Maildir, not by
+    /// descriptor, so that many folders hold no more open files), with its
+    /// mtime when it was read.
+    seen: &'a mut Vec<(String, (i64, i64))>,
     /// Unique names not to count (the quota warnings).
     skip: &'a [String],
 }
@@ -662,12 +755,15 @@ struct Count<'a> {
 /// vmailctl run as root counts as vdeliver does); then every warning
 /// counts: a slot lost, never a message over the limit.
 fn warning_names(md: &Maildir) -> Vec<String> {
-    let Ok(owner) = rfs::fstat(md.dir()).map(|st| st.st_uid) else {
+    let Ok(md_dir) = dir(md) else {
+        return Vec::new();
+    };
+    let Ok(owner) = rfs::fstat(&md_dir).map(|st| st.st_uid) else {
         return Vec::new();
     };
     let Ok(fd) = retry(|| {
         rfs::openat(
-            md.dir(),
+            &md_dir,
             WARN_STAMP,
             OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
             Mode::empty(),
@@ -716,8 +812,13 @@ fn unique_part(name: &[u8]) -> &[u8] {
 }
 
 /// Add `new/` and `cur/` under `dir` to the count, remembering each
-/// directory's mtime.
-fn tally_maildir(dir: BorrowedFd<'_>, rel: &str, count: &mut Count<'_>) -> Result<()> {
+/// directory's mtime under its name `<prefix><sub>`.
+fn tally_maildir(
+    dir: BorrowedFd<'_>,
+    rel: &str,
+    prefix: &str,
+    count: &mut Count<'_>,
+) -> Result<()> {
     for sub in ["new", "cur"] {
         let shown = format!("{rel}{sub}/");
         let fd = match retry(|| rfs::openat(dir, sub, DIR_FLAGS, Mode::empty())) {
@@ -727,7 +828,7 @@ fn tally_maildir(dir: BorrowedFd<'_>, rel: &str, count: &mut Count<'_>) -> Resul
         };
         let st = rfs::fstat(&fd).map_err(|e| QuotaError::io("fstat", &shown, e))?;
         tally(&fd, &shown, count.usage, count.skip)?;
-        count.seen.push((fd, mtime(&st)));
+        count.seen.push((format!("{prefix}{sub}"), mtime(&st)));
     }
     Ok(())
 }
@@ -797,7 +898,39 @@ struct Held<'m> {
     /// The targets (indexes as passed to [`reserve`]) this root covers,
     /// each with the copies it adds.
     members: Vec<(usize, u64)>,
-    lock: Option<Locked<'m>>,
+    lock: Hold<'m>,
+}
+
+/// A root's lock between the check and the append.
+enum Hold<'m> {
+    /// Nothing to charge: no copy counts here, or the mailbox is unlimited
+    /// and has no `maildirsize`.
+    Nothing,
+    /// Held from the check until [`Reservation::settle`].
+    Held(Locked<'m>),
+    /// Checked under the lock, then released at once: the open-file budget
+    /// was spent on the roots before it in lock order. Retaken, in the same
+    /// order, to append the charge after the links.
+    Released,
+}
+
+/// How many locks a delivery may hold, from its open-file budget
+/// ([`crate::openfiles`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Holding {
+    /// Locks that stay held from the check to the append; the roots after
+    /// them in lock order are checked and released.
+    pub locks: usize,
+    /// How long to wait to retake a released lock after the links.
+    pub relock_wait: Duration,
+}
+
+impl Holding {
+    /// Every lock held: a delivery whose fan-out fits its budget.
+    pub const ALL: Holding = Holding {
+        locks: usize::MAX,
+        relock_wait: Duration::ZERO,
+    };
 }
 
 /// The quota roots of one delivery, checked and locked until
@@ -805,25 +938,34 @@ struct Held<'m> {
 pub struct Reservation<'m> {
     held: Vec<Held<'m>>,
     size: u64,
+    ignore: Vec<String>,
+    holding: Holding,
 }
 
 /// Check a message of `size` bytes against every root, one per target of
 /// the delivery (targets in the same Maildir share one root and one lock).
 /// Every root is checked before anything is refused, so a message too large
 /// for one mailbox is refused as such even when another is merely full.
+///
+/// Locks are taken in (device, inode) order. The first `holding.locks`
+/// that exist stay held until [`Reservation::settle`]; each one after them
+/// is released as soon as its root is checked (the delivery has no
+/// descriptor left to keep it), and retaken for the append.
 pub fn reserve<'m>(
     roots: Vec<Root<'m>>,
     size: u64,
     ignore: &[String],
     namer: &mut Namer,
+    holding: Holding,
 ) -> std::result::Result<Reservation<'m>, Refusal> {
     let mut held: Vec<(Option<(u64, u64)>, Held<'m>)> = Vec::with_capacity(roots.len());
     let several = roots.len() > 1;
     for (i, root) in roots.into_iter().enumerate() {
         // Identity only matters with several targets: one stat each then.
         let id = if several {
-            let st = rfs::fstat(root.md.dir())
-                .map_err(|e| Refusal::Failed(QuotaError::io("fstat", &root.md.rel, e)))?;
+            let st = dir(root.md)
+                .and_then(|d| rfs::fstat(&d).map_err(|e| QuotaError::io("fstat", &root.md.rel, e)))
+                .map_err(Refusal::Failed)?;
             Some(identity(&st))
         } else {
             None
@@ -841,7 +983,7 @@ pub fn reserve<'m>(
                     Held {
                         root,
                         members: vec![(i, copies)],
-                        lock: None,
+                        lock: Hold::Nothing,
                     },
                 ))
             }
@@ -850,6 +992,7 @@ pub fn reserve<'m>(
     held.sort_by_key(|(id, _)| *id);
     let mut held: Vec<Held<'m>> = held.into_iter().map(|(_, h)| h).collect();
     let mut refusal: Option<Refusal> = None;
+    let mut holding_now = 0;
     for h in &mut held {
         if h.root.copies == 0 {
             continue;
@@ -875,11 +1018,24 @@ pub fn reserve<'m>(
                 }
             }
         }
-        h.lock = lock;
+        h.lock = match lock {
+            None => Hold::Nothing,
+            Some(l) if holding_now < holding.locks => {
+                holding_now += 1;
+                Hold::Held(l)
+            }
+            // Dropping the file releases the lock.
+            Some(_) => Hold::Released,
+        };
     }
     match refusal {
         Some(r) => Err(r),
-        None => Ok(Reservation { held, size }),
+        None => Ok(Reservation {
+            held,
+            size,
+            ignore: ignore.to_vec(),
+            holding,
+        }),
     }
 }
 
@@ -895,20 +1051,65 @@ impl Reservation<'_> {
     /// After the links: charge each root for the copies that reached `new/`
     /// (`stored[i]` for target `i`) and put a warning where one is due; then
     /// release the locks. Nothing here can fail the delivery.
+    ///
+    /// A released lock is retaken (in lock order, so still without
+    /// deadlock) and the charge appended whatever the file now says: the
+    /// decision was made at the check, and the message is stored. If the
+    /// file was recounted meanwhile (it was missing, corrupt...), the count
+    /// includes the copies just linked and nothing is added. If the lock
+    /// cannot be had within `relock_wait`, the file is removed, and the
+    /// next delivery recounts.
     pub fn settle(self, stored: &[bool], warn: WarnPolicy<'_>, namer: &mut Namer) {
         for h in &self.held {
-            let Some(lock) = &h.lock else { continue };
             let copies: u64 = h
                 .members
                 .iter()
                 .filter(|(i, _)| stored.get(*i) == Some(&true))
                 .map(|(_, c)| c)
                 .sum();
-            if copies > 0 {
+            let retaken;
+            let (lock, counted) = match &h.lock {
+                Hold::Nothing => continue,
+                Hold::Held(l) => (l, false),
+                Hold::Released if copies == 0 => continue,
+                Hold::Released => {
+                    let r = &h.root;
+                    let until = Wait::Until(Instant::now() + self.holding.relock_wait);
+                    match lock_with(r.md, r.limits, 0, 0, &self.ignore, namer, until) {
+                        Ok(Some(l)) => {
+                            retaken = l;
+                            (&retaken, retaken.recalculated.is_some())
+                        }
+                        Ok(None) => continue,
+                        Err(_) => {
+                            if let Ok(dir) = dir(r.md) {
+                                let _ = retry(|| rfs::unlinkat(&dir, FILE, AtFlags::empty()));
+                            }
+                            continue;
+                        }
+                    }
+                }
+            };
+            if copies > 0 && !counted {
                 lock.charge(self.size.saturating_mul(copies), copies);
             }
-            let after = lock.usage.plus(self.size, copies);
-            if copies > 0 && maildirsize::crosses(lock.usage, after, h.root.limits, warn.percent) {
+            let after = if counted {
+                lock.usage
+            } else {
+                lock.usage.plus(self.size, copies)
+            };
+            let before = if counted {
+                Usage {
+                    bytes: lock
+                        .usage
+                        .bytes
+                        .saturating_sub(self.size.saturating_mul(copies) as i64),
+                    messages: lock.usage.messages.saturating_sub(copies as i64),
+                }
+            } else {
+                lock.usage
+            };
+            if copies > 0 && maildirsize::crosses(before, after, h.root.limits, warn.percent) {
                 send_warning(&h.root, after, warn, namer);
             }
         }
@@ -923,7 +1124,8 @@ impl Reservation<'_> {
 fn send_warning(root: &Root<'_>, after: Usage, warn: WarnPolicy<'_>, namer: &mut Namer) {
     let md = root.md;
     let now = now_secs();
-    match retry(|| rfs::statat(md.dir(), WARN_STAMP, AtFlags::SYMLINK_NOFOLLOW)) {
+    let Ok(dir) = dir(md) else { return };
+    match retry(|| rfs::statat(&dir, WARN_STAMP, AtFlags::SYMLINK_NOFOLLOW)) {
         // Only vdeliver's own stamp counts (a hard link's time is anyone's).
         Ok(st) if is_own(&st) && now < mtime(&st).0 + WARN_EVERY_SECS => return,
         Ok(_) | Err(Errno::NOENT) => {}
@@ -990,6 +1192,7 @@ fn message_id(now: i64) -> String {
 /// under `tmp/` and renamed over the old one, never written through it.
 /// Its mtime is the time of the warning.
 fn stamp(md: &Maildir, unique: &str, namer: &mut Namer) -> Result<()> {
+    let md_dir = dir(md)?;
     let mut names = warning_names(md);
     names.push(unique.to_string());
     let keep = names.len().saturating_sub(WARN_NAMES);
@@ -999,7 +1202,7 @@ fn stamp(md: &Maildir, unique: &str, namer: &mut Namer) -> Result<()> {
         text.push('\n');
     }
     let tmp_shown = shown(md, "tmp/");
-    let dir = retry(|| rfs::openat(md.dir(), "tmp", DIR_FLAGS, Mode::empty()))
+    let dir = retry(|| rfs::openat(&md_dir, "tmp", DIR_FLAGS, Mode::empty()))
         .map_err(|e| QuotaError::io("open", &tmp_shown, e))?;
     let name = format!("{}.{WARN_STAMP}", namer.next_name());
     let fd = retry(|| {
@@ -1015,7 +1218,7 @@ fn stamp(md: &Maildir, unique: &str, namer: &mut Namer) -> Result<()> {
     let path = format!("{tmp_shown}{}", tmp.name);
     write_once(&fd, text.as_bytes(), &path)?;
     retry(|| rfs::fsync(&fd)).map_err(|e| QuotaError::io("fsync", &path, e))?;
-    retry(|| rfs::renameat(&tmp.dir, tmp.name.as_str(), md.dir(), WARN_STAMP))
+    retry(|| rfs::renameat(&tmp.dir, tmp.name.as_str(), &md_dir, WARN_STAMP))
         .map_err(|e| QuotaError::io("rename into", shown(md, WARN_STAMP), e))?;
     tmp.name.clear();
     Ok(())

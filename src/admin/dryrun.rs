@@ -10,10 +10,12 @@
 //! it without a symlink (the same checks and the same texts as
 //! [`crate::maildir`]); an extension's folder is used when it exists or
 //! will be created with a new Maildir; qmail-queue must be executable when
-//! there is anything to forward. Nothing is created or written. These
-//! looks are taken as the mail user when vmailctl runs as root, so they
-//! see what vdeliver will see.
-//!
+//! there is anything to forward; the open-file limit (this process's,
+//! which should be the one qmail-send runs under) must allow a delivery
+//! ([`crate::openfiles`]: a fan-out of any size delivers under a limit of
+//! [`crate::openfiles::FLOOR`] or more). Nothing is created or written.
+//! These looks are taken as the mail user when vmailctl runs as root, so
+//! they see what vdeliver will see.
 //!
 //! A mailbox that is full whatever the message (its message limit
 //! reached, or its byte limit: any message has bytes) is refused as
@@ -215,6 +217,9 @@ fn on_disk(
         }
         return check_queue(&queue).map(|()| Vec::new());
     }
+    // The open-file limit as vdeliver would find it: the same decision on
+    // this process's limits (run resolve under the limits qmail gives).
+    deliver::open_file_budget(plan, false)?;
     let root = &cfg.mail.root;
     let root_fd = retry(|| rfs::open(root, DIR_FLAGS.difference(OFlags::NOFOLLOW), Mode::empty()))
         .map_err(|e| {

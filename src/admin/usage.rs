@@ -173,9 +173,10 @@ fn read(
     md: &Maildir,
     limits: Limits,
 ) -> Result<std::result::Result<maildirsize::Usage, maildirsize::Trigger>> {
+    let dir = md.dir().map_err(|e| failed(&md.rel, e))?;
     let fd = match retry(|| {
         rfs::openat(
-            md.dir(),
+            &dir,
             quota::FILE,
             OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NOCTTY,
             Mode::empty(),
@@ -206,7 +207,8 @@ fn read(
 /// let the quota module create it under its lock (as the next delivery
 /// would). An unlimited Maildir is left without one.
 fn rewrite(md: &Maildir, limits: Limits, ignore: &[String]) -> Result<()> {
-    match retry(|| rfs::unlinkat(md.dir(), quota::FILE, rfs::AtFlags::empty())) {
+    let dir = md.dir().map_err(|e| failed(&md.rel, e))?;
+    match retry(|| rfs::unlinkat(&dir, quota::FILE, rfs::AtFlags::empty())) {
         Ok(()) | Err(Errno::NOENT) => {}
         Err(e) => return Err(failed(&md.rel, format_args!("remove {}: {e}", quota::FILE))),
     }

@@ -3,6 +3,7 @@ mod delivery;
 mod fuzz_corpus;
 mod hardening_admin;
 mod hardening_data;
+mod hardening_fanout;
 mod hardening_proc;
 mod hardening_quota;
 mod hardening_tests;
