@@ -184,22 +184,49 @@ fn servers(c: &postgres::Config) -> String {
     out.join(", ")
 }
 
-/// Connect (plain TCP or a Unix socket; TLS is left to a local socket or a
-/// local PgBouncer).
-///
-/// The whole of it — socket, start-up packet, authentication — ends within
-/// `connect_timeout` per server named (rust-postgres's own timeout covers
-/// only the socket's connect, so a server that accepts and never answers
-/// would hold it forever). It runs on a thread of its own, waited for with
-/// that limit; one that runs over is left behind, which is harmless as
-/// both vdeliver and vmailctl end soon after an error.
-pub fn connect(cfg: &config::Database, application: &str) -> Result<Client, DbError> {
+/// The client configuration, the servers it names (for messages) and how
+/// long connecting may take in all: `connect_timeout` per server named
+/// (rust-postgres tries them in turn).
+fn prepare(
+    cfg: &config::Database,
+    application: &str,
+) -> Result<(postgres::Config, String, Duration), DbError> {
     let c = client_config(cfg, application)?;
     let to = servers(&c);
     let n = c.get_hosts().len().max(c.get_hostaddrs().len()).max(1);
     let limit = cfg
         .connect_timeout
         .saturating_mul(u32::try_from(n).unwrap_or(u32::MAX));
+    Ok((c, to, limit))
+}
+
+/// How long [`connect_here`] may take in all before its caller gives up:
+/// socket, start-up packet and authentication, `connect_timeout` per
+/// server named.
+pub fn connect_limit(cfg: &config::Database) -> Duration {
+    prepare(cfg, "")
+        .map(|(_, _, limit)| limit)
+        .unwrap_or(cfg.connect_timeout)
+}
+
+/// Connect on this thread (plain TCP or a Unix socket; TLS is left to a
+/// local socket or a local PgBouncer). rust-postgres's own timeout covers
+/// only the socket's connect: a server that accepts and never answers
+/// would hold this forever, so the caller bounds it by [`connect_limit`]
+/// (vdeliver's watchdog does, without a thread of its own).
+pub fn connect_here(cfg: &config::Database, application: &str) -> Result<Client, DbError> {
+    let (c, to, _) = prepare(cfg, application)?;
+    c.connect(NoTls)
+        .map_err(|source| DbError::Connect { to, source })
+}
+
+/// Connect, the whole of it — socket, start-up packet, authentication —
+/// ending within [`connect_limit`]. It runs on a thread of its own, waited
+/// for with that limit; one that runs over is left behind, which is
+/// harmless as the caller (vmailctl, which has no watchdog) ends soon
+/// after an error.
+pub fn connect(cfg: &config::Database, application: &str) -> Result<Client, DbError> {
+    let (c, to, limit) = prepare(cfg, application)?;
     let (tx, rx) = std::sync::mpsc::sync_channel(1);
     std::thread::Builder::new()
         .name("connect".into())
