@@ -151,9 +151,9 @@ fn recipient_parsing(c: &mut Criterion) {
     ];
     let none = Overrides::default();
     for (name, env) in &forms {
-        assert!(recipient::recipient(env, &none, true).is_ok(), "{name}");
+        assert!(recipient::recipient(env, &none).is_ok(), "{name}");
         g.bench_with_input(BenchmarkId::new("recipient", name), env, |b, env| {
-            b.iter(|| recipient::recipient(black_box(env), &none, true))
+            b.iter(|| recipient::recipient(black_box(env), &none))
         });
         g.bench_with_input(BenchmarkId::new("return_path", name), env, |b, env| {
             b.iter(|| recipient::return_path(black_box(env), &none))

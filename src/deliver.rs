@@ -78,7 +78,7 @@ pub fn deliver(cfg: &Config, req: &Request<'_>, input: Input<'_>) -> Outcome {
 fn try_deliver(cfg: &Config, req: &Request<'_>, input: Input<'_>) -> Result<Outcome, Failure> {
     // Environment → recipient.
     // Local parts are always folded (recipient::fold_local).
-    let rcpt = recipient::recipient(&req.env, &req.over, true).map_err(env_failure)?;
+    let rcpt = recipient::recipient(&req.env, &req.over).map_err(env_failure)?;
     let return_path = recipient::return_path(&req.env, &req.over).map_err(env_failure)?;
     let sender = recipient::sender(&req.env, &req.over).map_err(env_failure)?;
     let rules = rules(cfg, req.fallback)?;

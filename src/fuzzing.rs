@@ -132,13 +132,13 @@ fn has_ascii_control(s: &[u8]) -> bool {
 /// what they accept is safe to write into a header and to look up.
 ///
 /// Input layout: bytes 0–1 say which of the eight fields are set (bit i of
-/// the first byte, field i) and whether local parts are lowercased (bit 0 of
-/// byte 1); the rest, split on NUL, gives HOST, EXT, DEFAULT, SENDER, RPLINE,
+/// the first byte, field i); byte 1 is unused (it chose a case policy that
+/// no longer exists, and is kept so the corpus keeps its meaning); the rest, split on NUL, gives HOST, EXT, DEFAULT, SENDER, RPLINE,
 /// `--local`, `--domain`, `--sender` in that order.
 pub fn recipient(data: &[u8]) {
-    let (present, flags, rest) = match data {
-        [p, f, rest @ ..] => (*p, *f, rest),
-        _ => (0b0001_1111, 1, data),
+    let (present, rest) = match data {
+        [p, _, rest @ ..] => (*p, rest),
+        _ => (0b0001_1111, data),
     };
     // The environment is bytes (as the process gets it); the command line
     // is text.
@@ -171,15 +171,7 @@ pub fn recipient(data: &[u8]) {
         domain: field(6),
         sender: field(7),
     };
-    let lowercase = flags & 1 != 0;
-
-    let got = recipient::recipient(&env, &over, lowercase);
-    let other = recipient::recipient(&env, &over, !lowercase);
-    assert_eq!(
-        got.is_ok(),
-        other.is_ok(),
-        "the lowercase policy changed acceptance: {got:?} / {other:?}"
-    );
+    let got = recipient::recipient(&env, &over);
     if let Err(e) = &got {
         assert!(!e.to_string().contains('\n'), "error on two lines: {e}");
     }
@@ -213,16 +205,12 @@ pub fn recipient(data: &[u8]) {
             !r.local_as_addressed.chars().any(char::is_control),
             "control character in the local part: {r:?}"
         );
-        if lowercase {
-            assert_eq!(r.local, r.local_as_addressed.to_ascii_lowercase());
-            // Folding never turns a non-ASCII character into an ASCII one.
-            assert_eq!(
-                r.local.chars().filter(char::is_ascii).count(),
-                r.local_as_addressed.chars().filter(char::is_ascii).count()
-            );
-        } else {
-            assert_eq!(r.local, r.local_as_addressed);
-        }
+        assert_eq!(r.local, r.local_as_addressed.to_ascii_lowercase());
+        // Folding never turns a non-ASCII character into an ASCII one.
+        assert_eq!(
+            r.local.chars().filter(char::is_ascii).count(),
+            r.local_as_addressed.chars().filter(char::is_ascii).count()
+        );
 
         let dt = r.delivered_to();
         assert!(

@@ -43,7 +43,7 @@ pub struct Overrides<'a> {
 pub struct Recipient {
     /// The local part as addressed (case kept), used in nothing but logs.
     pub local_as_addressed: String,
-    /// The local part used for lookups: lowercased unless configured not to.
+    /// The local part used for lookups: ASCII letters folded ([`fold_local`]).
     pub local: String,
     /// The domain, lowercased, in its ASCII (punycode) form.
     pub domain: String,
@@ -207,11 +207,7 @@ fn strip_host_prefix<'a>(ext: &'a str, host: &str) -> &'a str {
 ///
 /// Domain = `HOST`; local part = `EXT` less a leading `<HOST>-`, or `DEFAULT`
 /// when that leaves nothing. `--local`/`--domain` replace both.
-pub fn recipient(
-    env: &QmailEnv<'_>,
-    over: &Overrides<'_>,
-    lowercase_local: bool,
-) -> Result<Recipient, EnvError> {
+pub fn recipient(env: &QmailEnv<'_>, over: &Overrides<'_>) -> Result<Recipient, EnvError> {
     let (local, host) = match (over.local, over.domain) {
         (Some(l), Some(d)) => {
             check_text("--local", l)?;
@@ -264,14 +260,9 @@ pub fn recipient(
         return Err(EnvError::Blank);
     }
     let domain = normalize_domain(host).map_err(EnvError::BadDomain)?;
-    let lookup = if lowercase_local {
-        fold_local(local)
-    } else {
-        local.to_string()
-    };
     Ok(Recipient {
         local_as_addressed: local.to_string(),
-        local: lookup,
+        local: fold_local(local),
         domain,
     })
 }
@@ -381,7 +372,7 @@ mod tests {
             ),
         ];
         for (host, ext, default, want_local, want_domain) in cases {
-            let got = recipient(&env(host, *ext, *default), &Overrides::default(), true)
+            let got = recipient(&env(host, *ext, *default), &Overrides::default())
                 .unwrap_or_else(|e| panic!("{host} {ext:?}: {e}"));
             assert_eq!(got.local, *want_local, "{host} {ext:?}");
             assert_eq!(got.domain, *want_domain, "{host} {ext:?}");
@@ -389,16 +380,14 @@ mod tests {
     }
 
     #[test]
-    fn case_kept_when_configured() {
+    fn case_kept_as_addressed_folded_for_lookup() {
         let r = recipient(
-            &env("example.com", Some("Alice"), None),
+            &env("example.com", Some("Alice\u{212A}"), None),
             &Overrides::default(),
-            false,
         )
         .unwrap();
-        assert_eq!(r.local, "Alice");
-        assert_eq!(r.local_as_addressed, "Alice");
-        assert_eq!(r.delivered_to(), "alice@example.com");
+        assert_eq!(r.local, "alice\u{212A}");
+        assert_eq!(r.local_as_addressed, "Alice\u{212A}");
     }
 
     #[test]
@@ -406,33 +395,24 @@ mod tests {
         let none = Overrides::default();
         let mut e = env("example.com", Some("a"), None);
         e.host = None;
-        assert_eq!(recipient(&e, &none, true), Err(EnvError::Missing("HOST")));
+        assert_eq!(recipient(&e, &none), Err(EnvError::Missing("HOST")));
         e.host = Some(b"");
-        assert_eq!(recipient(&e, &none, true), Err(EnvError::Empty("HOST")));
+        assert_eq!(recipient(&e, &none), Err(EnvError::Empty("HOST")));
         let e = env("example.com", None, None);
-        assert_eq!(recipient(&e, &none, true), Err(EnvError::Missing("EXT")));
+        assert_eq!(recipient(&e, &none), Err(EnvError::Missing("EXT")));
         let e = env("example.com", Some(""), None);
-        assert_eq!(recipient(&e, &none, true), Err(EnvError::Empty("EXT")));
+        assert_eq!(recipient(&e, &none), Err(EnvError::Empty("EXT")));
         let e = env("example.com", Some("a\nb"), None);
-        assert_eq!(
-            recipient(&e, &none, true),
-            Err(EnvError::ControlCharacter("EXT"))
-        );
+        assert_eq!(recipient(&e, &none), Err(EnvError::ControlCharacter("EXT")));
         let e = env("exa mple.com", Some("a"), None);
-        assert!(matches!(
-            recipient(&e, &none, true),
-            Err(EnvError::BadDomain(_))
-        ));
+        assert!(matches!(recipient(&e, &none), Err(EnvError::BadDomain(_))));
         let e = env("../etc", Some("a"), None);
-        assert!(matches!(
-            recipient(&e, &none, true),
-            Err(EnvError::BadDomain(_))
-        ));
+        assert!(matches!(recipient(&e, &none), Err(EnvError::BadDomain(_))));
         let half = Overrides {
             local: Some("a"),
             ..Default::default()
         };
-        assert_eq!(recipient(&e, &half, true), Err(EnvError::OverrideNeedsBoth));
+        assert_eq!(recipient(&e, &half), Err(EnvError::OverrideNeedsBoth));
     }
 
     #[test]
@@ -440,17 +420,17 @@ mod tests {
         let none = Overrides::default();
         let mut e = env("example.com", None, None);
         e.ext = Some(b"j\xf6rg");
-        let err = recipient(&e, &none, true).unwrap_err();
+        let err = recipient(&e, &none).unwrap_err();
         assert_eq!(err, EnvError::NotUtf8("EXT"));
         assert!(err.is_bad_address());
         e.ext = Some(b"example.com-");
         e.default = Some(b"example.com-j\xf6rg");
-        let err = recipient(&e, &none, true).unwrap_err();
+        let err = recipient(&e, &none).unwrap_err();
         assert_eq!(err, EnvError::NotUtf8("DEFAULT"));
         assert!(err.is_bad_address());
         e.default = Some(b"alice");
         e.host = Some(b"\xe9xample.com");
-        let err = recipient(&e, &none, true).unwrap_err();
+        let err = recipient(&e, &none).unwrap_err();
         assert_eq!(err, EnvError::NotUtf8("HOST"));
         assert!(
             !err.is_bad_address(),
@@ -465,7 +445,7 @@ mod tests {
             domain: Some("Other.ORG"),
             sender: None,
         };
-        let r = recipient(&env("example.com", Some("alice"), None), &o, true).unwrap();
+        let r = recipient(&env("example.com", Some("alice"), None), &o).unwrap();
         assert_eq!((r.local.as_str(), r.domain.as_str()), ("zed", "other.org"));
     }
 

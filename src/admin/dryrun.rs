@@ -173,7 +173,7 @@ fn plan_of(
             Failure::config(e)
         }
     };
-    let rcpt = recipient::recipient(&env, &over, true).map_err(env_failure)?;
+    let rcpt = recipient::recipient(&env, &over).map_err(env_failure)?;
     recipient::sender(&env, &over).map_err(env_failure)?;
     run.recipient = rcpt.delivered_to();
     let rules = deliver::rules(cfg, fallback)?;
