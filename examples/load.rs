@@ -1,26 +1,40 @@
-//! Load generator for admins: N messages of a given size to M accounts
-//! with C concurrent deliveries, through the real `vdeliver` binary and a
-//! real database, one process per message as qmail-local runs it.
+//! Load generator for admins: N messages of a given size to random
+//! addresses of a realistic site, C at a time, through the real `vdeliver`
+//! binary and a real database, one process per message as qmail-local runs
+//! it.
 //!
 //! ```text
 //! cargo build --release --bins --examples
-//! target/release/examples/load [--messages 2000] [--size 4k] [--accounts 10]
-//!     [--concurrency 1] [--pgbouncer] [--compare-minimal] [--vdeliver PATH]
+//! target/release/examples/load [--messages 2000] [--size 4k]
+//!     [--accounts 10000] [--per-domain 100] [--aliases ACCOUNTS/100]
+//!     [--case plain|extension|alias|catchall] [--concurrency 1]
+//!     [--pgbouncer] [--compare-minimal] [--block 100] [--seed 1]
+//!     [--vdeliver PATH]
 //!     [--config /etc/vdeliver/config.toml --to a@example.com,b@example.com]
 //! ```
 //!
 //! Without `--config` it starts a throwaway PostgreSQL (and, with
-//! `--pgbouncer`, Debian's PgBouncer in transaction mode in front of it),
-//! creates `example.com` with M accounts and delivers into a temp mail
-//! root. With `--config` it uses your installation and delivers to the
-//! existing accounts named by `--to` (it creates nothing).
+//! `--pgbouncer`, Debian's PgBouncer in transaction mode in front of it;
+//! both sides then go through it), makes the site described in
+//! `tests/it/common/throwaway.rs` (M accounts in domains of 100, 1 %
+//! aliases, catch-alls, alias domains, relocated rows; server-side, then
+//! ANALYZE) and delivers into a temp mail root, each message to a random
+//! address of the `--case`: an account (`plain`), an extension of one
+//! (`user7-ext42@`), an alias with one account as destination, or an
+//! unknown address of a domain with a catch-all. With `--config` it uses
+//! your installation and delivers to the existing accounts named by `--to`
+//! (it creates nothing; `--case plain` only).
 //!
 //! Reports deliveries/s, p50/p99/max latency and the peak RSS of one
-//! delivery. `--compare-minimal` runs `examples/minimal_deliver.rs` — the
-//! same syscalls and the same single query over the same connection path,
-//! and nothing else — the same number of times, so the two can be read as
-//! a ratio measured in one run. When run as root the deliveries run as
-//! `nobody` through `setpriv`, both vdeliver and the reference alike.
+//! delivery. `--compare-minimal` also runs the floor,
+//! `examples/minimal_deliver.rs` (connect, one plain indexed lookup of the
+//! final account's Maildir and limits with its own SQL, the durable write;
+//! nothing of vdeliver), the same number of times, to its own random
+//! addresses of the same case, alternating blocks of `--block` deliveries
+//! and swapping which side goes first every block; it prints the ratio
+//! vdeliver / floor of the wall time per delivery as the median and the
+//! min–max over the block pairs, and the peak RSS of one delivery of each.
+//! When run as root both sides run as `nobody` through `setpriv`, alike.
 
 // The test harness's throwaway PostgreSQL and PgBouncer, reused (not its
 // `site` module, which needs the test binaries' paths).
@@ -50,16 +64,21 @@ use std::process::{exit, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use throwaway::{qmail_env, runnable_copy, Setup};
+use throwaway::{qmail_env, runnable_copy, Case, Rng, Setup, Site, Target};
 use unpriv::{command_as_unprivileged, temp_dir_for_unpriv};
 
 struct Opts {
     messages: usize,
     size: usize,
     accounts: usize,
+    per_domain: usize,
+    aliases: Option<usize>,
+    case: Case,
     concurrency: usize,
     pgbouncer: bool,
     compare_minimal: bool,
+    block: usize,
+    seed: u64,
     config: Option<PathBuf>,
     to: Vec<String>,
     /// Another vdeliver binary to measure (a static build, say).
@@ -69,8 +88,10 @@ struct Opts {
 fn usage(why: &str) -> ! {
     eprintln!("load: {why}");
     eprintln!(
-        "usage: load [--messages N] [--size BYTES|Nk|Nm] [--accounts M] [--concurrency C] \
-         [--pgbouncer] [--compare-minimal] [--vdeliver PATH] [--config PATH --to ADDR,ADDR...]"
+        "usage: load [--messages N] [--size BYTES|Nk|Nm] [--accounts M] [--per-domain P] \
+         [--aliases A] [--case plain|extension|alias|catchall] [--concurrency C] [--pgbouncer] \
+         [--compare-minimal] [--block B] [--seed S] [--vdeliver PATH] \
+         [--config PATH --to ADDR,ADDR...]"
     );
     exit(2)
 }
@@ -88,10 +109,15 @@ fn opts() -> Opts {
     let mut o = Opts {
         messages: 2000,
         size: 4096,
-        accounts: 10,
+        accounts: 10_000,
+        per_domain: 100,
+        aliases: None,
+        case: Case::Plain,
         concurrency: 1,
         pgbouncer: false,
         compare_minimal: false,
+        block: 100,
+        seed: 1,
         config: None,
         to: Vec::new(),
         vdeliver: None,
@@ -102,13 +128,23 @@ fn opts() -> Opts {
             it.next()
                 .unwrap_or_else(|| usage(&format!("{a} needs a value")))
         };
+        let num = |v: String, what: &str| -> usize {
+            v.parse().unwrap_or_else(|_| usage(&format!("bad {what}")))
+        };
         match a.as_str() {
-            "--messages" => o.messages = val().parse().unwrap_or_else(|_| usage("bad --messages")),
+            "--messages" => o.messages = num(val(), "--messages"),
             "--size" => o.size = parse_size(&val()).unwrap_or_else(|| usage("bad --size")),
-            "--accounts" => o.accounts = val().parse().unwrap_or_else(|_| usage("bad --accounts")),
-            "--concurrency" => {
-                o.concurrency = val().parse().unwrap_or_else(|_| usage("bad --concurrency"))
+            "--accounts" => o.accounts = num(val(), "--accounts"),
+            "--per-domain" => o.per_domain = num(val(), "--per-domain"),
+            "--aliases" => o.aliases = Some(num(val(), "--aliases")),
+            "--case" => {
+                o.case = Case::parse(&val()).unwrap_or_else(|| {
+                    usage("--case is one of plain, extension, alias, catchall")
+                })
             }
+            "--concurrency" => o.concurrency = num(val(), "--concurrency"),
+            "--block" => o.block = num(val(), "--block"),
+            "--seed" => o.seed = num(val(), "--seed") as u64,
             "--pgbouncer" => o.pgbouncer = true,
             "--compare-minimal" => o.compare_minimal = true,
             "--config" => o.config = Some(PathBuf::from(val())),
@@ -118,11 +154,20 @@ fn opts() -> Opts {
             _ => usage(&format!("unknown argument {a}")),
         }
     }
-    if o.messages == 0 || o.accounts == 0 || o.concurrency == 0 {
+    if o.messages == 0
+        || o.accounts == 0
+        || o.per_domain == 0
+        || o.concurrency == 0
+        || o.block == 0
+        || o.aliases == Some(0)
+    {
         usage("counts must be at least 1");
     }
     if o.config.is_some() && o.to.is_empty() {
         usage("--config needs --to with existing accounts");
+    }
+    if o.config.is_some() && o.case != Case::Plain {
+        usage("with --config the addresses of --to are delivered to as they are (--case plain)");
     }
     o
 }
@@ -161,6 +206,7 @@ fn installed(o: &Opts, path: &Path) -> Setup {
         config: path.to_path_buf(),
         url: cfg.database.url.clone(),
         root: cfg.mail.root.clone(),
+        site: None,
         recipients: o.to.clone(),
         bin_dir,
     }
@@ -189,9 +235,9 @@ impl Result {
 
 type Cmd = Arc<dyn Fn(usize) -> std::process::Command + Send + Sync>;
 
-/// Run `n` deliveries with `c` workers; `cmd` builds the command for the
-/// i-th one.
-fn run(label: &str, n: usize, c: usize, msg_file: &Path, cmd: Cmd) -> Result {
+/// Run deliveries `first..first + n` with `c` workers; `cmd` builds the
+/// command for the i-th one.
+fn run(label: &str, first: usize, n: usize, c: usize, msg_file: &Path, cmd: Cmd) -> Result {
     let next = Arc::new(AtomicUsize::new(0));
     let done = Arc::new(AtomicUsize::new(0));
     let lat = Arc::new(Mutex::new(Vec::with_capacity(n)));
@@ -214,7 +260,7 @@ fn run(label: &str, n: usize, c: usize, msg_file: &Path, cmd: Cmd) -> Result {
                 }
                 let stdin = fs::File::open(&msg_file).expect("message file");
                 let t = Instant::now();
-                let out = cmd(i)
+                let out = cmd(first + i)
                     .stdin(stdin)
                     .stdout(Stdio::piped())
                     .stderr(Stdio::piped())
@@ -290,32 +336,71 @@ fn report(label: &str, r: &Result) {
     }
 }
 
+/// A command's environment as qmail-local gives it, plus vdeliver's config.
+fn delivery_env(c: &mut std::process::Command, to: &str, config: &Path) {
+    c.env_clear()
+        .envs(qmail_env(to, "load@example.org"))
+        .env("VDELIVER_CONFIG", config);
+}
+
+/// The peak RSS of one run of `cmd` (with `args`) in KiB, measured in a
+/// child of a fresh process so that the set-up's children do not count.
+fn rss_of(program: &Path, args: &[&std::ffi::OsStr], to: &str, cfg: &Path, msg: &Path) -> String {
+    let mut c = std::process::Command::new(std::env::current_exe().unwrap());
+    c.arg("--rss-probe").arg(msg).arg(program).args(args);
+    delivery_env(&mut c, to, cfg);
+    c.output()
+        .ok()
+        .and_then(|o| {
+            let out = String::from_utf8_lossy(&o.stdout).trim().to_string();
+            let (code, kib) = out.split_once(' ')?;
+            (code == "0").then(|| kib.to_string())
+        })
+        .unwrap_or_else(|| "?".into())
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
 fn main() {
-    // Hidden mode: run one delivery and print its peak RSS, so that the
-    // children of the set-up (initdb and friends) do not count.
+    // Hidden mode: run one delivery (`--rss-probe MSG PROGRAM ARGS...`,
+    // environment inherited) and print its exit code and peak RSS.
     let args: Vec<String> = std::env::args().collect();
-    if args.len() == 6 && args[1] == "--rss-probe" {
-        let stdin = fs::File::open(&args[4]).expect("message file");
-        let status = command_as_unprivileged(Path::new(&args[2]))
-            .env_clear()
-            .envs(qmail_env(&args[5], "load@example.org"))
-            .env("VDELIVER_CONFIG", &args[3])
+    if args.len() >= 4 && args[1] == "--rss-probe" {
+        let stdin = fs::File::open(&args[2]).expect("message file");
+        let status = command_as_unprivileged(Path::new(&args[3]))
+            .args(&args[4..])
             .stdin(stdin)
             .stdout(Stdio::null())
             .status()
-            .expect("run vdeliver");
+            .expect("run the delivery");
         println!("{} {}", status.code().unwrap_or(-1), peak_child_rss_kib());
         return;
     }
     let o = opts();
+    let made = Instant::now();
     let setup = match &o.config {
         Some(p) => installed(&o, p),
-        None => Setup::throwaway(o.accounts, o.pgbouncer),
+        None => Setup::with_site(
+            Site {
+                accounts: o.accounts,
+                per_domain: o.per_domain,
+                aliases: o.aliases.unwrap_or((o.accounts / 100).max(1)),
+            },
+            o.pgbouncer,
+        ),
     };
+    let made = made.elapsed();
     let vdeliver_src = o.vdeliver.clone().unwrap_or_else(|| sibling("vdeliver"));
     let vdeliver_bin = runnable_copy(&vdeliver_src, &setup.bin_dir);
     let msg_file = setup.bin_dir.join("message");
-    let mut msg = b"From: load@example.org\nTo: alice@example.com\nSubject: load test\n\n".to_vec();
+    let mut msg = b"From: load@example.org\nTo: load@example.com\nSubject: load test\n\n".to_vec();
     while msg.len() < o.size {
         msg.extend_from_slice(
             b"The quick brown fox jumps over the lazy dog. 0123456789 abcdefghijklmnopqrstuvwxyz\n",
@@ -325,11 +410,53 @@ fn main() {
     fs::write(&msg_file, &msg).unwrap();
     fs::set_permissions(&msg_file, fs::Permissions::from_mode(0o644)).unwrap();
 
+    // Where each delivery goes: random addresses of the case across the
+    // whole site, drawn independently for the two sides (neither warms the
+    // other's index pages or Maildirs). Their Maildirs are made beforehand,
+    // so neither side's figures include a first delivery's mkdirs.
+    let targets = |rng: &mut Rng| -> Vec<Target> {
+        match &setup.site {
+            Some(site) => (0..o.messages).map(|_| site.pick(o.case, rng)).collect(),
+            None => (0..o.messages)
+                .map(|i| {
+                    let to = &setup.recipients[i % setup.recipients.len()];
+                    let (l, d) = to.rsplit_once('@').unwrap_or((to, ""));
+                    Target {
+                        address: to.clone(),
+                        account: (d.to_ascii_lowercase(), l.to_ascii_lowercase()),
+                        maildir: String::new(),
+                    }
+                })
+                .collect(),
+        }
+    };
+    let mut rng = Rng(o.seed);
+    let vd_targets = Arc::new(targets(&mut rng));
+    let min_targets = Arc::new(if o.compare_minimal {
+        targets(&mut rng)
+    } else {
+        Vec::new()
+    });
+    if let Some(site) = &setup.site {
+        for t in vd_targets.iter().chain(min_targets.iter()) {
+            setup.precreate_maildir(&t.maildir);
+        }
+        println!(
+            "site: {} accounts in {} domains ({} a domain), {} aliases, {} catch-alls, \
+             alias and relocated rows; made and analyzed in {:.1} s",
+            site.accounts,
+            site.domains(),
+            site.per_domain,
+            site.aliases,
+            (0..site.domains()).filter(|&j| site.has_catchall(j)).count(),
+            made.as_secs_f64()
+        );
+    }
     println!(
-        "{} messages of {} bytes to {} accounts, {} at a time{}",
+        "{} messages of {} bytes, case {}, to random addresses, {} at a time{}",
         o.messages,
         msg.len(),
-        setup.recipients.len(),
+        o.case.name(),
         o.concurrency,
         if o.pgbouncer {
             ", through PgBouncer (transaction pooling)"
@@ -338,71 +465,124 @@ fn main() {
         }
     );
 
-    let recipients = setup.recipients.clone();
     let config = setup.config.clone();
     let bin = vdeliver_bin.clone();
+    let tv = vd_targets.clone();
     let vdeliver_cmd: Cmd = Arc::new(move |i| {
-        let to = &recipients[i % recipients.len()];
         let mut c = command_as_unprivileged(&bin);
-        c.env_clear()
-            .envs(qmail_env(to, "load@example.org"))
-            .env("VDELIVER_CONFIG", &config);
+        delivery_env(&mut c, &tv[i].address, &config);
         c
     });
-    // The reference writes into alice's Maildir, which vdeliver makes on
-    // its first delivery.
-    let minimal_cmd: Option<Cmd> = o.compare_minimal.then(|| {
-        let maildir = setup.root.join("example.com/alice/Maildir");
-        let min_bin = runnable_copy(&sibling("minimal_deliver"), &setup.bin_dir);
-        let url = setup.url.clone();
-        Arc::new(move |_| {
+    // The floor: the same environment, and the final account named on its
+    // command line (for an alias or a catch-all it looks up the account
+    // the message ends in, with its one plain statement).
+    let min_bin = o
+        .compare_minimal
+        .then(|| runnable_copy(&sibling("minimal_deliver"), &setup.bin_dir));
+    let minimal_cmd: Option<Cmd> = min_bin.clone().map(|min_bin| {
+        let (root, url, config) = (setup.root.clone(), setup.url.clone(), setup.config.clone());
+        let tm = min_targets.clone();
+        Arc::new(move |i: usize| {
+            let t = &tm[i];
             let mut c = command_as_unprivileged(&min_bin);
-            c.env_clear().arg(&maildir).arg(&url);
+            c.arg(&root)
+                .arg(&url)
+                .arg(&t.account.0)
+                .arg(&t.account.1);
+            delivery_env(&mut c, &t.address, &config);
             c
         }) as Cmd
     });
 
-    // With --compare-minimal the two alternate in blocks of 100, so that a
-    // change in the machine's load touches both alike.
-    let block = if o.compare_minimal { 100 } else { o.messages };
+    // With --compare-minimal the two alternate in blocks (of 100), the
+    // order swapped every block, so that a change in the machine's load
+    // touches both alike; each pair of blocks gives one ratio.
+    let block = if o.compare_minimal {
+        o.block
+    } else {
+        o.messages
+    };
     let mut vd = Result::default();
     let mut min = Result::default();
+    let mut ratios = Vec::new();
     let mut done = 0;
+    let mut b = 0;
     while done < o.messages {
         let n = block.min(o.messages - done);
-        vd.add(run(
-            "vdeliver",
-            n,
-            o.concurrency,
-            &msg_file,
-            vdeliver_cmd.clone(),
-        ));
-        if let Some(cmd) = &minimal_cmd {
-            min.add(run("minimal", n, o.concurrency, &msg_file, cmd.clone()));
+        let run_vd = || run("vdeliver", done, n, o.concurrency, &msg_file, vdeliver_cmd.clone());
+        match &minimal_cmd {
+            Some(cmd) => {
+                let run_min = || run("floor", done, n, o.concurrency, &msg_file, cmd.clone());
+                let (v, m) = if b % 2 == 0 {
+                    let v = run_vd();
+                    (v, run_min())
+                } else {
+                    let m = run_min();
+                    (run_vd(), m)
+                };
+                let per = |r: &Result| r.wall.as_secs_f64() / r.latencies.len().max(1) as f64;
+                ratios.push(per(&v) / per(&m));
+                vd.add(v);
+                min.add(m);
+            }
+            None => vd.add(run_vd()),
         }
         done += n;
+        b += 1;
     }
     report("vdeliver", &vd);
-    let probe = std::process::Command::new(std::env::current_exe().unwrap())
-        .arg("--rss-probe")
-        .arg(&vdeliver_bin)
-        .arg(&setup.config)
-        .arg(&msg_file)
-        .arg(&setup.recipients[0])
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_default();
-    let rss_vdeliver = probe.split(' ').nth(1).unwrap_or("?").to_string();
-    if o.compare_minimal {
-        report("minimal+query", &min);
+    let t0 = &vd_targets[0];
+    let rss_vdeliver = rss_of(&vdeliver_bin, &[], &t0.address, &setup.config, &msg_file);
+    if let Some(min_bin) = &min_bin {
+        report("floor", &min);
         let per = |r: &Result| r.wall.as_secs_f64() / r.latencies.len().max(1) as f64;
+        let t = &min_targets[0];
+        let fargs: Vec<&std::ffi::OsStr> = vec![
+            setup.root.as_os_str(),
+            setup.url.as_ref(),
+            t.account.0.as_ref(),
+            t.account.1.as_ref(),
+        ];
+        let rss_min = rss_of(min_bin, &fargs, &t.address, &setup.config, &msg_file);
+        let lo = ratios.iter().copied().fold(f64::INFINITY, f64::min);
+        let hi = ratios.iter().copied().fold(f64::NEG_INFINITY, f64::max);
         println!(
-            "vdeliver / minimal (wall time per delivery, same run): {:.3}",
+            "vdeliver / floor (wall time per delivery, {} alternating blocks of {}): \
+             median {:.3}, min {:.3}, max {:.3}; whole run {:.3}",
+            ratios.len(),
+            block,
+            median(&mut ratios),
+            lo,
+            hi,
             per(&vd) / per(&min)
         );
+        println!("peak RSS of one delivery: vdeliver {rss_vdeliver} KiB, floor {rss_min} KiB");
+    } else {
+        println!("peak RSS of one vdeliver process: {rss_vdeliver} KiB");
     }
-    println!("peak RSS of one vdeliver process: {rss_vdeliver} KiB");
-    if vd.failures > 0 {
+    // Every message must be in the Maildir of the account it was meant to
+    // end in (the RSS probes add one each to the first targets').
+    if setup.site.is_some() {
+        let mut want: std::collections::HashMap<&str, usize> = Default::default();
+        for t in vd_targets.iter().chain(min_targets.iter()) {
+            *want.entry(&t.maildir).or_default() += 1;
+        }
+        *want.entry(&vd_targets[0].maildir).or_default() += 1;
+        if let Some(t) = min_targets.first() {
+            *want.entry(&t.maildir).or_default() += 1;
+        }
+        let wrong = want
+            .iter()
+            .filter(|(m, n)| {
+                fs::read_dir(setup.root.join(m).join("new")).map_or(0, |d| d.count()) != **n
+            })
+            .count();
+        if wrong > 0 {
+            println!("{wrong} Maildirs do not hold the messages sent to them");
+            exit(1);
+        }
+    }
+    if vd.failures > 0 || min.failures > 0 {
         exit(1);
     }
 }
