@@ -1,7 +1,10 @@
 //! End to end: the real `vdeliver` binary spawned once per message, as
-//! qmail-local runs it, against a throwaway PostgreSQL — directly over the
-//! Unix socket and through PgBouncer in transaction pooling mode — reported
-//! as deliveries per second; and the fan-out: one message to an alias of 50
+//! qmail-local runs it, against a throwaway PostgreSQL holding a realistic
+//! site (10,000 accounts in 100 domains with aliases and catch-alls, see
+//! `tests/it/common/throwaway.rs`) — directly over the Unix socket and
+//! through PgBouncer in transaction pooling mode, each delivery to the
+//! next of 200 random accounts (Maildirs made beforehand) — reported as
+//! deliveries per second; and the fan-out: one message to an alias of 50
 //! local accounts against 50 single deliveries.
 //!
 //! ```text
@@ -34,7 +37,7 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use throwaway::{qmail_env, runnable_copy, Setup};
+use throwaway::{qmail_env, runnable_copy, Case, Rng, Setup};
 
 const MSG: &[u8] = b"From: bench@example.org\nTo: alice@example.com\nSubject: e2e\n\n\
 The quick brown fox jumps over the lazy dog.\n";
@@ -63,19 +66,32 @@ fn e2e(c: &mut Criterion) {
     g.sample_size(30);
     g.throughput(Throughput::Elements(1));
     for (label, bouncer) in [("direct", false), ("pgbouncer", true)] {
-        let setup = Setup::throwaway(1, bouncer);
+        let setup = Setup::throwaway(10_000, bouncer);
         let (bin, msg) = prepare(&setup);
+        let site = setup.site.expect("a throwaway site");
+        let mut rng = Rng(3);
+        let targets: Vec<String> = (0..200)
+            .map(|_| {
+                let t = site.pick(Case::Plain, &mut rng);
+                setup.precreate_maildir(&t.maildir);
+                t.address
+            })
+            .collect();
+        let mut i = 0;
         g.bench_function(label, |b| {
-            b.iter(|| deliver(&bin, &setup, &msg, "alice@example.com"))
+            b.iter(|| {
+                i = (i + 1) % targets.len();
+                deliver(&bin, &setup, &msg, &targets[i])
+            })
         });
     }
     g.finish();
 
     // Fan-out: 50 accounts behind one alias, written once and hard-linked,
     // against 50 separate deliveries.
-    let setup = Setup::throwaway(50, false);
+    let setup = Setup::throwaway(10_000, false);
     let mut client = setup.db.as_ref().expect("db").client();
-    let dests: Vec<String> = setup.recipients.clone();
+    let dests: Vec<String> = setup.recipients[..50].to_vec();
     let rules = vdeliver::plan::Rules::default();
     vdeliver::admin::alias_add(&mut client, &rules, "all@example.com", &dests, false)
         .expect("alias");
@@ -88,7 +104,7 @@ fn e2e(c: &mut Criterion) {
     });
     g.bench_function("50_deliveries", |b| {
         b.iter(|| {
-            for to in &setup.recipients {
+            for to in &dests {
                 deliver(&bin, &setup, &msg, to);
             }
         })

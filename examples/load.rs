@@ -138,9 +138,8 @@ fn opts() -> Opts {
             "--per-domain" => o.per_domain = num(val(), "--per-domain"),
             "--aliases" => o.aliases = Some(num(val(), "--aliases")),
             "--case" => {
-                o.case = Case::parse(&val()).unwrap_or_else(|| {
-                    usage("--case is one of plain, extension, alias, catchall")
-                })
+                o.case = Case::parse(&val())
+                    .unwrap_or_else(|| usage("--case is one of plain, extension, alias, catchall"))
             }
             "--concurrency" => o.concurrency = num(val(), "--concurrency"),
             "--block" => o.block = num(val(), "--block"),
@@ -448,7 +447,9 @@ fn main() {
             site.domains(),
             site.per_domain,
             site.aliases,
-            (0..site.domains()).filter(|&j| site.has_catchall(j)).count(),
+            (0..site.domains())
+                .filter(|&j| site.has_catchall(j))
+                .count(),
             made.as_secs_f64()
         );
     }
@@ -485,10 +486,7 @@ fn main() {
         Arc::new(move |i: usize| {
             let t = &tm[i];
             let mut c = command_as_unprivileged(&min_bin);
-            c.arg(&root)
-                .arg(&url)
-                .arg(&t.account.0)
-                .arg(&t.account.1);
+            c.arg(&root).arg(&url).arg(&t.account.0).arg(&t.account.1);
             delivery_env(&mut c, &t.address, &config);
             c
         }) as Cmd
@@ -509,7 +507,16 @@ fn main() {
     let mut b = 0;
     while done < o.messages {
         let n = block.min(o.messages - done);
-        let run_vd = || run("vdeliver", done, n, o.concurrency, &msg_file, vdeliver_cmd.clone());
+        let run_vd = || {
+            run(
+                "vdeliver",
+                done,
+                n,
+                o.concurrency,
+                &msg_file,
+                vdeliver_cmd.clone(),
+            )
+        };
         match &minimal_cmd {
             Some(cmd) => {
                 let run_min = || run("floor", done, n, o.concurrency, &msg_file, cmd.clone());

@@ -52,7 +52,11 @@ fn main() {
             "usage: minimal_deliver MAIL_ROOT DATABASE_URL [DOMAIN LOCAL] < message",
         ),
     };
-    let maildir = match lookup(url, &domain.to_ascii_lowercase(), &local.to_ascii_lowercase()) {
+    let maildir = match lookup(
+        url,
+        &domain.to_ascii_lowercase(),
+        &local.to_ascii_lowercase(),
+    ) {
         Ok(Some(m)) => m,
         Ok(None) => fail(100, "no such account"),
         Err(e) => fail(111, &format!("database: {e}")),
