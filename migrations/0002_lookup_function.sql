@@ -1,9 +1,99 @@
--- vdeliver schema, version 2: the delivery lookup as a function.
+-- vdeliver schema, version 2: the delivery lookup, cheap for a plain account.
 --
--- vdeliver_lookup(domains, local_parts) answers what db::fetch asks: for
--- each (domain, local part) pair, and for every pair reached from them
--- through the literal destinations (no '%') of aliases and catch-alls, up
--- to 16 levels, one row per fact, tagged by kind:
+-- A delivery's first statement (db::FETCH) reads, for an address with a
+-- single candidate (no extension delimiter in it), only `domains` and
+-- `accounts`, as any SQL-backed delivery agent must: the account row says
+-- whether an alias of the same address exists (aliases replace delivery
+-- to the account), and the domain row carries its catch-all destinations,
+-- so that one row is the whole answer. Both copies are kept by the
+-- triggers below on every change, vmailctl's or direct SQL's: they are
+-- recomputed from `aliases` and `catchalls`, never trusted from the
+-- statement that writes them. Every other case calls vdeliver_lookup()
+-- in the same statement (one round trip still).
+
+ALTER TABLE domains ADD COLUMN vdeliver_catchalls text[] NOT NULL DEFAULT '{}';
+ALTER TABLE accounts ADD COLUMN vdeliver_aliased boolean NOT NULL DEFAULT false;
+
+-- domains.vdeliver_catchalls = the domain's catch-all destinations, sorted.
+CREATE FUNCTION vdeliver_domains_catchalls() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    NEW.vdeliver_catchalls := coalesce(
+        (SELECT array_agg(destination ORDER BY destination)
+           FROM catchalls WHERE domain_id = NEW.id), '{}');
+    RETURN NEW;
+END $$;
+CREATE TRIGGER domains_catchalls BEFORE INSERT OR UPDATE ON domains
+    FOR EACH ROW EXECUTE FUNCTION vdeliver_domains_catchalls();
+
+-- A change of catchalls touches its domain(s), whose trigger recomputes.
+-- The domain's row lock orders concurrent changes; the recomputation runs
+-- after it, on a fresh snapshot.
+CREATE FUNCTION vdeliver_catchalls_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP <> 'INSERT' THEN
+        UPDATE domains SET vdeliver_catchalls = '{}' WHERE id = OLD.domain_id;
+    END IF;
+    IF TG_OP <> 'DELETE' THEN
+        UPDATE domains SET vdeliver_catchalls = '{}' WHERE id = NEW.domain_id;
+    END IF;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER catchalls_changed AFTER INSERT OR UPDATE OR DELETE ON catchalls
+    FOR EACH ROW EXECUTE FUNCTION vdeliver_catchalls_changed();
+
+-- accounts.vdeliver_aliased = an alias of the same address exists. An
+-- account being created (or renamed) and an alias being added for the
+-- same address in two transactions at once would each miss the other:
+-- both first lock their domain's row (FOR NO KEY UPDATE: foreign-key
+-- checks are not held up), so the second waits for the first to commit
+-- and then, on a fresh snapshot, reads it. A row lock, not an advisory
+-- lock: a bulk load in one transaction takes one per domain, not one per
+-- row.
+CREATE FUNCTION vdeliver_domain_lock(domain bigint) RETURNS void
+LANGUAGE sql AS $$
+    SELECT FROM domains WHERE id = domain FOR NO KEY UPDATE
+$$;
+
+CREATE FUNCTION vdeliver_accounts_aliased() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM vdeliver_domain_lock(NEW.domain_id);
+    NEW.vdeliver_aliased := EXISTS (
+        SELECT 1 FROM aliases
+         WHERE domain_id = NEW.domain_id AND local_part = NEW.local_part);
+    RETURN NEW;
+END $$;
+CREATE TRIGGER accounts_aliased
+    BEFORE INSERT OR UPDATE OF domain_id, local_part, vdeliver_aliased ON accounts
+    FOR EACH ROW EXECUTE FUNCTION vdeliver_accounts_aliased();
+
+CREATE FUNCTION vdeliver_aliases_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP <> 'INSERT' THEN
+        PERFORM vdeliver_domain_lock(OLD.domain_id);
+        UPDATE accounts SET vdeliver_aliased = false
+         WHERE domain_id = OLD.domain_id AND local_part = OLD.local_part;
+    END IF;
+    IF TG_OP <> 'DELETE' THEN
+        PERFORM vdeliver_domain_lock(NEW.domain_id);
+        UPDATE accounts SET vdeliver_aliased = true
+         WHERE domain_id = NEW.domain_id AND local_part = NEW.local_part;
+    END IF;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER aliases_changed AFTER INSERT OR UPDATE OR DELETE ON aliases
+    FOR EACH ROW EXECUTE FUNCTION vdeliver_aliases_changed();
+
+-- The copies for the data already there.
+UPDATE domains d SET vdeliver_catchalls = '{}'
+ WHERE EXISTS (SELECT 1 FROM catchalls c WHERE c.domain_id = d.id);
+UPDATE accounts a SET vdeliver_aliased = true
+ WHERE EXISTS (SELECT 1 FROM aliases al
+                WHERE al.domain_id = a.domain_id AND al.local_part = a.local_part);
+
+-- vdeliver_lookup(domains, local_parts): every other case. For each
+-- (domain, local part) pair, and for every pair reached from them through
+-- the literal destinations (no '%') of aliases and catch-alls, up to 16
+-- levels, one row per fact, tagged by kind:
 --   q  a pair answered (dom, loc)
 --   d  its domain: val = the primary name, flag = active
 --   c  a catch-all destination of the domain (val)
@@ -12,13 +102,14 @@
 --   l  an alias destination of a pair (val)
 --   r  the relocated address of a pair (val)
 --
--- Why a function: its statements are planned once per backend and the
--- plans kept (a warm PgBouncer backend plans nothing), and a statement is
--- planned only when reached. Every lookup is a LATERAL subquery that the
--- planner cannot flatten (LIMIT / OFFSET 0), so each is an index probe per
--- pair whatever the tables' sizes: no plan flips to a sequential scan as
--- the site grows. It reads and writes nothing else, so it runs on a
--- read-only hot standby and through PgBouncer in transaction mode.
+-- A function: its statements are planned once per backend and the plans
+-- kept (a warm PgBouncer backend plans nothing), and only when reached (a
+-- plain account's delivery never loads PL/pgSQL). Every lookup is a
+-- LATERAL subquery that the planner cannot flatten (LIMIT / OFFSET 0), so
+-- each is an index probe per pair whatever the tables' sizes: no plan
+-- flips to reading a whole table as the site grows. It reads and writes
+-- nothing else, so it runs on a read-only hot standby and through
+-- PgBouncer in transaction mode.
 --
 -- Local parts and domains taken from destinations are folded ASCII A-Z
 -- only, with translate(), never lower(): lower() depends on the ctype
@@ -35,37 +126,6 @@ DECLARE
     new_l text[] := locs;
     depth int := 0;
 BEGIN
-    -- The common case, touching four tables: one pair (an address with a
-    -- single candidate), its domain a primary domain, an account there
-    -- and no alias for it. Resolution then delivers to that account and
-    -- looks at nothing else but the domain's own facts, which come whole
-    -- (its catch-alls included: a later round trip's answer replaces what
-    -- an earlier one said about a domain).
-    IF cardinality(doms) = 1 AND cardinality(locs) = 1 THEN
-        RETURN QUERY
-        SELECT k.kind, doms[1], k.loc, k.val, k.flag, k.qb, k.qm
-          FROM domains m
-          JOIN accounts a ON a.domain_id = m.id AND a.local_part = locs[1]
-          CROSS JOIN LATERAL (
-              SELECT 'q'::text AS kind, locs[1] AS loc, NULL::text AS val, NULL::boolean AS flag,
-                     NULL::bigint AS qb, NULL::bigint AS qm
-              UNION ALL
-              SELECT 'd', NULL, m.name, m.active, NULL, NULL
-              UNION ALL
-              SELECT 'a', locs[1], a.maildir, a.active,
-                     coalesce(a.quota_bytes, m.quota_bytes),
-                     coalesce(a.quota_messages, m.quota_messages)
-              UNION ALL
-              SELECT 'c', NULL, c.destination, NULL, NULL, NULL
-                FROM catchalls c WHERE c.domain_id = m.id) k
-         WHERE m.name = doms[1]
-           AND NOT EXISTS (SELECT 1 FROM aliases al
-                            WHERE al.domain_id = m.id AND al.local_part = locs[1]);
-        IF FOUND THEN
-            RETURN;
-        END IF;
-    END IF;
-
     -- Widen the pairs, one level at a time, by the literal destinations
     -- of their aliases and of their domains' catch-alls, each pair once.
     LOOP
@@ -136,7 +196,8 @@ BEGIN
           UNION ALL
           SELECT 'r', r.new_address, NULL, NULL, NULL
             FROM relocated r WHERE r.domain_id = d.id AND r.local_part = p.loc
-          OFFSET 0) x;
+          OFFSET 0) x
+    ORDER BY 1, 2, 3, 4;
 END $$;
 
 -- Plans made once per backend and kept: every lookup above is an index

@@ -252,18 +252,22 @@ pub fn connect(cfg: &config::Database, application: &str) -> Result<Client, DbEr
 /// its effective quota) and the relocated row. One row per fact, tagged by
 /// `kind`.
 ///
-/// The work is the server-side function `vdeliver_lookup` (schema version
-/// 2, `migrations/0002_lookup_function.sql`), so the statement sent is
-/// tiny to parse and plan, and the function's own statements are planned
-/// once per backend and kept (a warm PgBouncer backend plans nothing).
-/// For one pair that is an account of a primary domain with no alias it
-/// reads four tables in one statement; otherwise it widens the pairs,
-/// level by level up to the depth limit, by the literal destinations
-/// (those without `%`) of their aliases and of their domains' catch-alls,
-/// so that an alias or catch-all pointing at local accounts resolves in
-/// the same round trip. Every pair whose facts are in the answer comes
-/// back as a `q` row, so the caller knows what it has been told, including
-/// "nothing". Each lookup in it is an index probe by the statement's shape,
+/// For one pair — an address with a single candidate, the common case —
+/// the statement reads only `domains` and `accounts`, as any SQL-backed
+/// delivery agent must, and when the account is there and no alias of
+/// the same address is (`accounts.vdeliver_aliased`), answers in one row
+/// of kind `f`: the account, its domain, and the domain's catch-alls
+/// (`domains.vdeliver_catchalls`). Those two columns are copies kept by
+/// triggers (schema version 2, `migrations/0002_lookup_function.sql`)
+/// under every change, vmailctl's or direct SQL's. Otherwise the same
+/// statement calls the function `vdeliver_lookup`, whose statements the
+/// server plans once per backend: it widens the pairs, level by level up
+/// to the depth limit, by the literal destinations (those without `%`) of
+/// their aliases and of their domains' catch-alls, so that an alias or
+/// catch-all pointing at local accounts resolves in the same round trip.
+/// Every pair whose facts are in the answer comes back (as a `q` row, or
+/// in the `f` row), so the caller knows what it has been told, including
+/// "nothing". Each lookup is an index probe by the statement's shape,
 /// whatever the tables' sizes.
 ///
 /// Destinations are case-folded there exactly as
@@ -273,8 +277,20 @@ pub fn connect(cfg: &config::Database, application: &str) -> Result<Client, DbEr
 ///
 /// An unnamed statement, no session state: PgBouncer in transaction mode
 /// and a read-only hot standby both serve it.
-pub const FETCH: &str = "SELECT kind, dom, loc, val, flag, qb, qm \
-FROM vdeliver_lookup($1::text[], $2::text[])";
+pub const FETCH: &str = "\
+WITH f AS MATERIALIZED (
+  SELECT 'f'::text AS kind, $1[1] AS dom, $2[1] AS loc, a.maildir AS val, a.active AS flag,
+         coalesce(a.quota_bytes, m.quota_bytes) AS qb,
+         coalesce(a.quota_messages, m.quota_messages) AS qm,
+         m.name AS dname, m.active AS dactive, m.vdeliver_catchalls AS dcatchalls
+    FROM domains m JOIN accounts a ON a.domain_id = m.id
+   WHERE m.name = $1[1] AND a.local_part = $2[1]
+     AND cardinality($1) = 1 AND cardinality($2) = 1 AND NOT a.vdeliver_aliased)
+SELECT * FROM f
+UNION ALL
+SELECT l.kind, l.dom, l.loc, l.val, l.flag, l.qb, l.qm, NULL, NULL, NULL
+  FROM vdeliver_lookup($1, $2) l
+ WHERE NOT EXISTS (SELECT FROM f)";
 
 /// Ask about `pairs` in one round trip and add the answers to `facts`.
 pub fn fetch(
@@ -298,7 +314,7 @@ pub fn fetch(
     // Pairs first (so their domains are known, if only as unknown), then
     // domain rows (so catch-alls find their domain), then the rest.
     let order = |r: &&postgres::Row| match r.try_get::<_, &str>(0) {
-        Ok("q") => 0,
+        Ok("q" | "f") => 0,
         Ok("d") => 1,
         _ => 2,
     };
@@ -348,6 +364,36 @@ fn add_row(r: &postgres::Row, facts: &mut Facts) -> Result<(), (&'static str, po
     let kind: &str = col(r, 0, "lookup: reading the row kind")?;
     let dom: String = col(r, 1, "lookup: reading the domain")?;
     match kind {
+        // The common case whole: the pair, its account, its domain and
+        // the domain's catch-alls, in one row.
+        "f" => {
+            let loc: String = col(r, 2, "lookup: reading the local part")?;
+            let primary: String = col(r, 7, "lookup: domains.name is NULL")?;
+            let active: bool = col(r, 8, "lookup: domains.active is NULL")?;
+            let catchalls: Vec<Option<String>> =
+                col(r, 9, "lookup: domains.vdeliver_catchalls is NULL")?;
+            let catchalls = catchalls
+                .into_iter()
+                .map(|c| c.ok_or(()))
+                .collect::<Result<Vec<String>, ()>>();
+            let Ok(catchalls) = catchalls else {
+                // Reading the array's elements as non-optional fails on
+                // the NULL, which gives the error to report.
+                col::<Vec<String>>(r, 9, "lookup: catchalls.destination is NULL")?;
+                return Ok(());
+            };
+            let account = account_columns(r)?;
+            facts.domains.insert(
+                dom.clone(),
+                Some(DomainFacts {
+                    primary,
+                    active,
+                    catchalls,
+                }),
+            );
+            facts.asked.insert((dom.clone(), loc.clone()));
+            facts.locals.entry((dom, loc)).or_default().account = Some(account);
+        }
         "q" => {
             let loc: String = col(r, 2, "lookup: reading the local part")?;
             facts.domains.entry(dom.clone()).or_insert(None);
@@ -373,24 +419,8 @@ fn add_row(r: &postgres::Row, facts: &mut Facts) -> Result<(), (&'static str, po
         }
         "a" => {
             let loc: String = col(r, 2, "lookup: reading the local part")?;
-            let maildir: String = col(r, 3, "lookup: accounts.maildir is NULL")?;
-            let active: bool = col(r, 4, "lookup: accounts.active is NULL")?;
-            let QuotaColumn(quota_bytes) = col(
-                r,
-                5,
-                "lookup: quota_bytes (the account's or its domain's) is negative",
-            )?;
-            let QuotaColumn(quota_messages) = col(
-                r,
-                6,
-                "lookup: quota_messages (the account's or its domain's) is negative",
-            )?;
-            facts.locals.entry((dom, loc)).or_default().account = Some(AccountFacts {
-                maildir,
-                active,
-                quota_bytes,
-                quota_messages,
-            });
+            let account = account_columns(r)?;
+            facts.locals.entry((dom, loc)).or_default().account = Some(account);
         }
         "l" => {
             let loc: String = col(r, 2, "lookup: reading the local part")?;
@@ -414,6 +444,28 @@ fn add_row(r: &postgres::Row, facts: &mut Facts) -> Result<(), (&'static str, po
         }
     }
     Ok(())
+}
+
+/// The account's columns of an `a` or `f` row (3 to 6).
+fn account_columns(r: &postgres::Row) -> Result<AccountFacts, (&'static str, postgres::Error)> {
+    let maildir: String = col(r, 3, "lookup: accounts.maildir is NULL")?;
+    let active: bool = col(r, 4, "lookup: accounts.active is NULL")?;
+    let QuotaColumn(quota_bytes) = col(
+        r,
+        5,
+        "lookup: quota_bytes (the account's or its domain's) is negative",
+    )?;
+    let QuotaColumn(quota_messages) = col(
+        r,
+        6,
+        "lookup: quota_messages (the account's or its domain's) is negative",
+    )?;
+    Ok(AccountFacts {
+        maildir,
+        active,
+        quota_bytes,
+        quota_messages,
+    })
 }
 
 /// Column `i` of `r` as a `T`; on failure, `what` says which column and
