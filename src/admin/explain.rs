@@ -4,7 +4,8 @@
 //! It runs delivery's own resolution loop ([`crate::deliver::resolve_with`])
 //! and, before each round trip, `EXPLAIN (ANALYZE, BUFFERS)` of the very
 //! statement ([`crate::db::FETCH`]) with the very parameters vdeliver would
-//! send. That statement calls the function `vdeliver_lookup`, whose own
+//! send. For a plain account that statement reads `domains` and `accounts`
+//! itself; otherwise it calls the function `vdeliver_lookup`, whose own
 //! statements are where the tables are read; their plans are shown through
 //! the server's `auto_explain` module (nested statements, with ANALYZE and
 //! BUFFERS, sent back as notices) when this connection may load it — a
