@@ -31,12 +31,14 @@
 mod asuser;
 mod check;
 mod dryrun;
+mod explain;
 mod purge;
 mod usage;
 
 pub use asuser::as_mail_user;
 pub use check::{check, Check};
 pub use dryrun::{dry_run, DryRun, Target};
+pub use explain::{explain, Explained, Trip};
 pub use purge::{purge_maildir, Purged};
 pub use usage::{usage, Usage};
 

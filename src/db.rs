@@ -252,68 +252,45 @@ pub fn connect(cfg: &config::Database, application: &str) -> Result<Client, DbEr
 /// its effective quota) and the relocated row. One row per fact, tagged by
 /// `kind`.
 ///
-/// The pairs are first widened, recursively, by the literal destinations
-/// (those without `%`) of their aliases and of their domains' catch-alls,
-/// up to the depth limit, so that an alias or catch-all pointing at local
-/// accounts resolves in the same round trip. Every pair whose facts are in
-/// the answer comes back as a `q` row, so the caller knows what it has
-/// been told, including "nothing".
+/// For one pair — an address with a single candidate, the common case —
+/// the statement reads only `domains` and `accounts`, as any SQL-backed
+/// delivery agent must, and when the account is there and no alias of
+/// the same address is (`accounts.vdeliver_aliased`), answers in one row
+/// of kind `f`: the account, its domain, and the domain's catch-alls
+/// (`domains.vdeliver_catchalls`). Those two columns are copies kept by
+/// triggers (schema version 2, `migrations/0002_lookup_function.sql`)
+/// under every change, vmailctl's or direct SQL's. Otherwise the same
+/// statement calls the function `vdeliver_lookup`, whose statements the
+/// server plans once per backend: it widens the pairs, level by level up
+/// to the depth limit, by the literal destinations (those without `%`) of
+/// their aliases and of their domains' catch-alls, so that an alias or
+/// catch-all pointing at local accounts resolves in the same round trip.
+/// Every pair whose facts are in the answer comes back (as a `q` row, or
+/// in the `f` row), so the caller knows what it has been told, including
+/// "nothing". Each lookup is an index probe by the statement's shape,
+/// whatever the tables' sizes.
 ///
-/// Destinations are case-folded here exactly as
+/// Destinations are case-folded there exactly as
 /// [`crate::recipient::fold_local`] folds them: ASCII `A`–`Z` only, with
 /// `translate()`, never `lower()`, whose result depends on the database's
 /// ctype (under a UTF-8 ctype it maps U+212A KELVIN SIGN onto `k`).
+///
+/// An unnamed statement, no session state: PgBouncer in transaction mode
+/// and a read-only hot standby both serve it.
 pub const FETCH: &str = "\
-WITH RECURSIVE
-q(dom, loc, depth) AS (
-  SELECT dom, loc, 0 FROM unnest($1::text[], $2::text[]) AS t(dom, loc)
-  UNION
-  SELECT translate(right(x.dest, strpos(reverse(x.dest), '@') - 1),
-                   'ABCDEFGHIJKLMNOPQRSTUVWXYZ', 'abcdefghijklmnopqrstuvwxyz'),
-         translate(left(x.dest, length(x.dest) - strpos(reverse(x.dest), '@')),
-                   'ABCDEFGHIJKLMNOPQRSTUVWXYZ', 'abcdefghijklmnopqrstuvwxyz'),
-         q.depth + 1
-  FROM q
-  CROSS JOIN LATERAL (
-    SELECT id FROM domains WHERE name = q.dom
-    UNION ALL
-    SELECT domain_id FROM alias_domains WHERE name = q.dom
-    LIMIT 1) qd
-  CROSS JOIN LATERAL (
-    SELECT destination AS dest FROM aliases WHERE domain_id = qd.id AND local_part = q.loc
-    UNION ALL
-    SELECT destination FROM catchalls WHERE domain_id = qd.id) x
-  WHERE q.depth < 16 AND strpos(x.dest, '%') = 0 AND strpos(x.dest, '@') > 1),
-p AS (SELECT DISTINCT dom, loc FROM q),
-d AS (
-  SELECT pd.dom, x.id, x.name, x.active, x.quota_bytes, x.quota_messages
-  FROM (SELECT DISTINCT dom FROM p) pd
-  CROSS JOIN LATERAL (
-    SELECT id, name, active, quota_bytes, quota_messages FROM domains WHERE name = pd.dom
-    UNION ALL
-    SELECT m.id, m.name, m.active, m.quota_bytes, m.quota_messages
-      FROM alias_domains ad JOIN domains m ON m.id = ad.domain_id WHERE ad.name = pd.dom
-    LIMIT 1) x)
-SELECT 'q'::text AS kind, p.dom, p.loc, NULL::text AS val, NULL::boolean AS flag,
-       NULL::bigint AS qb, NULL::bigint AS qm
-  FROM p
+WITH f AS MATERIALIZED (
+  SELECT 'f'::text AS kind, $1[1] AS dom, $2[1] AS loc, a.maildir AS val, a.active AS flag,
+         coalesce(a.quota_bytes, m.quota_bytes) AS qb,
+         coalesce(a.quota_messages, m.quota_messages) AS qm,
+         m.name AS dname, m.active AS dactive, m.vdeliver_catchalls AS dcatchalls
+    FROM domains m JOIN accounts a ON a.domain_id = m.id
+   WHERE m.name = $1[1] AND a.local_part = $2[1]
+     AND cardinality($1) = 1 AND cardinality($2) = 1 AND NOT a.vdeliver_aliased)
+SELECT * FROM f
 UNION ALL
-SELECT 'd', d.dom, NULL, d.name, d.active, NULL, NULL
-  FROM d
-UNION ALL
-SELECT 'c', d.dom, NULL, c.destination, NULL, NULL, NULL
-  FROM d JOIN catchalls c ON c.domain_id = d.id
-UNION ALL
-SELECT 'a', p.dom, p.loc, a.maildir, a.active,
-       coalesce(a.quota_bytes, d.quota_bytes), coalesce(a.quota_messages, d.quota_messages)
-  FROM p JOIN d ON d.dom = p.dom JOIN accounts a ON a.domain_id = d.id AND a.local_part = p.loc
-UNION ALL
-SELECT 'l', p.dom, p.loc, al.destination, NULL, NULL, NULL
-  FROM p JOIN d ON d.dom = p.dom JOIN aliases al ON al.domain_id = d.id AND al.local_part = p.loc
-UNION ALL
-SELECT 'r', p.dom, p.loc, r.new_address, NULL, NULL, NULL
-  FROM p JOIN d ON d.dom = p.dom JOIN relocated r ON r.domain_id = d.id AND r.local_part = p.loc
-ORDER BY 1, 2, 3, 4";
+SELECT l.kind, l.dom, l.loc, l.val, l.flag, l.qb, l.qm, NULL, NULL, NULL
+  FROM vdeliver_lookup($1, $2) l
+ WHERE NOT EXISTS (SELECT FROM f)";
 
 /// Ask about `pairs` in one round trip and add the answers to `facts`.
 pub fn fetch(
@@ -337,7 +314,7 @@ pub fn fetch(
     // Pairs first (so their domains are known, if only as unknown), then
     // domain rows (so catch-alls find their domain), then the rest.
     let order = |r: &&postgres::Row| match r.try_get::<_, &str>(0) {
-        Ok("q") => 0,
+        Ok("q" | "f") => 0,
         Ok("d") => 1,
         _ => 2,
     };
@@ -387,6 +364,36 @@ fn add_row(r: &postgres::Row, facts: &mut Facts) -> Result<(), (&'static str, po
     let kind: &str = col(r, 0, "lookup: reading the row kind")?;
     let dom: String = col(r, 1, "lookup: reading the domain")?;
     match kind {
+        // The common case whole: the pair, its account, its domain and
+        // the domain's catch-alls, in one row.
+        "f" => {
+            let loc: String = col(r, 2, "lookup: reading the local part")?;
+            let primary: String = col(r, 7, "lookup: domains.name is NULL")?;
+            let active: bool = col(r, 8, "lookup: domains.active is NULL")?;
+            let catchalls: Vec<Option<String>> =
+                col(r, 9, "lookup: domains.vdeliver_catchalls is NULL")?;
+            let catchalls = catchalls
+                .into_iter()
+                .map(|c| c.ok_or(()))
+                .collect::<Result<Vec<String>, ()>>();
+            let Ok(catchalls) = catchalls else {
+                // Reading the array's elements as non-optional fails on
+                // the NULL, which gives the error to report.
+                col::<Vec<String>>(r, 9, "lookup: catchalls.destination is NULL")?;
+                return Ok(());
+            };
+            let account = account_columns(r)?;
+            facts.domains.insert(
+                dom.clone(),
+                Some(DomainFacts {
+                    primary,
+                    active,
+                    catchalls,
+                }),
+            );
+            facts.asked.insert((dom.clone(), loc.clone()));
+            facts.locals.entry((dom, loc)).or_default().account = Some(account);
+        }
         "q" => {
             let loc: String = col(r, 2, "lookup: reading the local part")?;
             facts.domains.entry(dom.clone()).or_insert(None);
@@ -412,24 +419,8 @@ fn add_row(r: &postgres::Row, facts: &mut Facts) -> Result<(), (&'static str, po
         }
         "a" => {
             let loc: String = col(r, 2, "lookup: reading the local part")?;
-            let maildir: String = col(r, 3, "lookup: accounts.maildir is NULL")?;
-            let active: bool = col(r, 4, "lookup: accounts.active is NULL")?;
-            let QuotaColumn(quota_bytes) = col(
-                r,
-                5,
-                "lookup: quota_bytes (the account's or its domain's) is negative",
-            )?;
-            let QuotaColumn(quota_messages) = col(
-                r,
-                6,
-                "lookup: quota_messages (the account's or its domain's) is negative",
-            )?;
-            facts.locals.entry((dom, loc)).or_default().account = Some(AccountFacts {
-                maildir,
-                active,
-                quota_bytes,
-                quota_messages,
-            });
+            let account = account_columns(r)?;
+            facts.locals.entry((dom, loc)).or_default().account = Some(account);
         }
         "l" => {
             let loc: String = col(r, 2, "lookup: reading the local part")?;
@@ -453,6 +444,28 @@ fn add_row(r: &postgres::Row, facts: &mut Facts) -> Result<(), (&'static str, po
         }
     }
     Ok(())
+}
+
+/// The account's columns of an `a` or `f` row (3 to 6).
+fn account_columns(r: &postgres::Row) -> Result<AccountFacts, (&'static str, postgres::Error)> {
+    let maildir: String = col(r, 3, "lookup: accounts.maildir is NULL")?;
+    let active: bool = col(r, 4, "lookup: accounts.active is NULL")?;
+    let QuotaColumn(quota_bytes) = col(
+        r,
+        5,
+        "lookup: quota_bytes (the account's or its domain's) is negative",
+    )?;
+    let QuotaColumn(quota_messages) = col(
+        r,
+        6,
+        "lookup: quota_messages (the account's or its domain's) is negative",
+    )?;
+    Ok(AccountFacts {
+        maildir,
+        active,
+        quota_bytes,
+        quota_messages,
+    })
 }
 
 /// Column `i` of `r` as a `T`; on failure, `what` says which column and

@@ -185,10 +185,11 @@ pub fn lookup(cfg: &Config, rcpt: &recipient::Recipient, rules: &Rules) -> Resul
     let mut client = db::connect_here(db_cfg, "vdeliver").map_err(db_err)?;
     deadline::phase_done();
     let per_trip = db_cfg.statement_timeout;
-    let plan = resolve_with(&mut client, rcpt, rules, || {
+    let plan = resolve_with(&mut client, rcpt, rules, |_, _| {
         if !per_trip.is_zero() {
             deadline::phase(per_trip + ROUND_TRIP_SLACK, "a database round trip");
         }
+        Ok(())
     })
     .map_err(db_err)??;
     deadline::phase_done();
@@ -204,21 +205,22 @@ pub fn resolve_over(
     rcpt: &recipient::Recipient,
     rules: &Rules,
 ) -> Result<Result<Plan, Failure>, db::DbError> {
-    resolve_with(client, rcpt, rules, || {})
+    resolve_with(client, rcpt, rules, |_, _| Ok(()))
 }
 
-/// [`resolve_over`], calling `before_trip` before each round trip (the
-/// delivery arms its watchdog there).
-fn resolve_with(
+/// [`resolve_over`], calling `before_trip` with the connection and the
+/// pairs about to be asked before each round trip (the delivery arms its
+/// watchdog there; `vmailctl explain` shows the plan of the statement).
+pub fn resolve_with(
     client: &mut postgres::Client,
     rcpt: &recipient::Recipient,
     rules: &Rules,
-    mut before_trip: impl FnMut(),
+    mut before_trip: impl FnMut(&mut postgres::Client, &[(String, String)]) -> Result<(), db::DbError>,
 ) -> Result<Result<Plan, Failure>, db::DbError> {
     let mut facts = Facts::default();
     let mut ask = plan::first_question(rcpt, rules);
     for _ in 0..=2 * plan::MAX_DEPTH + 2 {
-        before_trip();
+        before_trip(client, &ask)?;
         db::fetch(client, &ask, &mut facts)?;
         match plan::resolve(rcpt, &facts, rules) {
             Err(f) => return Ok(Err(f)),

@@ -7,8 +7,14 @@
 //! `migrate` again is a no-op.
 
 /// (version, name, SQL), in order. Versions are 1, 2, 3, … without gaps.
-pub const MIGRATIONS: &[(i32, &str, &str)] =
-    &[(1, "initial", include_str!("../migrations/0001_initial.sql"))];
+pub const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (1, "initial", include_str!("../migrations/0001_initial.sql")),
+    (
+        2,
+        "lookup function",
+        include_str!("../migrations/0002_lookup_function.sql"),
+    ),
+];
 
 /// The version a fully migrated database is at.
 pub fn current_version() -> i32 {

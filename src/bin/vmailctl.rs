@@ -88,6 +88,17 @@ Examples:
         #[arg(long, value_name = "ARG")]
         fallback: Option<String>,
     },
+    /// The server's plan of each statement vdeliver sends for ADDRESS
+    #[command(after_help = "\
+Runs vdeliver's lookup for ADDRESS (writing nothing) and prints, for each
+round trip, the pairs asked and EXPLAIN (ANALYZE, BUFFERS) of the statement
+sent, then the plans of the statements inside the vdeliver_lookup function
+(through the server's auto_explain module: a superuser can load it, others
+when it is in $libdir/plugins). Every table should be read by an index scan.
+
+Example:
+  vmailctl explain alice@example.com")]
+    Explain { address: String },
     /// Quota usage of an account against its limits, from maildirsize
     #[command(after_help = "\
 Examples:
@@ -489,6 +500,10 @@ fn run(cli: Cli) -> anyhow::Result<Report> {
             let cfg = load(&path)?;
             return resolve(&cfg, address, sender.as_deref(), fallback.as_deref());
         }
+        Command::Explain { address } => {
+            let cfg = load(&path)?;
+            return explain(&cfg, address);
+        }
         _ => {}
     }
     let cfg = load(&path)?;
@@ -509,7 +524,9 @@ fn run(cli: Cli) -> anyhow::Result<Report> {
     let c = &mut client;
     let rules = deliver::rules(&cfg, None).map_err(|f| AdminError::Failed(f.text))?;
     match cli.command {
-        Command::Check { .. } | Command::Resolve { .. } => unreachable!("handled above"),
+        Command::Check { .. } | Command::Resolve { .. } | Command::Explain { .. } => {
+            unreachable!("handled above")
+        }
         Command::Migrate => {
             let (before, after) = admin::migrate(c)?;
             let text = if before == after {
@@ -993,6 +1010,27 @@ fn relocated(
             Report::new(t, v)
         }
     }
+}
+
+fn explain(cfg: &Config, address: &str) -> anyhow::Result<Report> {
+    let e = admin::explain(cfg, address).map_err(AdminError::Failed)?;
+    let mut t = format!("recipient:  {}\nstatement:  {}\n", e.recipient, e.statement);
+    for (i, trip) in e.trips.iter().enumerate() {
+        t += &format!("round trip {}: {}\n", i + 1, trip.pairs.join(", "));
+        for l in &trip.plan {
+            t += &format!("  {l}\n");
+        }
+        for n in &trip.inner {
+            t += "  inside the function:\n";
+            for l in n.lines() {
+                t += &format!("    {l}\n");
+            }
+        }
+    }
+    if let Some(n) = &e.note {
+        t += &format!("note: {n}\n");
+    }
+    Report::new(t.trim_end().to_string(), &e)
 }
 
 fn resolve(

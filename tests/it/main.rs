@@ -8,6 +8,7 @@ mod hardening_proc;
 mod hardening_quota;
 mod hardening_tests;
 mod harness_selftest;
+mod lookup;
 mod pgbouncer;
 mod quota;
 mod reliability;

@@ -607,15 +607,23 @@ fn round_trips_counted_on_the_server() {
         stmts
     };
     s.ctl_ok(&["alias", "add", "fw@example.com", "bob-%n@example.com"]);
+    s.ctl_ok(&["alias", "add", "one@example.com", "alice@example.com"]);
+    s.ctl_ok(&["alias", "add", "chain@example.com", "team@example.com"]);
+    s.ctl_ok(&["alias-domain", "add", "alias.example", "example.com"]);
     // (address, statements): a plain account, an extension, a catch-all
     // and aliases with literal destinations take one (the query follows
-    // literal destinations itself); a destination built with %n is only
-    // known after the first answer and takes one more.
+    // literal destinations itself, chains of them too, and alias
+    // domains); a destination built with %n is only known after the first
+    // answer and takes one more.
     for (to, want) in [
         ("alice@example.com", 1),
         ("bob-anything@example.com", 1),
         ("stranger@example.com", 1),
         ("team@example.com", 1),
+        ("one@example.com", 1),
+        ("chain@example.com", 1),
+        ("alice@alias.example", 1),
+        ("team@alias.example", 1),
         ("fw@example.com", 2),
     ] {
         assert_eq!(count(to), want, "{to}");
