@@ -490,6 +490,23 @@ fn injected_syscall_failures_end_cleanly() {
     eprintln!("{} injections; new/ grew from {base_new}", rows.len());
 }
 
+/// Issue 11: the deadlines are a timer signal, not a watchdog thread, so a
+/// delivery (lookup, quota check and write included) starts no thread and
+/// no process: cheaper start-up, and system calls in one fixed order for
+/// the fault plan above.
+#[test]
+fn issue11_a_delivery_starts_no_thread() {
+    let s = Site::new();
+    s.account("alice@example.com");
+    let env = qmail_env("alice@example.com", "x@remote.org");
+    let msg = b"Subject: one thread\n\nbody\n";
+    for call in ["clone3", "clone", "fork", "vfork"] {
+        let n = count_calls(&s, &env, msg, call, &[]);
+        assert_eq!(n, 0, "{call} called {n} times in one delivery");
+    }
+    assert_eq!(s.files(ALICE, "new").len(), 4);
+}
+
 #[test]
 fn database_faults_defer_within_the_timeouts() {
     // Authentication: a role that does not exist.
