@@ -32,7 +32,7 @@ use rustix::fs::{self as rfs, Mode, OFlags, ResolveFlags};
 use rustix::io::Errno;
 use std::fmt;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Why a Maildir could not be written.
@@ -573,35 +573,22 @@ impl Default for Namer {
     }
 }
 
-/// Files in `tmp/` not yet committed or removed: (where their Maildir is,
-/// name). The deadline watchdog removes them before it exits, since the
-/// thread that owns them may be stuck in a system call. Places, not
-/// descriptors: a fan-out's copies hold no open file.
-static PENDING: Mutex<Vec<(Beneath, String)>> = Mutex::new(Vec::new());
-
-/// Remove every `tmp/` file still pending (called by the deadline).
+/// Remove every `tmp/` file still pending (the panic hook calls it; the
+/// deadline's timer does the same in its signal handler).
 pub fn remove_pending_tmp() {
-    let pending = match PENDING.lock() {
-        Ok(mut p) => std::mem::take(&mut *p),
-        Err(p) => std::mem::take(&mut *p.into_inner()),
-    };
-    for (at, name) in pending {
-        if let Ok(tmp) = at.open("tmp", &at.path) {
-            let _ = rfs::unlinkat(&tmp, name.as_str(), rfs::AtFlags::empty());
-        }
-    }
+    crate::deadline::remove_pending_tmp();
 }
 
+/// Files in `tmp/` not yet committed or removed are registered with the
+/// deadline, which removes them before it exits, since the delivery may be
+/// stuck in a system call. Places, not descriptors: a fan-out's copies hold
+/// no open file.
 fn track(md: &Maildir, name: &str) {
-    if let Ok(mut p) = PENDING.lock() {
-        p.push((md.at.clone(), name.to_string()));
-    }
+    crate::deadline::track_tmp(&md.at.root, &md.at.join("tmp"), name);
 }
 
 fn untrack(name: &str) {
-    if let Ok(mut p) = PENDING.lock() {
-        p.retain(|(_, n)| n != name);
-    }
+    crate::deadline::untrack_tmp(name);
 }
 
 /// A file being written in `tmp/`. Dropping it removes the file, so every

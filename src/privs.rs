@@ -1,4 +1,4 @@
-//! Process set-up: umask and the refusal to run privileged.
+//! Process set-up: standard fds, umask, and the refusal to run privileged.
 //!
 //! qmail-local never runs a delivery program as root, so privilege here
 //! means a mistake (a test run by hand, a wrong `users/assign`, a binary
@@ -11,6 +11,25 @@
 //! can be raised at will). Supplementary groups are not checked.
 
 use crate::outcome::Failure;
+
+/// What std's start-up does, and `vdeliver` (which skips it) needs: each
+/// of the file descriptors 0, 1 and 2 that is closed is opened on
+/// `/dev/null`, so that no file opened later takes its number (a Maildir
+/// file on fd 1 would receive the result line). `open` returns the lowest
+/// free number, which is the closed one, as they are checked in order.
+pub fn standard_fds() -> rustix::io::Result<()> {
+    use rustix::fs::{open, Mode, OFlags};
+    use rustix::io::{fcntl_getfd, Errno};
+    use rustix::stdio::{stderr, stdin, stdout};
+    for fd in [stdin(), stdout(), stderr()] {
+        if fcntl_getfd(fd) == Err(Errno::BADF) {
+            // Kept open for the life of the process, as std does.
+            let null = open("/dev/null", OFlags::RDWR, Mode::empty())?;
+            std::mem::forget(null);
+        }
+    }
+    Ok(())
+}
 
 /// `umask(077)`: whatever the caller had, files are private.
 pub fn private_umask() {

@@ -1,5 +1,15 @@
 //! vdeliver: run by qmail-local, once per recipient, from `.qmail-default`.
 //! Reads the message on stdin, prints one line, exits 0, 100 or 111.
+//!
+//! Entered straight from the C start-up code (`#![no_main]`, issue 11):
+//! std's own start-up reads and parses `/proc/self/maps` to find the main
+//! thread's stack guard for its stack-overflow message, and sets up a
+//! signal stack: a sixth of the instructions of a whole delivery, for a
+//! message vdeliver does not need (an overflow still kills the process, which qmail-local
+//! treats as temporary). The two things of std's start-up that vdeliver
+//! does rely on are done first, by hand: file descriptors 0, 1 and 2 are
+//! open (on `/dev/null` if they were closed) and SIGPIPE is ignored.
+#![no_main]
 
 use std::os::unix::ffi::OsStringExt;
 use vdeliver::input::Input;
@@ -7,7 +17,23 @@ use vdeliver::outcome::{Failure, Outcome};
 use vdeliver::recipient::{Overrides, QmailEnv};
 use vdeliver::{config, deadline, deliver, invocation, maildir, privs};
 
-fn main() {
+// SAFETY: the one `main` symbol of this binary (with `no_main`, std emits
+// none); the C start-up code calls it with the usual arguments, which std
+// also captures on its own (`std::env::args_os` works as ever).
+#[no_mangle]
+pub extern "C" fn main(
+    _argc: std::ffi::c_int,
+    _argv: *const *const std::ffi::c_char,
+) -> std::ffi::c_int {
+    if let Err(e) = privs::standard_fds() {
+        deadline::report_and_exit(
+            &Failure::temporary(format_args!(
+                "cannot open /dev/null for a closed fd 0-2: {e}"
+            ))
+            .into(),
+        );
+    }
+    deadline::ignore_broken_pipe();
     privs::private_umask();
     privs::block_file_size_signal();
     std::panic::set_hook(Box::new(|info| {
@@ -49,7 +75,7 @@ fn run() -> Outcome {
         Ok(c) => c,
         Err(e) => return Failure::config(e).into(),
     };
-    deadline::start(cfg.delivery.deadline, maildir::remove_pending_tmp);
+    deadline::start(cfg.delivery.deadline);
     // The envelope is bytes: recipient.rs decides what must be text.
     let var = |k: &str| std::env::var_os(k).map(OsStringExt::into_vec);
     let (host, ext, default) = (var("HOST"), var("EXT"), var("DEFAULT"));

@@ -490,6 +490,64 @@ fn injected_syscall_failures_end_cleanly() {
     eprintln!("{} injections; new/ grew from {base_new}", rows.len());
 }
 
+/// Issue 11: the deadlines are a timer signal, not a watchdog thread, so a
+/// delivery (lookup, quota check and write included) starts no thread and
+/// no process: cheaper start-up, and system calls in one fixed order for
+/// the fault plan above.
+#[test]
+fn issue11_a_delivery_starts_no_thread() {
+    let s = Site::new();
+    s.account("alice@example.com");
+    let env = qmail_env("alice@example.com", "x@remote.org");
+    let msg = b"Subject: one thread\n\nbody\n";
+    for call in ["clone3", "clone", "fork", "vfork"] {
+        let n = count_calls(&s, &env, msg, call, &[]);
+        assert_eq!(n, 0, "{call} called {n} times in one delivery");
+    }
+    assert_eq!(s.files(ALICE, "new").len(), 4);
+}
+
+/// Issue 11: the timer's signal handler removes every pending `tmp/` copy
+/// of a fan-out, those in Maildirs it must reopen beneath the root (the
+/// open-file budget keeps few open) included. qmail-queue hangs after all
+/// the copies are linked into their `tmp/`, before any is made visible.
+#[test]
+fn issue11_expiry_during_a_fan_out_removes_every_tmp_copy() {
+    let s = Site::with_config("[delivery]\ndeadline = \"2s\"\n");
+    s.account("alice@example.com");
+    s.db.execute(
+        "INSERT INTO accounts (domain_id, local_part, maildir) \
+           SELECT d.id, 'w' || g, 'example.com/w' || g || '/' \
+           FROM domains d, generate_series(0, 29) g WHERE d.name = 'example.com';\n\
+         INSERT INTO aliases (domain_id, local_part, destination) \
+           SELECT d.id, 'team', 'w' || g || '@example.com' \
+           FROM domains d, generate_series(0, 29) g WHERE d.name = 'example.com';\n\
+         INSERT INTO aliases (domain_id, local_part, destination) \
+           SELECT d.id, 'team', 'carol@remote.org' FROM domains d WHERE d.name = 'example.com';",
+    );
+    let hang = s.dir.path().join("hanging-qmail-queue");
+    fs::write(&hang, "#!/bin/sh\nexec 2>/dev/null\nexec sleep 10\n").unwrap();
+    fs::set_permissions(&hang, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let mut env = qmail_env("team@example.com", "x@remote.org");
+    env.push(("QMAILQUEUE".into(), hang.display().to_string()));
+    let r: Run = s
+        .command_via(&env, &["prlimit"], &["--nofile=32:32"])
+        .stdin(s.message_file(b"Subject: team\n\nbody\n"))
+        .output()
+        .unwrap()
+        .into();
+    assert_eq!(r.code, Some(111), "{r:?}");
+    assert_eq!(
+        r.stdout,
+        "Temporary failure: the delivery did not finish in time. (#4.3.0)\n"
+    );
+    for g in 0..30 {
+        let md = format!("example.com/w{g}/");
+        assert!(s.files(&md, "new").is_empty(), "{md}new/");
+        assert!(s.files(&md, "tmp").is_empty(), "{md}tmp/ not cleaned");
+    }
+}
+
 #[test]
 fn database_faults_defer_within_the_timeouts() {
     // Authentication: a role that does not exist.
