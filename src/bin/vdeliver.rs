@@ -9,7 +9,11 @@
 //! treats as temporary). The two things of std's start-up that vdeliver
 //! does rely on are done first, by hand: file descriptors 0, 1 and 2 are
 //! open (on `/dev/null` if they were closed) and SIGPIPE is ignored.
-#![no_main]
+//!
+//! Under `cargo test` (which builds every binary with the test harness and
+//! runs it) the harness's own `main` is used, and this one is left out.
+#![cfg_attr(not(test), no_main)]
+#![cfg_attr(test, allow(dead_code, unused_imports))]
 
 use std::os::unix::ffi::OsStringExt;
 use vdeliver::input::Input;
@@ -20,6 +24,7 @@ use vdeliver::{config, deadline, deliver, invocation, maildir, privs};
 // SAFETY: the one `main` symbol of this binary (with `no_main`, std emits
 // none); the C start-up code calls it with the usual arguments, which std
 // also captures on its own (`std::env::args_os` works as ever).
+#[cfg(not(test))]
 #[no_mangle]
 pub extern "C" fn main(
     _argc: std::ffi::c_int,
