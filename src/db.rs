@@ -184,49 +184,63 @@ fn servers(c: &postgres::Config) -> String {
     out.join(", ")
 }
 
-/// The client configuration, the servers it names (for messages) and how
-/// long connecting may take in all: `connect_timeout` per server named
-/// (rust-postgres tries them in turn).
-fn prepare(
-    cfg: &config::Database,
-    application: &str,
-) -> Result<(postgres::Config, String, Duration), DbError> {
-    let c = client_config(cfg, application)?;
-    let to = servers(&c);
-    let n = c.get_hosts().len().max(c.get_hostaddrs().len()).max(1);
+/// A connection about to be made: the client configuration, the servers
+/// it names (for messages) and how long connecting may take in all —
+/// socket, start-up packet and authentication, `connect_timeout` per
+/// server named (rust-postgres tries them in turn). The URL is parsed
+/// once, whichever way the connection is then made.
+pub struct Pending {
+    config: postgres::Config,
+    to: String,
+    limit: Duration,
+}
+
+/// Parse the configuration for a connection.
+pub fn prepare(cfg: &config::Database, application: &str) -> Result<Pending, DbError> {
+    let config = client_config(cfg, application)?;
+    let to = servers(&config);
+    let n = config
+        .get_hosts()
+        .len()
+        .max(config.get_hostaddrs().len())
+        .max(1);
     let limit = cfg
         .connect_timeout
         .saturating_mul(u32::try_from(n).unwrap_or(u32::MAX));
-    Ok((c, to, limit))
+    Ok(Pending { config, to, limit })
 }
 
-/// How long [`connect_here`] may take in all before its caller gives up:
-/// socket, start-up packet and authentication, `connect_timeout` per
-/// server named.
-pub fn connect_limit(cfg: &config::Database) -> Duration {
-    prepare(cfg, "")
-        .map(|(_, _, limit)| limit)
-        .unwrap_or(cfg.connect_timeout)
-}
+impl Pending {
+    /// How long connecting may take in all before the caller gives up.
+    pub fn limit(&self) -> Duration {
+        self.limit
+    }
 
-/// Connect on this thread (plain TCP or a Unix socket; TLS is left to a
-/// local socket or a local PgBouncer). rust-postgres's own timeout covers
-/// only the socket's connect: a server that accepts and never answers
-/// would hold this forever, so the caller bounds it by [`connect_limit`]
-/// (vdeliver's watchdog does, without a thread of its own).
-pub fn connect_here(cfg: &config::Database, application: &str) -> Result<Client, DbError> {
-    let (c, to, _) = prepare(cfg, application)?;
-    c.connect(NoTls)
-        .map_err(|source| DbError::Connect { to, source })
+    /// Connect on this thread (plain TCP or a Unix socket; TLS is left to
+    /// a local socket or a local PgBouncer). rust-postgres's own timeout
+    /// covers only the socket's connect: a server that accepts and never
+    /// answers would hold this forever, so the caller bounds it by
+    /// [`Pending::limit`] (vdeliver's deadline timer does, without a
+    /// thread of its own).
+    pub fn connect_here(self) -> Result<Client, DbError> {
+        let to = self.to;
+        self.config
+            .connect(NoTls)
+            .map_err(|source| DbError::Connect { to, source })
+    }
 }
 
 /// Connect, the whole of it — socket, start-up packet, authentication —
-/// ending within [`connect_limit`]. It runs on a thread of its own, waited
+/// ending within [`Pending::limit`]. It runs on a thread of its own, waited
 /// for with that limit; one that runs over is left behind, which is
 /// harmless as the caller (vmailctl, which has no watchdog) ends soon
 /// after an error.
 pub fn connect(cfg: &config::Database, application: &str) -> Result<Client, DbError> {
-    let (c, to, limit) = prepare(cfg, application)?;
+    let Pending {
+        config: c,
+        to,
+        limit,
+    } = prepare(cfg, application)?;
     let (tx, rx) = std::sync::mpsc::sync_channel(1);
     std::thread::Builder::new()
         .name("connect".into())

@@ -166,7 +166,7 @@ const ROUND_TRIP_SLACK: Duration = Duration::from_secs(1);
 /// recipient, one more per level of aliasing into addresses not yet known.
 ///
 /// Bounds: connecting, start-up and authentication included, ends within
-/// `connect_timeout` (per server named: [`db::connect_limit`]) + 1 s; then each round
+/// `connect_timeout` (per server named: [`db::Pending::limit`]) + 1 s; then each round
 /// trip actually made within `statement_timeout` + 1 s, enforced by the
 /// watchdog even when the server is hung or stopped and cannot cancel the
 /// statement itself. So a lookup of k round trips ends within
@@ -178,11 +178,12 @@ pub fn lookup(cfg: &Config, rcpt: &recipient::Recipient, rules: &Rules) -> Resul
     let db_err = |e: db::DbError| Failure::temporary(format_args!("database: {e}"));
     // Socket, start-up and authentication on this thread, bounded by the
     // watchdog (no thread of its own: cheaper, and deterministic).
+    let pending = db::prepare(db_cfg, "vdeliver").map_err(db_err)?;
     deadline::phase(
-        db::connect_limit(db_cfg) + ROUND_TRIP_SLACK,
+        pending.limit() + ROUND_TRIP_SLACK,
         "connecting to the database (database.connect_timeout)",
     );
-    let mut client = db::connect_here(db_cfg, "vdeliver").map_err(db_err)?;
+    let mut client = pending.connect_here().map_err(db_err)?;
     deadline::phase_done();
     let per_trip = db_cfg.statement_timeout;
     let plan = resolve_with(&mut client, rcpt, rules, |_, _| {
