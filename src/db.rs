@@ -263,26 +263,32 @@ pub fn connect(cfg: &config::Database, application: &str) -> Result<Client, DbEr
 /// Everything resolution needs about a list of (domain, local part)
 /// pairs, in one statement: the domain (directly or through an alias
 /// domain) with its catch-alls, and per pair the aliases, the account (with
-/// its effective quota) and the relocated row. One row per fact, tagged by
-/// `kind`.
+/// its effective quota) and the relocated row. One row per fact or per
+/// pair, tagged by `kind`.
 ///
 /// For one pair — an address with a single candidate, the common case —
 /// the statement reads only `domains` and `accounts`, as any SQL-backed
 /// delivery agent must, and when the account is there and no alias of
 /// the same address is (`accounts.vdeliver_aliased`), answers in one row
 /// of kind `f`: the account, its domain, and the domain's catch-alls
-/// (`domains.vdeliver_catchalls`). Those two columns are copies kept by
-/// triggers (schema version 2, `migrations/0002_lookup_function.sql`)
-/// under every change, vmailctl's or direct SQL's. Otherwise the same
-/// statement calls the function `vdeliver_lookup`, whose statements the
-/// server plans once per backend: it widens the pairs, level by level up
-/// to the depth limit, by the literal destinations (those without `%`) of
-/// their aliases and of their domains' catch-alls, so that an alias or
-/// catch-all pointing at local accounts resolves in the same round trip.
-/// Every pair whose facts are in the answer comes back (as a `q` row, or
-/// in the `f` row), so the caller knows what it has been told, including
-/// "nothing". Each lookup is an index probe by the statement's shape,
-/// whatever the tables' sizes.
+/// (`domains.vdeliver_catchalls`). Otherwise the same statement calls
+/// `vdeliver_route` (schema version 3, `migrations/0003_routes.sql`), a
+/// SQL function the server parses and plans only when it is reached. It
+/// answers extensions, aliases and catch-alls whose destinations are
+/// plain local accounts — nearly all of them — from `domains`,
+/// `accounts` and the trigger-kept `vdeliver_routes`, one row of kind
+/// `p` per pair: the pairs asked and the pairs their aliases (or their
+/// domain's catch-alls) name. Anything else (alias domains, remote
+/// destinations, chains) it hands on, in the same statement, to the
+/// PL/pgSQL function `vdeliver_lookup` (version 2), which widens the
+/// pairs level by level up to the depth limit by the literal destinations
+/// (those without `%`) of their aliases and catch-alls, and answers one
+/// row per fact (kinds `q`, `d`, `c`, `a`, `l`, `r`). Every pair whose
+/// facts are in the answer comes back (as a `q`, `f` or `p` row), so the
+/// caller knows what it has been told, including "nothing". Each lookup is
+/// an index probe by the statement's shape, whatever the tables' sizes.
+/// The columns the trigger-kept copies provide are recomputed from the
+/// tables they copy on every change, vmailctl's or direct SQL's.
 ///
 /// Destinations are case-folded there exactly as
 /// [`crate::recipient::fold_local`] folds them: ASCII `A`–`Z` only, with
@@ -296,15 +302,23 @@ WITH f AS MATERIALIZED (
   SELECT 'f'::text AS kind, $1[1] AS dom, $2[1] AS loc, a.maildir AS val, a.active AS flag,
          coalesce(a.quota_bytes, m.quota_bytes) AS qb,
          coalesce(a.quota_messages, m.quota_messages) AS qm,
-         m.name AS dname, m.active AS dactive, m.vdeliver_catchalls AS dcatchalls
+         m.name AS dname, m.active AS dactive, m.vdeliver_catchalls AS dcatchalls,
+         NULL::text[] AS dests, NULL::text AS rel
     FROM domains m JOIN accounts a ON a.domain_id = m.id
    WHERE m.name = $1[1] AND a.local_part = $2[1]
      AND cardinality($1) = 1 AND cardinality($2) = 1 AND NOT a.vdeliver_aliased)
 SELECT * FROM f
 UNION ALL
-SELECT l.kind, l.dom, l.loc, l.val, l.flag, l.qb, l.qm, NULL, NULL, NULL
-  FROM vdeliver_lookup($1, $2) l
+SELECT l.* FROM vdeliver_route($1, $2) l
  WHERE NOT EXISTS (SELECT FROM f)";
+
+/// The general path of [`FETCH`] alone (`vdeliver_lookup`, in the same
+/// row shape), for tests that compare the faster paths' answers with it.
+#[doc(hidden)]
+pub const FETCH_FUNCTION: &str = "\
+SELECT l.kind, l.dom, l.loc, l.val, l.flag, l.qb, l.qm,
+       NULL::text, NULL::boolean, NULL::text[], NULL::text[], NULL::text
+  FROM vdeliver_lookup($1, $2) l";
 
 /// Ask about `pairs` in one round trip and add the answers to `facts`.
 pub fn fetch(
@@ -312,11 +326,23 @@ pub fn fetch(
     pairs: &[(String, String)],
     facts: &mut Facts,
 ) -> Result<(), DbError> {
+    fetch_with(client, FETCH, pairs, facts)
+}
+
+/// [`fetch`] with another statement of the same shape
+/// ([`FETCH_FUNCTION`]).
+#[doc(hidden)]
+pub fn fetch_with(
+    client: &mut Client,
+    statement: &str,
+    pairs: &[(String, String)],
+    facts: &mut Facts,
+) -> Result<(), DbError> {
     let doms: Vec<&str> = pairs.iter().map(|p| p.0.as_str()).collect();
     let locs: Vec<&str> = pairs.iter().map(|p| p.1.as_str()).collect();
     let rows = client
         .query_typed(
-            FETCH,
+            statement,
             &[(&doms, Type::TEXT_ARRAY), (&locs, Type::TEXT_ARRAY)],
         )
         .map_err(DbError::new("lookup"))?;
@@ -328,7 +354,7 @@ pub fn fetch(
     // Pairs first (so their domains are known, if only as unknown), then
     // domain rows (so catch-alls find their domain), then the rest.
     let order = |r: &&postgres::Row| match r.try_get::<_, &str>(0) {
-        Ok("q" | "f") => 0,
+        Ok("q" | "f" | "p") => 0,
         Ok("d") => 1,
         _ => 2,
     };
@@ -407,6 +433,47 @@ fn add_row(r: &postgres::Row, facts: &mut Facts) -> Result<(), (&'static str, po
             );
             facts.asked.insert((dom.clone(), loc.clone()));
             facts.locals.entry((dom, loc)).or_default().account = Some(account);
+        }
+        // One pair whole (vdeliver_route): its domain, which is a primary
+        // domain, and its account, aliases and relocated row, each
+        // NULL when absent. A pair may come twice (asked, and named by
+        // an alias); each row says the same.
+        "p" => {
+            let loc: String = col(r, 2, "lookup: reading the local part")?;
+            let primary: String = col(r, 7, "lookup: domains.name is NULL")?;
+            let active: bool = col(r, 8, "lookup: domains.active is NULL")?;
+            let catchalls: Vec<String> = col(r, 9, "lookup: catchalls.destination is NULL")?;
+            let maildir: Option<String> = col(r, 3, "lookup: reading accounts.maildir")?;
+            let account = match maildir {
+                Some(_) => Some(account_columns(r)?),
+                None => None,
+            };
+            let aliases: Option<Vec<String>> = col(r, 10, "lookup: aliases.destination is NULL")?;
+            let relocated: Option<String> = col(r, 11, "lookup: reading relocated.new_address")?;
+            facts.domains.insert(
+                dom.clone(),
+                Some(DomainFacts {
+                    primary,
+                    active,
+                    catchalls,
+                }),
+            );
+            facts.asked.insert((dom.clone(), loc.clone()));
+            if account.is_some()
+                || aliases.as_ref().is_some_and(|a| !a.is_empty())
+                || relocated.is_some()
+            {
+                let lf = facts.locals.entry((dom, loc)).or_default();
+                if account.is_some() {
+                    lf.account = account;
+                }
+                if let Some(aliases) = aliases {
+                    lf.aliases = aliases;
+                }
+                if relocated.is_some() {
+                    lf.relocated = relocated;
+                }
+            }
         }
         "q" => {
             let loc: String = col(r, 2, "lookup: reading the local part")?;

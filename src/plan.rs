@@ -75,6 +75,13 @@ pub struct LocalFacts {
     pub relocated: Option<String>,
 }
 
+impl LocalFacts {
+    /// No alias, account or relocated row: the candidate does not decide.
+    pub fn is_empty(&self) -> bool {
+        self.aliases.is_empty() && self.account.is_none() && self.relocated.is_none()
+    }
+}
+
 /// Everything fetched so far.
 #[derive(Debug, Clone, Default)]
 pub struct Facts {
@@ -242,9 +249,25 @@ impl Walk<'_> {
         }
         let top = chain.is_empty();
         let cands = candidates(&a.shown_local, &self.rules.delimiters);
-        if !cands.iter().all(|(c, _)| self.facts.known(&a.domain, c)) {
-            self.need
-                .extend(cands.into_iter().map(|(c, _)| (a.domain.clone(), c)));
+        // The candidates are tried longest first and the first with any
+        // rows decides, so those after it need not be known. The first
+        // not yet known, and every one after it, are asked for.
+        let unknown = cands
+            .iter()
+            .position(|(c, _)| {
+                !self.facts.known(&a.domain, c)
+                    || self
+                        .facts
+                        .local(&a.domain, c)
+                        .is_some_and(|lf| !lf.is_empty())
+            })
+            .filter(|&i| !self.facts.known(&a.domain, &cands[i].0));
+        if let Some(i) = unknown {
+            self.need.extend(
+                cands[i..]
+                    .iter()
+                    .map(|(c, _)| (a.domain.clone(), c.clone())),
+            );
             return Ok(());
         }
         let domain = match self.facts.domains.get(&a.domain) {

@@ -14,6 +14,7 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "lookup function",
         include_str!("../migrations/0002_lookup_function.sql"),
     ),
+    (3, "routes", include_str!("../migrations/0003_routes.sql")),
 ];
 
 /// The version a fully migrated database is at.

@@ -5,8 +5,9 @@
 //! and, before each round trip, `EXPLAIN (ANALYZE, BUFFERS)` of the very
 //! statement ([`crate::db::FETCH`]) with the very parameters vdeliver would
 //! send. For a plain account that statement reads `domains` and `accounts`
-//! itself; otherwise it calls the function `vdeliver_lookup`, whose own
-//! statements are where the tables are read; their plans are shown through
+//! itself; otherwise it calls the function `vdeliver_route` (and it, when
+//! it must, `vdeliver_lookup`), whose own statements are where the tables
+//! are read; their plans are shown through
 //! the server's `auto_explain` module (nested statements, with ANALYZE and
 //! BUFFERS, sent back as notices) when this connection may load it — a
 //! superuser may, or anyone when the site has put it in `$libdir/plugins`.
@@ -77,7 +78,7 @@ pub fn explain(cfg: &Config, address: &str) -> Result<Explained, String> {
     ) {
         Ok(()) => None,
         Err(e) => Some(format!(
-            "the plans of the statements inside vdeliver_lookup need the server's \
+            "the plans of the statements inside vdeliver_route and vdeliver_lookup need the server's \
              auto_explain module, which this connection cannot load ({}): run this \
              as a superuser, or put auto_explain in $libdir/plugins",
             e.as_db_error()

@@ -92,9 +92,9 @@ Examples:
     #[command(after_help = "\
 Runs vdeliver's lookup for ADDRESS (writing nothing) and prints, for each
 round trip, the pairs asked and EXPLAIN (ANALYZE, BUFFERS) of the statement
-sent, then the plans of the statements inside the vdeliver_lookup function
-(through the server's auto_explain module: a superuser can load it, others
-when it is in $libdir/plugins). Every table should be read by an index scan.
+sent, then the plans of the statements inside the functions it calls
+(vdeliver_route, vdeliver_lookup), through the server's auto_explain module
+(a superuser can load it, others when it is in $libdir/plugins). Every table should be read by an index scan.
 
 Example:
   vmailctl explain alice@example.com")]

@@ -483,3 +483,44 @@ fn folding_never_maps_non_ascii_onto_ascii() {
     let (p, _) = ok(&w, "out@example.com");
     assert_eq!(p.remote, ["kelly@remote.org", "\u{212A}elly@remote.org"]);
 }
+
+/// The candidates decide longest first, so those after the first with
+/// any rows need not be known: told about `first-last@…` (an account
+/// whose name has the delimiter in it) along with the alias that names
+/// it, as vdeliver_route tells, resolution needs nothing about `first`.
+#[test]
+fn candidates_after_the_deciding_one_are_not_needed() {
+    let mut w = World::site();
+    w.account("example.com", "first-last");
+    w.alias("example.com", "named", &["first-last@example.com"]);
+    let rcpt = Recipient {
+        local_as_addressed: "named".into(),
+        local: "named".into(),
+        domain: "example.com".into(),
+    };
+    let rules = Rules::default();
+    let both = |w: &World| {
+        let mut facts = Facts::default();
+        let pairs = [
+            ("example.com".to_string(), "named".to_string()),
+            ("example.com".to_string(), "first-last".to_string()),
+        ];
+        w.answer(&pairs, &mut facts);
+        facts
+    };
+    let Ok(Step::Done(p)) = resolve(&rcpt, &both(&w), &rules) else {
+        panic!("expected an answer without `first`");
+    };
+    assert_eq!(boxes(&p), ["example.com/first-last/Maildir/"]);
+    // Not an account: the shorter candidate decides, so it is asked
+    // for (with every one after the first unknown, in one round trip).
+    w.entry("example.com", "first-last").account = None;
+    w.account("example.com", "first");
+    let Ok(Step::Need(pairs)) = resolve(&rcpt, &both(&w), &rules) else {
+        panic!("expected a question about `first`");
+    };
+    assert_eq!(pairs, [("example.com".to_string(), "first".to_string())]);
+    let (p, n) = ok(&w, "named@example.com");
+    assert_eq!(boxes(&p), ["example.com/first/Maildir/.last"]);
+    assert_eq!(n, 2);
+}

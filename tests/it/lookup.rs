@@ -41,7 +41,7 @@ fn migrate_upgrades_a_version_1_database_in_place() {
              SELECT id, 'team', 'alice@example.com' FROM domains;",
     )
     .unwrap();
-    // vdeliver needs version 2: before the upgrade it defers (a database
+    // vdeliver needs version 3: before the upgrade it defers (a database
     // error: the columns it reads are missing) and loses nothing.
     let r = s.deliver("alice@example.com", "bob@remote.org", MSG);
     assert_eq!(r.code, Some(111), "{r:?}");
@@ -49,7 +49,7 @@ fn migrate_upgrades_a_version_1_database_in_place() {
     assert!(r.stdout.contains("does not exist"), "{r:?}");
     let out = s.ctl_ok(&["migrate"]);
     assert!(
-        out.contains("from version 1 to 2"),
+        out.contains("from version 1 to 3"),
         "vmailctl migrate said: {out}"
     );
     let out = s.ctl_ok(&["migrate"]);
@@ -130,7 +130,10 @@ fn fast_path_answers_as_the_full_lookup_does() {
     ] {
         let k = kinds(&mut c, pairs);
         assert!(!k.contains(&"f".to_string()), "{pairs:?}: {k:?}");
-        assert!(k.contains(&"q".to_string()), "{pairs:?}: {k:?}");
+        assert!(
+            k.contains(&"q".to_string()) || k.contains(&"p".to_string()),
+            "{pairs:?}: {k:?}"
+        );
     }
 }
 
@@ -198,9 +201,23 @@ fn explain_shows_each_round_trip_using_the_indexes() {
          ANALYZE;",
     )
     .unwrap();
+    s.ctl_ok(&["alias", "add", "chain@example.com", "team@example.com"]);
     // alice: the one statement reads domains and accounts by their
-    // indexes. team: the function's statements do, aliases and accounts.
-    for (to, inside) in [("alice@example.com", false), ("team@example.com", true)] {
+    // indexes. team: vdeliver_route's statement does, vdeliver_routes and
+    // accounts. chain (an alias to an alias): vdeliver_lookup's do.
+    for (to, inside, index) in [
+        (
+            "alice@example.com",
+            false,
+            "accounts_domain_id_local_part_key",
+        ),
+        ("team@example.com", true, "vdeliver_routes_pkey"),
+        (
+            "chain@example.com",
+            true,
+            "aliases_domain_id_local_part_destination_key",
+        ),
+    ] {
         let out = s.ctl_ok(&["explain", to]);
         assert!(out.contains("round trip 1: "), "{out}");
         assert!(!out.contains("round trip 2"), "{to}: one round trip: {out}");
@@ -209,14 +226,13 @@ fn explain_shows_each_round_trip_using_the_indexes() {
             out.contains("Index Scan using accounts_domain_id_local_part_key on accounts"),
             "{to}: {out}"
         );
-        if inside {
+        assert!(out.contains(index), "{to}: {out}");
+        for table in ["accounts", "aliases", "vdeliver_routes"] {
             assert!(
-                out.contains("aliases_domain_id_local_part_destination_key"),
+                !out.contains(&format!("Seq Scan on {table}")),
                 "{to}: {out}"
             );
         }
-        assert!(!out.contains("Seq Scan on accounts"), "{to}: {out}");
-        assert!(!out.contains("Seq Scan on aliases"), "{to}: {out}");
     }
     let r = s.ctl(&["explain", "alice@example.com", "--json"], b"");
     assert_eq!(r.code, Some(0), "{r:?}");
@@ -238,7 +254,25 @@ fn copies_wrong(c: &mut Client) -> i64 {
               + (SELECT count(*) FROM domains d
                   WHERE d.vdeliver_catchalls IS DISTINCT FROM coalesce(
                         (SELECT array_agg(destination ORDER BY destination)
-                           FROM catchalls c WHERE c.domain_id = d.id), '{}'))",
+                           FROM catchalls c WHERE c.domain_id = d.id), '{}')
+                     OR d.vdeliver_catchall_domains
+                        IS DISTINCT FROM (vdeliver_targets(d.vdeliver_catchalls)).domains
+                     OR d.vdeliver_catchall_locals
+                        IS DISTINCT FROM (vdeliver_targets(d.vdeliver_catchalls)).locals)
+              + (SELECT count(*)
+                   FROM (SELECT domain_id, local_part FROM aliases
+                         UNION SELECT domain_id, local_part FROM relocated) k
+                   FULL JOIN vdeliver_routes r
+                     ON r.domain_id = k.domain_id AND r.local_part = k.local_part
+                  WHERE k.domain_id IS NULL OR r.domain_id IS NULL
+                     OR r.aliases IS DISTINCT FROM coalesce(
+                        (SELECT array_agg(destination ORDER BY destination) FROM aliases a
+                          WHERE a.domain_id = r.domain_id AND a.local_part = r.local_part), '{}')
+                     OR r.relocated IS DISTINCT FROM (
+                        SELECT new_address FROM relocated x
+                         WHERE x.domain_id = r.domain_id AND x.local_part = r.local_part)
+                     OR r.target_domains IS DISTINCT FROM (vdeliver_targets(r.aliases)).domains
+                     OR r.target_locals IS DISTINCT FROM (vdeliver_targets(r.aliases)).locals)",
         &[],
     )
     .unwrap()
@@ -279,6 +313,14 @@ fn trigger_kept_copies_stay_right_under_direct_sql_and_vmailctl() {
         "INSERT INTO catchalls (domain_id, destination) SELECT id, 'a@b.example' FROM domains WHERE name = 'gone.example'".to_string(),
         "INSERT INTO aliases (domain_id, local_part, destination) SELECT id, 'x', 'a@b.example' FROM domains WHERE name = 'gone.example'".to_string(),
         "DELETE FROM domains WHERE name = 'gone.example'".to_string(),
+        // Relocated rows added, moved, deleted, beside an alias of the
+        // same name and alone.
+        format!("INSERT INTO aliases (domain_id, local_part, destination) VALUES ({ex}, 'old', 'Bob@Example.com'), ({ex}, 'old', '%n@two.example')"),
+        format!("INSERT INTO relocated (domain_id, local_part, new_address) VALUES ({ex}, 'old', 'old@new.example'), ({ex}, 'older', 'x@new.example')"),
+        "UPDATE relocated SET local_part = 'oldest' WHERE local_part = 'older'".to_string(),
+        format!("UPDATE relocated SET domain_id = {two} WHERE local_part = 'old'"),
+        "DELETE FROM relocated WHERE local_part = 'oldest'".to_string(),
+        "DELETE FROM relocated".to_string(),
         "DELETE FROM aliases".to_string(),
         "DELETE FROM catchalls".to_string(),
     ];
@@ -286,6 +328,28 @@ fn trigger_kept_copies_stay_right_under_direct_sql_and_vmailctl() {
         c.batch_execute(q).unwrap_or_else(|e| panic!("{q}: {e}"));
         assert_eq!(copies_wrong(&mut c), 0, "after step {i}: {q}");
     }
+    // vdeliver_routes written by hand (a row missing would read as "no
+    // aliases"): refused, saying what to change instead.
+    c.batch_execute(&format!(
+        "INSERT INTO aliases (domain_id, local_part, destination) VALUES ({ex}, 'kept', 'bob@example.com')"
+    ))
+    .unwrap();
+    for q in [
+        "DELETE FROM vdeliver_routes",
+        "TRUNCATE vdeliver_routes",
+        "UPDATE vdeliver_routes SET local_part = 'other'",
+        &format!("INSERT INTO vdeliver_routes VALUES ({ex}, 'made', '{{}}', NULL, '{{}}', '{{}}')"),
+    ] {
+        let e = c.batch_execute(q).expect_err(q);
+        let db = e.as_db_error().unwrap_or_else(|| panic!("{q}: {e}"));
+        assert!(db.message().contains("kept by triggers"), "{q}: {db:?}");
+        assert!(
+            db.hint().is_some_and(|h| h.contains("vmailctl alias")),
+            "{q}: {db:?}"
+        );
+        assert_eq!(copies_wrong(&mut c), 0, "after {q}");
+    }
+    c.batch_execute("DELETE FROM aliases").unwrap();
     let ctl: [&[&str]; 9] = [
         &["alias", "add", "alice@example.com", "bob@example.com"],
         &["catchall", "add", "example.com", "bob@example.com"],
@@ -305,4 +369,247 @@ fn trigger_kept_copies_stay_right_under_direct_sql_and_vmailctl() {
     let r = s.deliver("alice@example.com", "x@remote.org", MSG);
     assert_eq!(r.code, Some(0), "{r:?}");
     assert_eq!(s.files("example.com/alice/Maildir/", "new").len(), 1);
+}
+
+/// Resolve `to` (`local@domain`) round trip by round trip with
+/// `statement`, as delivery does: the outcome and the number of trips.
+fn resolve_by(c: &mut Client, statement: &str, to: &str) -> (String, usize) {
+    use vdeliver::plan::{self, Step};
+    let (local, domain) = to.rsplit_once('@').unwrap();
+    let rcpt = vdeliver::recipient::Recipient {
+        local_as_addressed: local.to_string(),
+        local: vdeliver::recipient::fold_local(local),
+        domain: domain.to_string(),
+    };
+    let rules = plan::Rules {
+        delimiters: "-".into(),
+        fallback: None,
+    };
+    let mut facts = plan::Facts::default();
+    let mut ask = plan::first_question(&rcpt, &rules);
+    for trip in 1..=10 {
+        vdeliver::db::fetch_with(c, statement, &ask, &mut facts).unwrap();
+        match plan::resolve(&rcpt, &facts, &rules) {
+            Err(f) => return (format!("{f:?}"), trip),
+            Ok(Step::Done(p)) => return (format!("{:?} {:?}", p.mailboxes, p.remote), trip),
+            Ok(Step::Need(more)) => {
+                ask = more
+                    .into_iter()
+                    .filter(|p| !facts.asked.contains(p))
+                    .collect();
+            }
+        }
+    }
+    panic!("{to}: no answer in 10 trips");
+}
+
+/// Which part of db::FETCH answers the first question for `to`: "f" (the
+/// plain account's row), "p" (vdeliver_route) or "function"
+/// (vdeliver_lookup).
+fn answered_by(c: &mut Client, to: &str) -> &'static str {
+    let (local, domain) = to.rsplit_once('@').unwrap();
+    let rcpt = vdeliver::recipient::Recipient {
+        local_as_addressed: local.to_string(),
+        local: vdeliver::recipient::fold_local(local),
+        domain: domain.to_string(),
+    };
+    let rules = vdeliver::plan::Rules {
+        delimiters: "-".into(),
+        fallback: None,
+    };
+    let ask = vdeliver::plan::first_question(&rcpt, &rules);
+    let pairs: Vec<(&str, &str)> = ask.iter().map(|p| (p.0.as_str(), p.1.as_str())).collect();
+    let k = kinds(c, &pairs);
+    if k == ["f"] {
+        "f"
+    } else if !k.is_empty() && k.iter().all(|k| k == "p") {
+        "p"
+    } else {
+        assert!(!k.iter().any(|k| k == "f" || k == "p"), "{to}: mixed {k:?}");
+        "function"
+    }
+}
+
+/// vdeliver_route (schema version 3) answers extensions, aliases and
+/// catch-alls to plain local accounts in one round trip, and hands the
+/// rest to vdeliver_lookup; either way, resolution ends exactly where
+/// vdeliver_lookup alone ends it, in no more round trips.
+#[test]
+fn route_resolves_as_the_function_does() {
+    let s = Site::new();
+    s.ctl_ok(&["domain", "add", "other.org"]);
+    for a in [
+        "alice@example.com",
+        "bob@example.com",
+        "aliased@example.com",
+        "off@example.com",
+        "dave@other.org",
+        "carol@example.com",
+        "self@example.com",
+        "first-last@example.com",
+    ] {
+        s.account(a);
+    }
+    s.ctl_ok(&["domain", "set", "example.com", "--quota-messages", "7"]);
+    for (from, to) in [
+        ("team@example.com", "alice@example.com"),
+        ("team@example.com", "Dave@Other.org"),
+        ("aliased@example.com", "bob@example.com"),
+        ("chain@example.com", "aliased@example.com"),
+        ("self@example.com", "self@example.com"),
+        ("self@example.com", "bob@example.com"),
+        ("pct@example.com", "%n@other.org"),
+        ("ext@example.com", "carol@example.com"),
+        ("remote@example.com", "x@remote.net"),
+        ("viaalias@example.com", "alice@alias.example"),
+        ("tooff@example.com", "off@example.com"),
+        ("carol-list@example.com", "bob@example.com"),
+        ("deep@example.com", "chain@example.com"),
+        ("named@example.com", "First-Last@example.com"),
+        ("byext@example.com", "carol-x@example.com"),
+    ] {
+        s.ctl_ok(&["alias", "add", from, to, "--force"]);
+    }
+    s.ctl_ok(&["alias-domain", "add", "alias.example", "example.com"]);
+    s.ctl_ok(&["catchall", "add", "other.org", "dave@other.org"]);
+    s.ctl_ok(&["domain", "add", "third.org"]);
+    s.ctl_ok(&[
+        "catchall",
+        "add",
+        "third.org",
+        "team@example.com",
+        "--force",
+    ]);
+    s.ctl_ok(&["domain", "add", "fourth.org"]);
+    s.ctl_ok(&["catchall", "add", "fourth.org", "%n@example.com", "--force"]);
+    s.ctl_ok(&["domain", "add", "fifth.org"]);
+    s.ctl_ok(&["domain", "add", "sixth.org"]);
+    s.ctl_ok(&["catchall", "add", "sixth.org", "BOB@example.com"]);
+    s.ctl_ok(&["catchall", "add", "sixth.org", "carol@example.com"]);
+    let mut c = client(&s);
+    c.batch_execute(
+        "UPDATE accounts SET active = false WHERE local_part = 'off';
+         INSERT INTO relocated (domain_id, local_part, new_address)
+             SELECT id, 'gone', 'gone@new.example' FROM domains WHERE name = 'example.com';",
+    )
+    .unwrap();
+    // (address, the part of the statement that answers it)
+    let cases = [
+        // Extensions whose first existing candidate is a plain account.
+        ("alice-x@example.com", "p"),
+        ("alice-x-y@example.com", "p"),
+        ("off-x@example.com", "p"),
+        ("first-last@example.com", "p"),
+        ("first-last-x@example.com", "p"),
+        // Relocated, with and without an extension; no such user.
+        ("gone@example.com", "p"),
+        ("gone-x@example.com", "p"),
+        ("nobody@example.com", "p"),
+        ("nobody-x@example.com", "p"),
+        // Aliases to plain local accounts, of the address or a candidate,
+        // in this domain or another, whatever the case of the destination.
+        ("team@example.com", "p"),
+        ("Team-x@example.com", "p"),
+        ("aliased@example.com", "p"),
+        ("ext@example.com", "p"),
+        ("tooff@example.com", "p"),
+        ("carol-list@example.com", "p"),
+        ("carol-list-x@example.com", "p"),
+        ("named@example.com", "p"),
+        // Catch-all hits to plain local accounts.
+        ("nobody@other.org", "p"),
+        ("nobody-x@other.org", "p"),
+        ("dave-x@other.org", "p"),
+        ("nobody@sixth.org", "p"),
+        // A '%' destination: its pairs are known only after the first
+        // round trip, with either statement.
+        ("pct@example.com", "p"),
+        ("someone@fourth.org", "p"),
+        ("someone@fifth.org", "p"),
+        // Everything else: vdeliver_lookup.
+        ("chain@example.com", "function"),
+        ("deep@example.com", "function"),
+        ("self@example.com", "function"),
+        ("remote@example.com", "function"),
+        ("viaalias@example.com", "function"),
+        ("byext@example.com", "function"),
+        ("team@alias.example", "function"),
+        ("alice-x@alias.example", "function"),
+        ("someone@third.org", "function"),
+        ("x@unknown.example", "function"),
+        // The plain row.
+        ("alice@example.com", "f"),
+        ("off@example.com", "f"),
+    ];
+    for (to, part) in cases {
+        assert_eq!(answered_by(&mut c, to), part, "{to}: answered by");
+        let (got, trips) = resolve_by(&mut c, vdeliver::db::FETCH, to);
+        let (want, function_trips) = resolve_by(&mut c, vdeliver::db::FETCH_FUNCTION, to);
+        assert_eq!(got, want, "{to}");
+        assert!(trips <= function_trips, "{to}: {trips} > {function_trips}");
+        if part == "p" && !["pct@example.com", "someone@fourth.org"].contains(&to) {
+            assert_eq!(trips, 1, "{to}: {got}");
+        }
+    }
+}
+
+/// Two transactions changing the same address's aliases (or an alias
+/// and a relocated row) at once: the second waits on the domain's row
+/// lock, then recomputes the route from what the first committed, so
+/// the route holds both.
+#[test]
+fn concurrent_alias_changes_on_one_address_both_reach_the_route() {
+    let s = Site::new();
+    s.account("alice@example.com");
+    s.account("bob@example.com");
+    let ex = "(SELECT id FROM domains WHERE name = 'example.com')";
+    for (first, second) in [
+        (
+            format!("INSERT INTO aliases (domain_id, local_part, destination) VALUES ({ex}, 'team', 'alice@example.com')"),
+            format!("INSERT INTO aliases (domain_id, local_part, destination) VALUES ({ex}, 'team', 'bob@example.com')"),
+        ),
+        (
+            "DELETE FROM aliases WHERE destination = 'alice@example.com'".to_string(),
+            format!("INSERT INTO aliases (domain_id, local_part, destination) VALUES ({ex}, 'team', 'carol@example.com')"),
+        ),
+    ] {
+        let mut a = client(&s);
+        let mut b = client(&s);
+        a.batch_execute(&format!("BEGIN; {first}")).unwrap();
+        let sql = format!("BEGIN; {second}; COMMIT");
+        let waiter = std::thread::spawn(move || {
+            b.batch_execute(&sql).unwrap();
+            b
+        });
+        // Let the second block on the lock the first holds.
+        let mut watch = client(&s);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let waiting: i64 = watch
+                .query_one(
+                    "SELECT count(*) FROM pg_stat_activity
+                      WHERE wait_event_type = 'Lock' AND datname = current_database()",
+                    &[],
+                )
+                .unwrap()
+                .get(0);
+            if waiting > 0 {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "the second never waited");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        a.batch_execute("COMMIT").unwrap();
+        waiter.join().unwrap();
+        assert_eq!(copies_wrong(&mut watch), 0, "{first} / {second}");
+    }
+    let mut c = client(&s);
+    let aliases: Vec<String> = c
+        .query_one(
+            "SELECT aliases FROM vdeliver_routes WHERE local_part = 'team'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(aliases, ["bob@example.com", "carol@example.com"]);
 }
