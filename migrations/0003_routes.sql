@@ -11,10 +11,10 @@
 -- account. Those are now answered by vdeliver_route(), a SQL function
 -- reading three relations (domains, accounts and the trigger-kept
 -- vdeliver_routes below), one index probe each per pair. It is a SQL
--- function, and one the planner cannot inline (it has a SET clause), so
--- the delivery statement's plan stays the plain account's: the function's
--- statement is parsed and planned only when it is reached. Anything it
--- cannot answer whole goes on, in the same statement, to
+-- function, and one the planner cannot inline (it is STRICT), so the
+-- delivery statement's plan stays close to the plain account's: the
+-- function's statement is parsed and planned only when it is called.
+-- What it cannot answer whole it hands on, in the same statement, to
 -- vdeliver_lookup() as before. One round trip still, nothing written, no
 -- session state.
 
@@ -160,72 +160,85 @@ CREATE TRIGGER routes_guard BEFORE INSERT OR UPDATE OR DELETE ON vdeliver_routes
 CREATE TRIGGER routes_guard_truncate BEFORE TRUNCATE ON vdeliver_routes
     FOR EACH STATEMENT EXECUTE FUNCTION vdeliver_routes_guard();
 
--- vdeliver_route(domains, local parts): the facts of each pair, and of
--- every pair its aliases' literal destinations name (or, for a pair with
--- no aliases, its domain's catch-alls'), one row of kind 'p' per pair:
---   dom, loc   the pair
---   val, flag  the account's Maildir and active flag (NULL: no account)
---   qb, qm     the effective quotas (the account's, else the domain's)
---   dname, dactive, dcatchalls   the domain: its name, active flag and
---              catch-all destinations (dname NULL: not a primary domain)
---   dests, rel the pair's alias destinations and relocated address
---              (dests NULL: neither)
--- When that is not the whole answer — a pair in a domain that is not a
--- primary domain (an alias domain, or remote), or a destination pair
--- that is not a plain account (no account, or aliases of its own: a
--- chain) — it returns vdeliver_lookup()'s rows instead, which follow the
--- chain to its end. So it does for an account or relocated row with a
--- NULL where the schema forbids one (a constraint dropped by hand): here
--- that would read as "no account" or "not relocated", there it is an
--- error.
+-- vdeliver_route(domains, local parts): for each pair asked, its facts,
+-- and the facts of each pair its aliases' literal destinations name (or,
+-- for a pair with neither an account nor aliases, its domain's
+-- catch-alls'), one row per (pair, destination):
+--   dom, loc, val, flag, qb, qm, dname, dactive, dcatchalls, dests, rel
+--       the pair: its account's Maildir and active flag (NULL: no
+--       account), the effective quotas (the account's, else the
+--       domain's), its domain's name, active flag and catch-all
+--       destinations (dname NULL: not a primary domain), its alias
+--       destinations and relocated address (dests NULL: neither)
+--   tdom, tloc, tval, tflag, tqb, tqm, tdname, tdactive, tdcatchalls
+--       the destination pair, the same way (NULL: none)
+--   tmore
+--       the destination is not a plain account (no account, an alias of
+--       its own: a chain, or not in a primary domain): its facts are in
+--       the l columns instead
+--   lkind, ldom, lloc, lval, lflag, lqb, lqm
+--       vdeliver_lookup()'s rows, one per row here, for the pair when its
+--       domain is not a primary domain (an alias domain, or unknown), or
+--       for the destination when tmore: it follows chains to their end.
+-- So the answer is whole in one statement, and PL/pgSQL is loaded only
+-- when a chain, an alias domain or a remote destination needs it. An
+-- account or relocated row with a NULL where the schema forbids one (a
+-- constraint dropped by hand) goes to vdeliver_lookup() too: here it
+-- would read as "no account" or "not relocated", there it is an error.
 --
 -- Every lookup is a LATERAL subquery the planner cannot flatten (OFFSET
--- 0), so each is an index probe per pair whatever the tables' sizes.
--- The SET clause keeps the function from being inlined into the calling
--- statement (whose plan would then carry this one's for every delivery).
+-- 0), so each is an index probe per pair whatever the tables' sizes. The
+-- function is STRICT, which keeps the planner from inlining it into the
+-- calling statement (whose plan would then carry this one's for every
+-- delivery), and lets that statement skip the call with a NULL argument.
+ALTER FUNCTION vdeliver_lookup(text[], text[]) STRICT;
+
 CREATE FUNCTION vdeliver_route(doms text[], locs text[])
-RETURNS TABLE (kind text, dom text, loc text, val text, flag boolean, qb bigint, qm bigint,
-               dname text, dactive boolean, dcatchalls text[], dests text[], rel text)
-LANGUAGE sql STABLE SET plan_cache_mode = force_generic_plan AS $$
-WITH k AS MATERIALIZED (
-    SELECT p.lvl, p.dom, p.loc, a.maildir, a.active,
-           coalesce(a.quota_bytes, m.quota_bytes) AS qb,
-           coalesce(a.quota_messages, m.quota_messages) AS qm,
-           m.name, m.active AS dactive, m.vdeliver_catchalls, r.aliases, r.relocated,
-           a.broken OR r.broken AS broken
-      FROM (SELECT 1 AS lvl, q.dom, q.loc FROM unnest(doms, locs) AS q(dom, loc)
-            UNION ALL
-            SELECT 2, t.dom, t.loc
-              FROM unnest(doms, locs) AS q(dom, loc)
-             CROSS JOIN LATERAL (
-                   SELECT d.id, d.vdeliver_catchall_domains, d.vdeliver_catchall_locals
-                     FROM domains d WHERE d.name = q.dom OFFSET 0) d
-              LEFT JOIN LATERAL (
-                   SELECT r.target_domains, r.target_locals FROM vdeliver_routes r
-                    WHERE r.domain_id = d.id AND r.local_part = q.loc OFFSET 0) r ON true
-             CROSS JOIN LATERAL unnest(coalesce(r.target_domains, d.vdeliver_catchall_domains),
-                                       coalesce(r.target_locals, d.vdeliver_catchall_locals))
-                   AS t(dom, loc)) p
-      LEFT JOIN LATERAL (
-           SELECT m.id, m.name, m.active, m.vdeliver_catchalls, m.quota_bytes, m.quota_messages
-             FROM domains m WHERE m.name = p.dom OFFSET 0) m ON true
-      LEFT JOIN LATERAL (
-           SELECT a.maildir, a.active, a.quota_bytes, a.quota_messages,
-                  a.maildir IS NULL OR a.active IS NULL AS broken
-             FROM accounts a WHERE a.domain_id = m.id AND a.local_part = p.loc OFFSET 0) a ON true
-      LEFT JOIN LATERAL (
-           SELECT r.aliases, r.relocated,
-                  cardinality(r.aliases) = 0 AND r.relocated IS NULL AS broken
-             FROM vdeliver_routes r WHERE r.domain_id = m.id AND r.local_part = p.loc OFFSET 0) r ON true),
-more AS MATERIALIZED (
-    SELECT EXISTS (
-        SELECT FROM k
-         WHERE k.name IS NULL OR k.broken
-            OR (k.lvl = 2 AND (k.maildir IS NULL OR k.aliases IS NOT NULL))) AS yes)
-SELECT 'p'::text, k.dom, k.loc, k.maildir, k.active, k.qb, k.qm,
-       k.name, k.dactive, k.vdeliver_catchalls, k.aliases, k.relocated
-  FROM k, more WHERE NOT more.yes
-UNION ALL
-SELECT l.kind, l.dom, l.loc, l.val, l.flag, l.qb, l.qm, NULL, NULL, NULL, NULL, NULL
-  FROM more, vdeliver_lookup(doms, locs) AS l WHERE more.yes
+RETURNS TABLE (dom text, loc text, val text, flag boolean, qb bigint, qm bigint,
+               dname text, dactive boolean, dcatchalls text[], dests text[], rel text,
+               tdom text, tloc text, tval text, tflag boolean, tqb bigint, tqm bigint,
+               tdname text, tdactive boolean, tdcatchalls text[], tmore boolean,
+               lkind text, ldom text, lloc text, lval text, lflag boolean, lqb bigint, lqm bigint)
+LANGUAGE sql STABLE STRICT AS $$
+SELECT p.dom, p.loc, a.maildir, a.active,
+       coalesce(a.quota_bytes, m.quota_bytes), coalesce(a.quota_messages, m.quota_messages),
+       m.name, m.active, m.vdeliver_catchalls, r.aliases, r.relocated,
+       t.dom, t.loc, t.maildir, t.active, t.qb, t.qm, t.name, t.dactive, t.catchalls, t.more,
+       l.kind, l.dom, l.loc, l.val, l.flag, l.qb, l.qm
+  FROM unnest(doms, locs) AS p(dom, loc)
+  LEFT JOIN LATERAL (
+       SELECT m.id, m.name, m.active, m.vdeliver_catchalls, m.quota_bytes, m.quota_messages,
+              m.vdeliver_catchall_domains, m.vdeliver_catchall_locals
+         FROM domains m WHERE m.name = p.dom OFFSET 0) m ON true
+  LEFT JOIN LATERAL (
+       SELECT a.maildir, a.active, a.quota_bytes, a.quota_messages,
+              a.maildir IS NULL OR a.active IS NULL AS broken
+         FROM accounts a WHERE a.domain_id = m.id AND a.local_part = p.loc OFFSET 0) a ON true
+  LEFT JOIN LATERAL (
+       SELECT r.aliases, r.relocated, r.target_domains, r.target_locals,
+              cardinality(r.aliases) = 0 AND r.relocated IS NULL AS broken
+         FROM vdeliver_routes r WHERE r.domain_id = m.id AND r.local_part = p.loc OFFSET 0) r ON true
+  LEFT JOIN LATERAL (
+       SELECT t.dom, t.loc, x.name, x.active AS dactive, x.vdeliver_catchalls AS catchalls,
+              y.maildir, y.active, coalesce(y.quota_bytes, x.quota_bytes) AS qb,
+              coalesce(y.quota_messages, x.quota_messages) AS qm,
+              x.name IS NULL OR y.maildir IS NULL OR y.active IS NULL
+                  OR y.vdeliver_aliased AS more
+         FROM unnest(coalesce(r.target_domains,
+                              CASE WHEN a.maildir IS NULL THEN m.vdeliver_catchall_domains END),
+                     coalesce(r.target_locals,
+                              CASE WHEN a.maildir IS NULL THEN m.vdeliver_catchall_locals END))
+              AS t(dom, loc)
+         LEFT JOIN LATERAL (
+              SELECT x.id, x.name, x.active, x.vdeliver_catchalls, x.quota_bytes, x.quota_messages
+                FROM domains x WHERE x.name = t.dom OFFSET 0) x ON true
+         LEFT JOIN LATERAL (
+              SELECT y.maildir, y.active, y.quota_bytes, y.quota_messages, y.vdeliver_aliased
+                FROM accounts y
+               WHERE y.domain_id = x.id AND y.local_part = t.loc OFFSET 0) y ON true) t ON true
+  LEFT JOIN LATERAL vdeliver_lookup(
+       CASE WHEN m.name IS NULL OR a.broken OR r.broken THEN ARRAY[p.dom]
+            WHEN t.more THEN ARRAY[t.dom] END,
+       CASE WHEN m.name IS NULL OR a.broken OR r.broken THEN ARRAY[p.loc]
+            WHEN t.more THEN ARRAY[t.loc] END) AS l ON true
 $$;

@@ -263,32 +263,33 @@ pub fn connect(cfg: &config::Database, application: &str) -> Result<Client, DbEr
 /// Everything resolution needs about a list of (domain, local part)
 /// pairs, in one statement: the domain (directly or through an alias
 /// domain) with its catch-alls, and per pair the aliases, the account (with
-/// its effective quota) and the relocated row. One row per fact or per
-/// pair, tagged by `kind`.
+/// its effective quota) and the relocated row.
 ///
 /// For one pair — an address with a single candidate, the common case —
 /// the statement reads only `domains` and `accounts`, as any SQL-backed
 /// delivery agent must, and when the account is there and no alias of
 /// the same address is (`accounts.vdeliver_aliased`), answers in one row
-/// of kind `f`: the account, its domain, and the domain's catch-alls
-/// (`domains.vdeliver_catchalls`). Otherwise the same statement calls
-/// `vdeliver_route` (schema version 3, `migrations/0003_routes.sql`), a
-/// SQL function the server parses and plans only when it is reached. It
-/// answers extensions, aliases and catch-alls whose destinations are
-/// plain local accounts — nearly all of them — from `domains`,
-/// `accounts` and the trigger-kept `vdeliver_routes`, one row of kind
-/// `p` per pair: the pairs asked and the pairs their aliases (or their
-/// domain's catch-alls) name. Anything else (alias domains, remote
-/// destinations, chains) it hands on, in the same statement, to the
-/// PL/pgSQL function `vdeliver_lookup` (version 2), which widens the
-/// pairs level by level up to the depth limit by the literal destinations
-/// (those without `%`) of their aliases and catch-alls, and answers one
-/// row per fact (kinds `q`, `d`, `c`, `a`, `l`, `r`). Every pair whose
-/// facts are in the answer comes back (as a `q`, `f` or `p` row), so the
-/// caller knows what it has been told, including "nothing". Each lookup is
-/// an index probe by the statement's shape, whatever the tables' sizes.
-/// The columns the trigger-kept copies provide are recomputed from the
-/// tables they copy on every change, vmailctl's or direct SQL's.
+/// whose first columns ([`F`]) are the account, its domain and the
+/// domain's catch-alls (`domains.vdeliver_catchalls`). Otherwise the same
+/// statement calls `vdeliver_route` (schema version 3,
+/// `migrations/0003_routes.sql`), a SQL function the server parses and
+/// plans only when it is called. It answers extensions, aliases and
+/// catch-alls whose destinations are plain local accounts — nearly all of
+/// them — from `domains`, `accounts` and the trigger-kept
+/// `vdeliver_routes`: one row per (pair asked, destination), the pair's
+/// facts in columns [`P`], the destination's in [`T`]. What it cannot
+/// answer whole (alias domains, remote destinations, chains) it hands, in
+/// the same statement, to the PL/pgSQL function `vdeliver_lookup`
+/// (version 2), which widens the pairs level by level up to the depth
+/// limit by the literal destinations (those without `%`) of their aliases
+/// and catch-alls, and answers one fact per row in columns [`L`], tagged
+/// by kind (`q` a pair asked, `d` its domain, `c` a catch-all, `a` an
+/// account, `l` an alias destination, `r` a relocated address). Every pair
+/// whose facts are in the answer comes back, so the caller knows what it
+/// has been told, including "nothing". Each lookup is an index probe by
+/// the statement's shape, whatever the tables' sizes. The copies kept by
+/// triggers are recomputed from the tables they copy on every change,
+/// vmailctl's or direct SQL's.
 ///
 /// Destinations are case-folded there exactly as
 /// [`crate::recipient::fold_local`] folds them: ASCII `A`–`Z` only, with
@@ -298,27 +299,43 @@ pub fn connect(cfg: &config::Database, application: &str) -> Result<Client, DbEr
 /// An unnamed statement, no session state: PgBouncer in transaction mode
 /// and a read-only hot standby both serve it.
 pub const FETCH: &str = "\
-WITH f AS MATERIALIZED (
-  SELECT 'f'::text AS kind, $1[1] AS dom, $2[1] AS loc, a.maildir AS val, a.active AS flag,
-         coalesce(a.quota_bytes, m.quota_bytes) AS qb,
-         coalesce(a.quota_messages, m.quota_messages) AS qm,
-         m.name AS dname, m.active AS dactive, m.vdeliver_catchalls AS dcatchalls,
-         NULL::text[] AS dests, NULL::text AS rel
-    FROM domains m JOIN accounts a ON a.domain_id = m.id
-   WHERE m.name = $1[1] AND a.local_part = $2[1]
-     AND cardinality($1) = 1 AND cardinality($2) = 1 AND NOT a.vdeliver_aliased)
-SELECT * FROM f
-UNION ALL
-SELECT l.* FROM vdeliver_route($1, $2) l
- WHERE NOT EXISTS (SELECT FROM f)";
+SELECT f.maildir, f.active, f.qb, f.qm, f.dname, f.dactive, f.dcatchalls, w.*
+  FROM (VALUES (1)) AS o(x)
+  LEFT JOIN LATERAL (
+    SELECT a.maildir, a.active,
+           coalesce(a.quota_bytes, m.quota_bytes) AS qb,
+           coalesce(a.quota_messages, m.quota_messages) AS qm,
+           m.name AS dname, m.active AS dactive, m.vdeliver_catchalls AS dcatchalls
+      FROM domains m JOIN accounts a ON a.domain_id = m.id
+     WHERE m.name = $1[1] AND a.local_part = $2[1]
+       AND cardinality($1) = 1 AND cardinality($2) = 1 AND NOT a.vdeliver_aliased) f ON true
+  LEFT JOIN LATERAL vdeliver_route(CASE WHEN f.maildir IS NULL THEN $1 END, $2) w ON true";
 
 /// The general path of [`FETCH`] alone (`vdeliver_lookup`, in the same
 /// row shape), for tests that compare the faster paths' answers with it.
 #[doc(hidden)]
 pub const FETCH_FUNCTION: &str = "\
-SELECT l.kind, l.dom, l.loc, l.val, l.flag, l.qb, l.qm,
-       NULL::text, NULL::boolean, NULL::text[], NULL::text[], NULL::text
+SELECT NULL::text, NULL::boolean, NULL::bigint, NULL::bigint, NULL::text, NULL::boolean,
+       NULL::text[],
+       NULL::text, NULL::text, NULL::text, NULL::boolean, NULL::bigint, NULL::bigint,
+       NULL::text, NULL::boolean, NULL::text[], NULL::text[], NULL::text,
+       NULL::text, NULL::text, NULL::text, NULL::boolean, NULL::bigint, NULL::bigint,
+       NULL::text, NULL::boolean, NULL::text[], NULL::boolean,
+       l.kind, l.dom, l.loc, l.val, l.flag, l.qb, l.qm
   FROM vdeliver_lookup($1, $2) l";
+
+/// The first column of each part of [`FETCH`]'s rows: the plain account
+/// (`maildir, active, qb, qm, dname, dactive, dcatchalls`), the pair
+/// asked (`dom, loc`, then the same seven, then `aliases, relocated`),
+/// the destination (`dom, loc`, the same seven, `more`), and
+/// `vdeliver_lookup`'s fact (`kind, dom, loc, val, flag, qb, qm`).
+pub const F: usize = 0;
+/// See [`F`].
+pub const P: usize = 7;
+/// See [`F`].
+pub const T: usize = 18;
+/// See [`F`].
+pub const L: usize = 28;
 
 /// Ask about `pairs` in one round trip and add the answers to `facts`.
 pub fn fetch(
@@ -346,24 +363,108 @@ pub fn fetch_with(
             &[(&doms, Type::TEXT_ARRAY), (&locs, Type::TEXT_ARRAY)],
         )
         .map_err(DbError::new("lookup"))?;
+    let bad = |(what, source)| DbError::Postgres { what, source };
     // Domains asked about and not answered are not in the database.
     for (d, l) in pairs {
         facts.domains.entry(d.clone()).or_insert(None);
         facts.asked.insert((d.clone(), l.clone()));
     }
-    // Pairs first (so their domains are known, if only as unknown), then
-    // domain rows (so catch-alls find their domain), then the rest.
-    let order = |r: &&postgres::Row| match r.try_get::<_, &str>(0) {
-        Ok("q" | "f" | "p") => 0,
-        Ok("d") => 1,
-        _ => 2,
-    };
-    let mut rows: Vec<&postgres::Row> = rows.iter().collect();
-    rows.sort_by_key(order);
-    for r in rows {
-        add_row(r, facts).map_err(|(what, source)| DbError::Postgres { what, source })?;
+    // The whole pairs first (the plain account, the pairs asked, their
+    // destinations), then vdeliver_lookup's facts: pairs, then domain
+    // rows (so catch-alls find their domain), then the rest, each once
+    // (a fact comes once per row it is joined to).
+    let mut lookup: Vec<(u8, &postgres::Row)> = Vec::new();
+    for r in &rows {
+        if let Some(maildir) =
+            col::<Option<String>>(r, F, "lookup: reading accounts.maildir").map_err(bad)?
+        {
+            let (d, l) = pairs.first().cloned().unwrap_or_default();
+            let domain = domain_columns(r, F + 4).map_err(bad)?;
+            let account = account_columns(r, F, maildir).map_err(bad)?;
+            facts.domains.insert(d.clone(), Some(domain));
+            facts.locals.entry((d, l)).or_default().account = Some(account);
+        }
+        pair_columns(r, facts).map_err(bad)?;
+        match col::<Option<&str>>(r, L, "lookup: reading the row kind").map_err(bad)? {
+            None => {}
+            Some("q") => lookup.push((0, r)),
+            Some("d") => lookup.push((1, r)),
+            Some(_) => lookup.push((2, r)),
+        }
+    }
+    lookup.sort_by_key(|(order, _)| *order);
+    let mut seen = std::collections::HashSet::new();
+    for (_, r) in lookup {
+        let key: Vec<Option<String>> = (L..L + 4)
+            .map(|i| r.try_get::<_, Option<String>>(i).ok().flatten())
+            .collect();
+        if seen.insert(key) {
+            add_row(r, facts).map_err(bad)?;
+        }
     }
     Ok(())
+}
+
+/// The pair asked and its destination of a row of `vdeliver_route`, each
+/// when whole: the pair when its domain is a primary domain (else
+/// `vdeliver_lookup`'s rows say what it is), the destination when it is a
+/// plain account (`more` false).
+fn pair_columns(
+    r: &postgres::Row,
+    facts: &mut Facts,
+) -> Result<(), (&'static str, postgres::Error)> {
+    let dom: Option<String> = col(r, P, "lookup: reading the domain")?;
+    let dname: Option<&str> = col(r, P + 6, "lookup: reading domains.name")?;
+    if let (Some(dom), Some(_)) = (dom, dname) {
+        let loc: String = col(r, P + 1, "lookup: reading the local part")?;
+        let domain = domain_columns(r, P + 6)?;
+        let maildir: Option<String> = col(r, P + 2, "lookup: reading accounts.maildir")?;
+        let account = match maildir {
+            Some(m) => Some(account_columns(r, P + 2, m)?),
+            None => None,
+        };
+        let aliases: Option<Vec<String>> = col(r, P + 9, "lookup: aliases.destination is NULL")?;
+        let relocated: Option<String> = col(r, P + 10, "lookup: reading relocated.new_address")?;
+        facts.domains.insert(dom.clone(), Some(domain));
+        facts.asked.insert((dom.clone(), loc.clone()));
+        let has_aliases = aliases.as_ref().is_some_and(|a| !a.is_empty());
+        if account.is_some() || has_aliases || relocated.is_some() {
+            let lf = facts.locals.entry((dom, loc)).or_default();
+            if account.is_some() {
+                lf.account = account;
+            }
+            if let Some(aliases) = aliases {
+                lf.aliases = aliases;
+            }
+            if relocated.is_some() {
+                lf.relocated = relocated;
+            }
+        }
+    }
+    let more: Option<bool> = col(r, T + 9, "lookup: reading the destination")?;
+    if more == Some(false) {
+        let dom: String = col(r, T, "lookup: reading the destination's domain")?;
+        let loc: String = col(r, T + 1, "lookup: reading the destination's local part")?;
+        let maildir: String = col(r, T + 2, "lookup: accounts.maildir is NULL")?;
+        let account = account_columns(r, T + 2, maildir)?;
+        let domain = domain_columns(r, T + 6)?;
+        facts.domains.insert(dom.clone(), Some(domain));
+        facts.asked.insert((dom.clone(), loc.clone()));
+        facts.locals.entry((dom, loc)).or_default().account = Some(account);
+    }
+    Ok(())
+}
+
+/// A domain's name, active flag and catch-alls, from column `i` on.
+fn domain_columns(
+    r: &postgres::Row,
+    i: usize,
+) -> Result<DomainFacts, (&'static str, postgres::Error)> {
+    Ok(DomainFacts {
+        primary: col(r, i, "lookup: domains.name is NULL")?,
+        active: col(r, i + 1, "lookup: domains.active is NULL")?,
+        catchalls: col(r, i + 2, "lookup: catchalls.destination is NULL")?,
+    })
 }
 
 /// A quota column as the lookup returns it: NULL (no limit of its own) or
@@ -391,7 +492,7 @@ impl<'a> postgres::types::FromSql<'a> for QuotaColumn {
     }
 }
 
-/// Add one row of [`FETCH`]'s answer to `facts`.
+/// Add one fact of `vdeliver_lookup` (columns [`L`] on) to `facts`.
 ///
 /// Each kind of row is read with the shape the schema promises: every
 /// column that is NOT NULL there is read as a non-optional value, so a
@@ -401,88 +502,17 @@ impl<'a> postgres::types::FromSql<'a> for QuotaColumn {
 /// catch-all), a disabled one (a bounce) or an ignored destination. So is
 /// a negative quota, and a kind the statement cannot produce.
 fn add_row(r: &postgres::Row, facts: &mut Facts) -> Result<(), (&'static str, postgres::Error)> {
-    let kind: &str = col(r, 0, "lookup: reading the row kind")?;
-    let dom: String = col(r, 1, "lookup: reading the domain")?;
+    let kind: &str = col(r, L, "lookup: reading the row kind")?;
+    let dom: String = col(r, L + 1, "lookup: reading the domain")?;
     match kind {
-        // The common case whole: the pair, its account, its domain and
-        // the domain's catch-alls, in one row.
-        "f" => {
-            let loc: String = col(r, 2, "lookup: reading the local part")?;
-            let primary: String = col(r, 7, "lookup: domains.name is NULL")?;
-            let active: bool = col(r, 8, "lookup: domains.active is NULL")?;
-            let catchalls: Vec<Option<String>> =
-                col(r, 9, "lookup: domains.vdeliver_catchalls is NULL")?;
-            let catchalls = catchalls
-                .into_iter()
-                .map(|c| c.ok_or(()))
-                .collect::<Result<Vec<String>, ()>>();
-            let Ok(catchalls) = catchalls else {
-                // Reading the array's elements as non-optional fails on
-                // the NULL, which gives the error to report.
-                col::<Vec<String>>(r, 9, "lookup: catchalls.destination is NULL")?;
-                return Ok(());
-            };
-            let account = account_columns(r)?;
-            facts.domains.insert(
-                dom.clone(),
-                Some(DomainFacts {
-                    primary,
-                    active,
-                    catchalls,
-                }),
-            );
-            facts.asked.insert((dom.clone(), loc.clone()));
-            facts.locals.entry((dom, loc)).or_default().account = Some(account);
-        }
-        // One pair whole (vdeliver_route): its domain, which is a primary
-        // domain, and its account, aliases and relocated row, each
-        // NULL when absent. A pair may come twice (asked, and named by
-        // an alias); each row says the same.
-        "p" => {
-            let loc: String = col(r, 2, "lookup: reading the local part")?;
-            let primary: String = col(r, 7, "lookup: domains.name is NULL")?;
-            let active: bool = col(r, 8, "lookup: domains.active is NULL")?;
-            let catchalls: Vec<String> = col(r, 9, "lookup: catchalls.destination is NULL")?;
-            let maildir: Option<String> = col(r, 3, "lookup: reading accounts.maildir")?;
-            let account = match maildir {
-                Some(_) => Some(account_columns(r)?),
-                None => None,
-            };
-            let aliases: Option<Vec<String>> = col(r, 10, "lookup: aliases.destination is NULL")?;
-            let relocated: Option<String> = col(r, 11, "lookup: reading relocated.new_address")?;
-            facts.domains.insert(
-                dom.clone(),
-                Some(DomainFacts {
-                    primary,
-                    active,
-                    catchalls,
-                }),
-            );
-            facts.asked.insert((dom.clone(), loc.clone()));
-            if account.is_some()
-                || aliases.as_ref().is_some_and(|a| !a.is_empty())
-                || relocated.is_some()
-            {
-                let lf = facts.locals.entry((dom, loc)).or_default();
-                if account.is_some() {
-                    lf.account = account;
-                }
-                if let Some(aliases) = aliases {
-                    lf.aliases = aliases;
-                }
-                if relocated.is_some() {
-                    lf.relocated = relocated;
-                }
-            }
-        }
         "q" => {
-            let loc: String = col(r, 2, "lookup: reading the local part")?;
+            let loc: String = col(r, L + 2, "lookup: reading the local part")?;
             facts.domains.entry(dom.clone()).or_insert(None);
             facts.asked.insert((dom, loc));
         }
         "d" => {
-            let primary: String = col(r, 3, "lookup: domains.name is NULL")?;
-            let active: bool = col(r, 4, "lookup: domains.active is NULL")?;
+            let primary: String = col(r, L + 3, "lookup: domains.name is NULL")?;
+            let active: bool = col(r, L + 4, "lookup: domains.active is NULL")?;
             facts.domains.insert(
                 dom,
                 Some(DomainFacts {
@@ -493,19 +523,20 @@ fn add_row(r: &postgres::Row, facts: &mut Facts) -> Result<(), (&'static str, po
             );
         }
         "c" => {
-            let dest: String = col(r, 3, "lookup: catchalls.destination is NULL")?;
+            let dest: String = col(r, L + 3, "lookup: catchalls.destination is NULL")?;
             if let Some(Some(d)) = facts.domains.get_mut(&dom) {
                 d.catchalls.push(dest);
             }
         }
         "a" => {
-            let loc: String = col(r, 2, "lookup: reading the local part")?;
-            let account = account_columns(r)?;
+            let loc: String = col(r, L + 2, "lookup: reading the local part")?;
+            let maildir: String = col(r, L + 3, "lookup: accounts.maildir is NULL")?;
+            let account = account_columns(r, L + 3, maildir)?;
             facts.locals.entry((dom, loc)).or_default().account = Some(account);
         }
         "l" => {
-            let loc: String = col(r, 2, "lookup: reading the local part")?;
-            let dest: String = col(r, 3, "lookup: aliases.destination is NULL")?;
+            let loc: String = col(r, L + 2, "lookup: reading the local part")?;
+            let dest: String = col(r, L + 3, "lookup: aliases.destination is NULL")?;
             facts
                 .locals
                 .entry((dom, loc))
@@ -514,31 +545,35 @@ fn add_row(r: &postgres::Row, facts: &mut Facts) -> Result<(), (&'static str, po
                 .push(dest);
         }
         "r" => {
-            let loc: String = col(r, 2, "lookup: reading the local part")?;
-            let new: String = col(r, 3, "lookup: relocated.new_address is NULL")?;
+            let loc: String = col(r, L + 2, "lookup: reading the local part")?;
+            let new: String = col(r, L + 3, "lookup: relocated.new_address is NULL")?;
             facts.locals.entry((dom, loc)).or_default().relocated = Some(new);
         }
         // The statement makes no other kind. Reading the kind column as a
         // boolean fails (wrong type), which gives the error to report.
         _ => {
-            col::<bool>(r, 0, "lookup: a row of unknown kind")?;
+            col::<bool>(r, L, "lookup: a row of unknown kind")?;
         }
     }
     Ok(())
 }
 
-/// The account's columns of an `a` or `f` row (3 to 6).
-fn account_columns(r: &postgres::Row) -> Result<AccountFacts, (&'static str, postgres::Error)> {
-    let maildir: String = col(r, 3, "lookup: accounts.maildir is NULL")?;
-    let active: bool = col(r, 4, "lookup: accounts.active is NULL")?;
+/// An account whose Maildir (column `i`) is `maildir`: its active flag
+/// and effective quotas follow (`i + 1` to `i + 3`).
+fn account_columns(
+    r: &postgres::Row,
+    i: usize,
+    maildir: String,
+) -> Result<AccountFacts, (&'static str, postgres::Error)> {
+    let active: bool = col(r, i + 1, "lookup: accounts.active is NULL")?;
     let QuotaColumn(quota_bytes) = col(
         r,
-        5,
+        i + 2,
         "lookup: quota_bytes (the account's or its domain's) is negative",
     )?;
     let QuotaColumn(quota_messages) = col(
         r,
-        6,
+        i + 3,
         "lookup: quota_messages (the account's or its domain's) is negative",
     )?;
     Ok(AccountFacts {
