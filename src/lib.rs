@@ -50,3 +50,4 @@ pub mod privs;
 pub mod quota;
 pub mod recipient;
 pub mod schema;
+pub mod sieve;

@@ -1,0 +1,1368 @@
+//! From the generic AST to the typed [`Program`]: every command and test
+//! known, its extension required, its arguments of the right kinds and
+//! counts, tags known and not repeated, comparators and relational
+//! operators valid, constant regexes compiled, strings decoded.
+
+use super::ast::{self, Arg, Tests};
+use super::*;
+
+/// Check `commands` and build the program.
+pub fn validate(commands: Vec<ast::Command>) -> Result<Program, CompileError> {
+    let mut v = Validator {
+        exts: Vec::new(),
+    };
+    let mut rest = commands.into_iter().peekable();
+    while let Some(c) = rest.next_if(|c| c.name.eq_ignore_ascii_case("require")) {
+        v.require(c)?;
+    }
+    let commands = v.block(rest.collect(), true)?;
+    Ok(Program {
+        extensions: v.exts,
+        commands,
+    })
+}
+
+struct Validator {
+    exts: Vec<Ext>,
+}
+
+/// What a tag or positional argument holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// A tag standing alone.
+    Flag,
+    Str,
+    List,
+    Num,
+}
+
+impl Kind {
+    fn describe(self) -> &'static str {
+        match self {
+            Kind::Flag => "nothing",
+            Kind::Str => "a string",
+            Kind::List => "a string list",
+            Kind::Num => "a number",
+        }
+    }
+}
+
+/// A tag a command or test accepts. Tags of one group exclude each other.
+struct TagSpec {
+    name: &'static str,
+    group: &'static str,
+    kind: Kind,
+    ext: Option<Ext>,
+}
+
+const fn tag(name: &'static str, group: &'static str, kind: Kind, ext: Option<Ext>) -> TagSpec {
+    TagSpec {
+        name,
+        group,
+        kind,
+        ext,
+    }
+}
+
+const MATCH_TYPE: &[TagSpec] = &[
+    tag("is", "match type", Kind::Flag, None),
+    tag("contains", "match type", Kind::Flag, None),
+    tag("matches", "match type", Kind::Flag, None),
+    tag("regex", "match type", Kind::Flag, Some(Ext::Regex)),
+    tag("count", "match type", Kind::Str, Some(Ext::Relational)),
+    tag("value", "match type", Kind::Str, Some(Ext::Relational)),
+];
+const COMPARATOR: &[TagSpec] = &[tag("comparator", "comparator", Kind::Str, None)];
+const ADDRESS_PART: &[TagSpec] = &[
+    tag("all", "address part", Kind::Flag, None),
+    tag("localpart", "address part", Kind::Flag, None),
+    tag("domain", "address part", Kind::Flag, None),
+    tag("user", "address part", Kind::Flag, Some(Ext::Subaddress)),
+    tag("detail", "address part", Kind::Flag, Some(Ext::Subaddress)),
+];
+const FLAGS: &[TagSpec] = &[tag("flags", "flags", Kind::List, Some(Ext::Imap4Flags))];
+const COPY: &[TagSpec] = &[tag("copy", "copy", Kind::Flag, Some(Ext::Copy))];
+const CREATE: &[TagSpec] = &[tag("create", "create", Kind::Flag, Some(Ext::Mailbox))];
+const SIZE: &[TagSpec] = &[
+    tag("over", "size", Kind::Flag, None),
+    tag("under", "size", Kind::Flag, None),
+];
+const BODY_TRANSFORM: &[TagSpec] = &[
+    tag("raw", "body transform", Kind::Flag, None),
+    tag("content", "body transform", Kind::List, None),
+    tag("text", "body transform", Kind::Flag, None),
+];
+const DATE_ZONE: &[TagSpec] = &[
+    tag("zone", "zone", Kind::Str, None),
+    tag("originalzone", "zone", Kind::Flag, None),
+];
+const CURRENTDATE_ZONE: &[TagSpec] = &[tag("zone", "zone", Kind::Str, None)];
+const VACATION: &[TagSpec] = &[
+    tag("days", "period", Kind::Num, None),
+    tag("seconds", "period", Kind::Num, Some(Ext::VacationSeconds)),
+    tag("subject", "subject", Kind::Str, None),
+    tag("from", "from", Kind::Str, None),
+    tag("addresses", "addresses", Kind::List, None),
+    tag("mime", "mime", Kind::Flag, None),
+    tag("handle", "handle", Kind::Str, None),
+];
+const INCLUDE: &[TagSpec] = &[
+    tag("personal", "location", Kind::Flag, None),
+    tag("global", "location", Kind::Flag, None),
+    tag("once", "once", Kind::Flag, None),
+    tag("optional", "optional", Kind::Flag, None),
+];
+const SPAMTEST: &[TagSpec] = &[tag("percent", "percent", Kind::Flag, Some(Ext::SpamTestPlus))];
+const DUPLICATE: &[TagSpec] = &[
+    tag("handle", "handle", Kind::Str, None),
+    tag("header", "id", Kind::Str, None),
+    tag("uniqueid", "id", Kind::Str, None),
+    tag("seconds", "seconds", Kind::Num, None),
+    tag("last", "last", Kind::Flag, None),
+];
+const SET: &[TagSpec] = &[
+    tag("lower", "case", Kind::Flag, None),
+    tag("upper", "case", Kind::Flag, None),
+    tag("lowerfirst", "first", Kind::Flag, None),
+    tag("upperfirst", "first", Kind::Flag, None),
+    tag("quotewildcard", "quotewildcard", Kind::Flag, None),
+    tag("encodeurl", "encodeurl", Kind::Flag, None),
+    tag("length", "length", Kind::Flag, None),
+];
+
+/// The value a tag came with.
+enum TagVal {
+    None,
+    Str(String, u32),
+    List(Vec<String>, u32),
+    Num(u64),
+}
+
+/// The tags given to one command or test, in the order written.
+struct Tagged {
+    tags: Vec<(&'static TagSpec, TagVal)>,
+}
+
+impl Tagged {
+    fn has(&self, name: &str) -> bool {
+        self.tags.iter().any(|(s, _)| s.name == name)
+    }
+
+    fn get(&mut self, name: &str) -> Option<TagVal> {
+        let i = self.tags.iter().position(|(s, _)| s.name == name)?;
+        Some(self.tags.remove(i).1)
+    }
+
+    /// The tag given from `group`, if any.
+    fn group(&self, group: &str) -> Option<&'static str> {
+        self.tags
+            .iter()
+            .find(|(s, _)| s.group == group)
+            .map(|(s, _)| s.name)
+    }
+}
+
+/// Names the command or test in messages: `command fileinto`.
+fn what(is_test: bool, name: &str) -> String {
+    format!("{} {name}", if is_test { "test" } else { "command" })
+}
+
+impl Validator {
+    fn has(&self, e: Ext) -> bool {
+        self.exts.contains(&e)
+    }
+
+    fn need(&self, e: Ext, what: &str, line: u32) -> Result<(), CompileError> {
+        if self.has(e) {
+            Ok(())
+        } else {
+            Err(CompileError::new(
+                line,
+                format!("{what} needs require \"{}\"", e.name()),
+            ))
+        }
+    }
+
+    fn require(&mut self, c: ast::Command) -> Result<(), CompileError> {
+        no_test(&c)?;
+        no_block(&c)?;
+        let mut args = c.args;
+        if args.len() != 1 || matches!(args[0], Arg::Tag(..) | Arg::Number(..)) {
+            return Err(CompileError::new(
+                c.line,
+                "require takes one string or string list",
+            ));
+        }
+        let names = match args.remove(0) {
+            Arg::String(s, _) => vec![s],
+            Arg::List(l, _) => l,
+            _ => Vec::new(),
+        };
+        for name in names {
+            let Some(e) = Ext::from_name(&name) else {
+                return Err(CompileError::new(
+                    c.line,
+                    format!("require \"{name}\": extension not supported"),
+                ));
+            };
+            let implied = match e {
+                Ext::SpamTestPlus => Some(Ext::SpamTest),
+                Ext::VacationSeconds => Some(Ext::Vacation),
+                _ => None,
+            };
+            for e in std::iter::once(e).chain(implied) {
+                if !self.has(e) {
+                    self.exts.push(e);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn block(&self, cmds: Vec<ast::Command>, top: bool) -> Result<Vec<Stmt>, CompileError> {
+        let mut out: Vec<Stmt> = Vec::new();
+        // Whether the last statement is an `if` that may still take an
+        // `elsif` or `else`.
+        let mut open_if = false;
+        for c in cmds {
+            let name = c.name.to_ascii_lowercase();
+            let line = c.line;
+            match name.as_str() {
+                "require" => {
+                    return Err(CompileError::new(
+                        line,
+                        if top {
+                            "require must come before any other command"
+                        } else {
+                            "require is only allowed at the top of the script"
+                        },
+                    ))
+                }
+                "if" => {
+                    let branch = self.branch(c, "if")?;
+                    out.push(Stmt {
+                        line,
+                        command: Command::If {
+                            branches: vec![branch],
+                            otherwise: None,
+                        },
+                    });
+                    open_if = true;
+                }
+                "elsif" | "else" => {
+                    let chain = match out.last_mut() {
+                        Some(Stmt {
+                            command: Command::If {
+                                branches,
+                                otherwise,
+                            },
+                            ..
+                        }) if open_if => (branches, otherwise),
+                        _ => {
+                            return Err(CompileError::new(
+                                line,
+                                format!("{name} without a preceding if"),
+                            ))
+                        }
+                    };
+                    if name == "elsif" {
+                        let b = self.branch(c, "elsif")?;
+                        chain.0.push(b);
+                    } else {
+                        no_args(&c)?;
+                        no_test(&c)?;
+                        let Some(body) = c.block else {
+                            return Err(CompileError::new(line, "else needs a block { … }"));
+                        };
+                        *chain.1 = Some(self.block(body, false)?);
+                        open_if = false;
+                    }
+                }
+                _ => {
+                    open_if = false;
+                    let command = self.command(&name, c)?;
+                    out.push(Stmt { line, command });
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn branch(&self, c: ast::Command, name: &str) -> Result<Branch, CompileError> {
+        no_args(&c)?;
+        let line = c.line;
+        let test = match c.tests {
+            Tests::One(t) => self.test(*t)?,
+            Tests::List(mut l) if l.len() == 1 => self.test(l.remove(0))?,
+            Tests::List(_) => {
+                return Err(CompileError::new(
+                    line,
+                    format!("{name} takes one test, not a list (use allof or anyof)"),
+                ))
+            }
+            Tests::None => return Err(CompileError::new(line, format!("{name} needs a test"))),
+        };
+        let Some(body) = c.block else {
+            return Err(CompileError::new(line, format!("{name} needs a block {{ … }}")));
+        };
+        Ok(Branch {
+            test,
+            block: self.block(body, false)?,
+        })
+    }
+
+    fn command(&self, name: &str, c: ast::Command) -> Result<Command, CompileError> {
+        let line = c.line;
+        let ext = match name {
+            "keep" | "discard" | "stop" => None,
+            "fileinto" => Some(Ext::FileInto),
+            "redirect" => None,
+            "reject" => Some(Ext::Reject),
+            "ereject" => Some(Ext::EReject),
+            "set" => Some(Ext::Variables),
+            "setflag" | "addflag" | "removeflag" => Some(Ext::Imap4Flags),
+            "vacation" => Some(Ext::Vacation),
+            "include" | "return" | "global" => Some(Ext::Include),
+            _ if is_test_name(name) => {
+                return Err(CompileError::new(
+                    line,
+                    format!("{name} is a test, not a command (missing if?)"),
+                ))
+            }
+            _ => return Err(CompileError::new(line, format!("unknown command {name}"))),
+        };
+        let me = what(false, name);
+        if let Some(e) = ext {
+            self.need(e, &me, line)?;
+        }
+        if name == "global" {
+            self.need(Ext::Variables, &me, line)?;
+        }
+        no_test(&c)?;
+        no_block(&c)?;
+        let specs: &[&[TagSpec]] = match name {
+            "keep" => &[FLAGS],
+            "fileinto" => &[COPY, FLAGS, CREATE],
+            "redirect" => &[COPY],
+            "set" => &[SET],
+            "vacation" => &[VACATION],
+            "include" => &[INCLUDE],
+            _ => &[],
+        };
+        let (mut tags, pos) = self.tags(&me, c.args, specs)?;
+        let flags = |tags: &mut Tagged| match tags.get("flags") {
+            Some(TagVal::List(l, line)) => self.strs(l, line).map(Some),
+            _ => Ok(None),
+        };
+        Ok(match name {
+            "keep" => {
+                positional(&me, line, pos, &[])?;
+                Command::Keep {
+                    flags: flags(&mut tags)?,
+                }
+            }
+            "discard" => {
+                positional(&me, line, pos, &[])?;
+                Command::Discard
+            }
+            "stop" => {
+                positional(&me, line, pos, &[])?;
+                Command::Stop
+            }
+            "return" => {
+                positional(&me, line, pos, &[])?;
+                Command::Return
+            }
+            "fileinto" => {
+                let mut p = positional(&me, line, pos, &[Kind::Str])?;
+                let (s, l) = p.remove(0).string();
+                let mailbox = self.str(s, l)?;
+                if mailbox.constant() == Some("") {
+                    return Err(CompileError::new(l, "fileinto: empty mailbox name"));
+                }
+                Command::FileInto {
+                    mailbox,
+                    copy: tags.has("copy"),
+                    create: tags.has("create"),
+                    flags: flags(&mut tags)?,
+                }
+            }
+            "redirect" => {
+                let mut p = positional(&me, line, pos, &[Kind::Str])?;
+                let (s, l) = p.remove(0).string();
+                let address = self.str(s, l)?;
+                if let Some(a) = address.constant() {
+                    if !plausible_address(a) {
+                        return Err(CompileError::new(
+                            l,
+                            format!("redirect: \"{a}\" is not a valid address"),
+                        ));
+                    }
+                }
+                Command::Redirect {
+                    address,
+                    copy: tags.has("copy"),
+                }
+            }
+            "reject" | "ereject" => {
+                let mut p = positional(&me, line, pos, &[Kind::Str])?;
+                let (s, l) = p.remove(0).string();
+                Command::Reject {
+                    reason: self.str(s, l)?,
+                    extended: name == "ereject",
+                }
+            }
+            "set" => {
+                let mut p = positional(&me, line, pos, &[Kind::Str, Kind::Str])?;
+                let (n, nl) = p.remove(0).string();
+                let (v, vl) = p.remove(0).string();
+                let name = self.var_name(n, nl, "set")?;
+                let mut modifiers: Vec<Modifier> = tags
+                    .tags
+                    .iter()
+                    .map(|(s, _)| match s.name {
+                        "lower" => Modifier::Lower,
+                        "upper" => Modifier::Upper,
+                        "lowerfirst" => Modifier::LowerFirst,
+                        "upperfirst" => Modifier::UpperFirst,
+                        "quotewildcard" => Modifier::QuoteWildcard,
+                        "encodeurl" => Modifier::EncodeUrl,
+                        _ => Modifier::Length,
+                    })
+                    .collect();
+                modifiers.sort_by_key(|m| std::cmp::Reverse(m.precedence()));
+                Command::Set {
+                    name,
+                    modifiers,
+                    value: self.str(v, vl)?,
+                }
+            }
+            "setflag" | "addflag" | "removeflag" => {
+                let op = match name {
+                    "setflag" => FlagOp::Set,
+                    "addflag" => FlagOp::Add,
+                    _ => FlagOp::Remove,
+                };
+                let (variable, flags) = self.optional_var_then_list(&me, line, pos)?;
+                Command::Flags {
+                    op,
+                    variable: variable.into_iter().next(),
+                    flags,
+                }
+            }
+            "vacation" => {
+                let mut p = positional(&me, line, pos, &[Kind::Str])?;
+                let (s, l) = p.remove(0).string();
+                let reason = self.str(s, l)?;
+                let period = match (tags.get("days"), tags.get("seconds")) {
+                    (Some(TagVal::Num(n)), _) => Period::Days(n),
+                    (_, Some(TagVal::Num(n))) => Period::Seconds(n),
+                    _ => Period::Default,
+                };
+                let mut opt = |t: &str| match tags.get(t) {
+                    Some(TagVal::Str(s, l)) => self.str(s, l).map(Some),
+                    _ => Ok(None),
+                };
+                let subject = opt("subject")?;
+                let from = opt("from")?;
+                let handle = opt("handle")?;
+                let addresses = match tags.get("addresses") {
+                    Some(TagVal::List(l, line)) => self.strs(l, line)?,
+                    _ => Vec::new(),
+                };
+                Command::Vacation(Box::new(Vacation {
+                    period,
+                    subject,
+                    from,
+                    addresses,
+                    mime: tags.has("mime"),
+                    handle,
+                    reason,
+                }))
+            }
+            "include" => {
+                let mut p = positional(&me, line, pos, &[Kind::Str])?;
+                let (s, l) = p.remove(0).string();
+                let name = self.constant(s, l, "include: the script name")?;
+                if name.is_empty() || name.contains('/') || name.len() > 255 {
+                    return Err(CompileError::new(
+                        l,
+                        format!("include: invalid script name \"{name}\""),
+                    ));
+                }
+                Command::Include {
+                    location: if tags.has("global") {
+                        Location::Global
+                    } else {
+                        Location::Personal
+                    },
+                    name,
+                    once: tags.has("once"),
+                    optional: tags.has("optional"),
+                }
+            }
+            "global" => {
+                let mut p = positional(&me, line, pos, &[Kind::List])?;
+                let (l, ll) = p.remove(0).list();
+                let names = l
+                    .into_iter()
+                    .map(|n| self.var_name(n, ll, "global"))
+                    .collect::<Result<_, _>>()?;
+                Command::Global { names }
+            }
+            _ => return Err(CompileError::new(line, format!("unknown command {name}"))),
+        })
+    }
+
+    fn test(&self, t: ast::Test) -> Result<Test, CompileError> {
+        let name = t.name.to_ascii_lowercase();
+        let line = t.line;
+        let ext = match name.as_str() {
+            "true" | "false" | "not" | "allof" | "anyof" | "address" | "header" | "exists"
+            | "size" => None,
+            "envelope" => Some(Ext::Envelope),
+            "body" => Some(Ext::Body),
+            "date" | "currentdate" => Some(Ext::Date),
+            "mailboxexists" => Some(Ext::Mailbox),
+            "hasflag" => Some(Ext::Imap4Flags),
+            "spamtest" => Some(Ext::SpamTest),
+            "string" => Some(Ext::Variables),
+            "duplicate" => Some(Ext::Duplicate),
+            n if is_command_name(n) => {
+                return Err(CompileError::new(
+                    line,
+                    format!("{n} is a command, not a test"),
+                ))
+            }
+            n => return Err(CompileError::new(line, format!("unknown test {n}"))),
+        };
+        let me = what(true, &name);
+        if let Some(e) = ext {
+            self.need(e, &me, line)?;
+        }
+        // Logical tests take tests, the others none.
+        match name.as_str() {
+            "not" => {
+                if !t.args.is_empty() {
+                    return Err(CompileError::new(line, "not takes a test and no arguments"));
+                }
+                return match t.tests {
+                    Tests::One(x) => Ok(Test::Not(Box::new(self.test(*x)?))),
+                    Tests::List(mut l) if l.len() == 1 => {
+                        Ok(Test::Not(Box::new(self.test(l.remove(0))?)))
+                    }
+                    _ => Err(CompileError::new(line, "not takes exactly one test")),
+                };
+            }
+            "allof" | "anyof" => {
+                if !t.args.is_empty() {
+                    return Err(CompileError::new(
+                        line,
+                        format!("{name} takes a test list and no arguments"),
+                    ));
+                }
+                let list = match t.tests {
+                    Tests::One(x) => vec![self.test(*x)?],
+                    Tests::List(l) => l
+                        .into_iter()
+                        .map(|x| self.test(x))
+                        .collect::<Result<_, _>>()?,
+                    Tests::None => {
+                        return Err(CompileError::new(line, format!("{name} needs a test list")))
+                    }
+                };
+                return Ok(if name == "allof" {
+                    Test::AllOf(list)
+                } else {
+                    Test::AnyOf(list)
+                });
+            }
+            _ => {
+                if !matches!(t.tests, Tests::None) {
+                    return Err(CompileError::new(
+                        line,
+                        format!("{me} does not take a test"),
+                    ));
+                }
+            }
+        }
+        let specs: &[&[TagSpec]] = match name.as_str() {
+            "address" | "envelope" => &[COMPARATOR, ADDRESS_PART, MATCH_TYPE],
+            "header" | "string" | "hasflag" => &[COMPARATOR, MATCH_TYPE],
+            "size" => &[SIZE],
+            "body" => &[COMPARATOR, MATCH_TYPE, BODY_TRANSFORM],
+            "date" => &[COMPARATOR, MATCH_TYPE, DATE_ZONE],
+            "currentdate" => &[COMPARATOR, MATCH_TYPE, CURRENTDATE_ZONE],
+            "spamtest" => &[COMPARATOR, MATCH_TYPE, SPAMTEST],
+            "duplicate" => &[DUPLICATE],
+            _ => &[],
+        };
+        let (mut tags, pos) = self.tags(&me, t.args, specs)?;
+        Ok(match name.as_str() {
+            "true" => {
+                positional(&me, line, pos, &[])?;
+                Test::True
+            }
+            "false" => {
+                positional(&me, line, pos, &[])?;
+                Test::False
+            }
+            "address" | "envelope" => {
+                let mut p = positional(&me, line, pos, &[Kind::List, Kind::List])?;
+                let (h, hl) = p.remove(0).list();
+                let (k, kl) = p.remove(0).list();
+                let part = match tags.group("address part") {
+                    Some("localpart") => AddressPart::LocalPart,
+                    Some("domain") => AddressPart::Domain,
+                    Some("user") => AddressPart::User,
+                    Some("detail") => AddressPart::Detail,
+                    _ => AddressPart::All,
+                };
+                let first = self.strs(h, hl)?;
+                let m = self.matcher(&mut tags, k, kl, line)?;
+                if name == "address" {
+                    check_header_names(&first, hl)?;
+                    Test::Address {
+                        headers: first,
+                        part,
+                        m,
+                    }
+                } else {
+                    for p in &first {
+                        if let Some(s) = p.constant() {
+                            if !s.eq_ignore_ascii_case("from") && !s.eq_ignore_ascii_case("to") {
+                                return Err(CompileError::new(
+                                    hl,
+                                    format!("envelope part \"{s}\" not supported (from, to)"),
+                                ));
+                            }
+                        }
+                    }
+                    Test::Envelope {
+                        parts: first,
+                        part,
+                        m,
+                    }
+                }
+            }
+            "header" => {
+                let mut p = positional(&me, line, pos, &[Kind::List, Kind::List])?;
+                let (h, hl) = p.remove(0).list();
+                let (k, kl) = p.remove(0).list();
+                let names = self.strs(h, hl)?;
+                check_header_names(&names, hl)?;
+                Test::Header {
+                    names,
+                    m: self.matcher(&mut tags, k, kl, line)?,
+                }
+            }
+            "exists" => {
+                let mut p = positional(&me, line, pos, &[Kind::List])?;
+                let (h, hl) = p.remove(0).list();
+                let names = self.strs(h, hl)?;
+                check_header_names(&names, hl)?;
+                Test::Exists { names }
+            }
+            "size" => {
+                let mut p = positional(&me, line, pos, &[Kind::Num])?;
+                let Some(which) = tags.group("size") else {
+                    return Err(CompileError::new(line, "size needs :over or :under"));
+                };
+                let Arg::Number(limit, _) = p.remove(0) else {
+                    return Err(CompileError::new(line, "size needs a number"));
+                };
+                Test::Size {
+                    over: which == "over",
+                    limit,
+                }
+            }
+            "body" => {
+                let mut p = positional(&me, line, pos, &[Kind::List])?;
+                let (k, kl) = p.remove(0).list();
+                let transform = match tags.get("content") {
+                    Some(TagVal::List(l, ll)) => BodyTransform::Content(self.strs(l, ll)?),
+                    _ if tags.has("raw") => BodyTransform::Raw,
+                    _ => BodyTransform::Text,
+                };
+                Test::Body {
+                    transform,
+                    m: self.matcher(&mut tags, k, kl, line)?,
+                }
+            }
+            "date" => {
+                let mut p = positional(&me, line, pos, &[Kind::Str, Kind::Str, Kind::List])?;
+                let (h, hl) = p.remove(0).string();
+                let (d, dl) = p.remove(0).string();
+                let (k, kl) = p.remove(0).list();
+                let header = self.str(h, hl)?;
+                check_header_names(std::slice::from_ref(&header), hl)?;
+                let zone = self.zone(&mut tags)?;
+                Test::Date {
+                    header,
+                    zone,
+                    part: self.date_part(d, dl)?,
+                    m: self.matcher(&mut tags, k, kl, line)?,
+                }
+            }
+            "currentdate" => {
+                let mut p = positional(&me, line, pos, &[Kind::Str, Kind::List])?;
+                let (d, dl) = p.remove(0).string();
+                let (k, kl) = p.remove(0).list();
+                let zone = self.zone(&mut tags)?;
+                Test::CurrentDate {
+                    zone,
+                    part: self.date_part(d, dl)?,
+                    m: self.matcher(&mut tags, k, kl, line)?,
+                }
+            }
+            "mailboxexists" => {
+                let mut p = positional(&me, line, pos, &[Kind::List])?;
+                let (l, ll) = p.remove(0).list();
+                Test::MailboxExists {
+                    names: self.strs(l, ll)?,
+                }
+            }
+            "hasflag" => {
+                let (variables, keys) = match pos.len() {
+                    2 => {
+                        let mut p = positional(&me, line, pos, &[Kind::List, Kind::List])?;
+                        let (v, vl) = p.remove(0).list();
+                        if !self.has(Ext::Variables) {
+                            return Err(CompileError::new(
+                                vl,
+                                "hasflag: a variable list needs require \"variables\"",
+                            ));
+                        }
+                        let vars = v
+                            .into_iter()
+                            .map(|n| self.var_name(n, vl, "hasflag"))
+                            .collect::<Result<_, _>>()?;
+                        (vars, p.remove(0).list())
+                    }
+                    _ => {
+                        let mut p = positional(&me, line, pos, &[Kind::List])?;
+                        (Vec::new(), p.remove(0).list())
+                    }
+                };
+                Test::HasFlag {
+                    variables,
+                    m: self.matcher(&mut tags, keys.0, keys.1, line)?,
+                }
+            }
+            "spamtest" => {
+                let mut p = positional(&me, line, pos, &[Kind::Str])?;
+                let (v, vl) = p.remove(0).string();
+                Test::SpamTest {
+                    percent: tags.has("percent"),
+                    m: self.matcher(&mut tags, vec![v], vl, line)?,
+                }
+            }
+            "string" => {
+                let mut p = positional(&me, line, pos, &[Kind::List, Kind::List])?;
+                let (s, sl) = p.remove(0).list();
+                let (k, kl) = p.remove(0).list();
+                Test::String {
+                    sources: self.strs(s, sl)?,
+                    m: self.matcher(&mut tags, k, kl, line)?,
+                }
+            }
+            "duplicate" => {
+                positional(&me, line, pos, &[])?;
+                let handle = match tags.get("handle") {
+                    Some(TagVal::Str(s, l)) => Some(self.str(s, l)?),
+                    _ => None,
+                };
+                let id = match (tags.get("header"), tags.get("uniqueid")) {
+                    (Some(TagVal::Str(s, l)), _) => {
+                        let h = self.str(s, l)?;
+                        check_header_names(std::slice::from_ref(&h), l)?;
+                        DuplicateId::Header(h)
+                    }
+                    (_, Some(TagVal::Str(s, l))) => DuplicateId::UniqueId(self.str(s, l)?),
+                    _ => DuplicateId::MessageId,
+                };
+                let seconds = match tags.get("seconds") {
+                    Some(TagVal::Num(n)) => Some(n),
+                    _ => None,
+                };
+                Test::Duplicate(Box::new(Duplicate {
+                    handle,
+                    id,
+                    seconds,
+                    last: tags.has("last"),
+                }))
+            }
+            n => return Err(CompileError::new(line, format!("unknown test {n}"))),
+        })
+    }
+
+    /// Split `args` into the tags (checked against `specs`) and the
+    /// positional arguments after them.
+    fn tags(
+        &self,
+        me: &str,
+        args: Vec<Arg>,
+        specs: &[&'static [TagSpec]],
+    ) -> Result<(Tagged, Vec<Arg>), CompileError> {
+        let mut tagged = Tagged { tags: Vec::new() };
+        let mut pos = Vec::new();
+        let mut it = args.into_iter();
+        while let Some(a) = it.next() {
+            let (name, line) = match a {
+                Arg::Tag(name, line) => (name, line),
+                other => {
+                    pos.push(other);
+                    continue;
+                }
+            };
+            let lower = name.to_ascii_lowercase();
+            let Some(spec) = specs.iter().flat_map(|s| s.iter()).find(|s| s.name == lower) else {
+                return Err(CompileError::new(line, format!("{me}: unknown tag :{name}")));
+            };
+            if !pos.is_empty() {
+                return Err(CompileError::new(
+                    line,
+                    format!("{me}: tag :{name} must come before the other arguments"),
+                ));
+            }
+            if let Some(e) = spec.ext {
+                self.need(e, &format!("tag :{lower}"), line)?;
+            }
+            if let Some((prev, _)) = tagged.tags.iter().find(|(s, _)| s.group == spec.group) {
+                return Err(CompileError::new(
+                    line,
+                    if prev.name == spec.name {
+                        format!("{me}: tag :{lower} given twice")
+                    } else {
+                        format!("{me}: :{} and :{lower} cannot both be given", prev.name)
+                    },
+                ));
+            }
+            let val = match spec.kind {
+                Kind::Flag => TagVal::None,
+                kind => match (kind, it.next()) {
+                    (Kind::Str, Some(Arg::String(s, l))) => TagVal::Str(s, l),
+                    (Kind::List, Some(Arg::String(s, l))) => TagVal::List(vec![s], l),
+                    (Kind::List, Some(Arg::List(v, l))) => TagVal::List(v, l),
+                    (Kind::Num, Some(Arg::Number(n, _))) => TagVal::Num(n),
+                    (kind, got) => {
+                        return Err(CompileError::new(
+                            got.as_ref().map_or(line, Arg::line),
+                            format!(
+                                "{me}: tag :{lower} needs {}, found {}",
+                                kind.describe(),
+                                got.map_or("nothing".to_string(), |a| a.kind())
+                            ),
+                        ))
+                    }
+                },
+            };
+            tagged.tags.push((spec, val));
+        }
+        Ok((tagged, pos))
+    }
+
+    /// Match type, comparator and keys of a test.
+    fn matcher(
+        &self,
+        tags: &mut Tagged,
+        keys: Vec<String>,
+        keys_line: u32,
+        line: u32,
+    ) -> Result<Match, CompileError> {
+        let comparator = match tags.get("comparator") {
+            Some(TagVal::Str(s, l)) => {
+                let name = self.constant(s, l, "the comparator name")?;
+                match name.as_str() {
+                    "i;octet" => Comparator::Octet,
+                    "i;ascii-casemap" => Comparator::AsciiCasemap,
+                    "i;ascii-numeric" => {
+                        self.need(Ext::ComparatorAsciiNumeric, "comparator i;ascii-numeric", l)?;
+                        Comparator::AsciiNumeric
+                    }
+                    other => {
+                        return Err(CompileError::new(
+                            l,
+                            format!("unknown comparator \"{other}\""),
+                        ))
+                    }
+                }
+            }
+            _ => Comparator::AsciiCasemap,
+        };
+        let relation = |tags: &mut Tagged, t: &str| -> Result<Relation, CompileError> {
+            let Some(TagVal::Str(s, l)) = tags.get(t) else {
+                return Err(CompileError::new(line, format!(":{t} needs a relation")));
+            };
+            let op = self.constant(s, l, "the relational operator")?;
+            Ok(match op.to_ascii_lowercase().as_str() {
+                "gt" => Relation::Gt,
+                "ge" => Relation::Ge,
+                "lt" => Relation::Lt,
+                "le" => Relation::Le,
+                "eq" => Relation::Eq,
+                "ne" => Relation::Ne,
+                _ => {
+                    return Err(CompileError::new(
+                        l,
+                        format!("invalid relational operator \"{op}\" (gt, ge, lt, le, eq, ne)"),
+                    ))
+                }
+            })
+        };
+        let kind = match tags.group("match type") {
+            Some("contains") => MatchType::Contains,
+            Some("matches") => MatchType::Matches,
+            Some("regex") => MatchType::Regex,
+            Some("count") => MatchType::Count(relation(tags, "count")?),
+            Some("value") => MatchType::Value(relation(tags, "value")?),
+            _ => MatchType::Is,
+        };
+        if comparator == Comparator::AsciiNumeric {
+            if let Some(t @ ("contains" | "matches" | "regex")) = tags.group("match type") {
+                return Err(CompileError::new(
+                    line,
+                    format!("comparator i;ascii-numeric cannot be used with :{t}"),
+                ));
+            }
+        }
+        let keys = self.strs(keys, keys_line)?;
+        let regexes = if kind == MatchType::Regex {
+            keys.iter()
+                .map(|k| match k.constant() {
+                    Some(p) => build_regex(p, comparator).map(Some).map_err(|why| {
+                        CompileError::new(keys_line, format!("regex \"{p}\": {why}"))
+                    }),
+                    None => Ok(None),
+                })
+                .collect::<Result<_, _>>()?
+        } else {
+            Vec::new()
+        };
+        Ok(Match {
+            kind,
+            comparator,
+            keys,
+            regexes,
+        })
+    }
+
+    fn zone(&self, tags: &mut Tagged) -> Result<Zone, CompileError> {
+        if tags.has("originalzone") {
+            return Ok(Zone::Original);
+        }
+        let Some(TagVal::Str(s, l)) = tags.get("zone") else {
+            return Ok(Zone::Local);
+        };
+        let z = self.constant(s, l, "the time zone")?;
+        let b = z.as_bytes();
+        let ok = b.len() == 5
+            && matches!(b[0], b'+' | b'-')
+            && b[1..].iter().all(u8::is_ascii_digit);
+        let num = |i: usize| i32::from(b[i] - b'0') * 10 + i32::from(b[i + 1] - b'0');
+        if !ok || num(1) > 23 || num(3) > 59 {
+            return Err(CompileError::new(
+                l,
+                format!("invalid time zone \"{z}\" (+hhmm or -hhmm)"),
+            ));
+        }
+        let minutes = num(1) * 60 + num(3);
+        Ok(Zone::Fixed(if b[0] == b'-' { -minutes } else { minutes }))
+    }
+
+    fn date_part(&self, s: String, line: u32) -> Result<DatePart, CompileError> {
+        let p = self.constant(s, line, "the date part")?;
+        Ok(match p.to_ascii_lowercase().as_str() {
+            "year" => DatePart::Year,
+            "month" => DatePart::Month,
+            "day" => DatePart::Day,
+            "date" => DatePart::Date,
+            "julian" => DatePart::Julian,
+            "hour" => DatePart::Hour,
+            "minute" => DatePart::Minute,
+            "second" => DatePart::Second,
+            "time" => DatePart::Time,
+            "iso8601" => DatePart::Iso8601,
+            "std11" => DatePart::Std11,
+            "zone" => DatePart::Zone,
+            "weekday" => DatePart::Weekday,
+            _ => return Err(CompileError::new(line, format!("unknown date part \"{p}\""))),
+        })
+    }
+
+    /// `[<variablename: string>] <list-of-flags: string-list>`.
+    fn optional_var_then_list(
+        &self,
+        me: &str,
+        line: u32,
+        pos: Vec<Arg>,
+    ) -> Result<(Option<String>, Vec<Str>), CompileError> {
+        if pos.len() == 2 {
+            let mut p = positional(me, line, pos, &[Kind::Str, Kind::List])?;
+            let (v, vl) = p.remove(0).string();
+            if !self.has(Ext::Variables) {
+                return Err(CompileError::new(
+                    vl,
+                    format!("{me}: a variable name needs require \"variables\""),
+                ));
+            }
+            let var = self.var_name(v, vl, me)?;
+            let (l, ll) = p.remove(0).list();
+            Ok((Some(var), self.strs(l, ll)?))
+        } else {
+            let mut p = positional(me, line, pos, &[Kind::List])?;
+            let (l, ll) = p.remove(0).list();
+            Ok((None, self.strs(l, ll)?))
+        }
+    }
+
+    /// A variable name given as an argument: constant, an identifier.
+    fn var_name(&self, s: String, line: u32, who: &str) -> Result<String, CompileError> {
+        let n = self.constant(s, line, &format!("{who}: the variable name"))?;
+        if !is_identifier(&n) {
+            return Err(CompileError::new(
+                line,
+                format!("{who}: invalid variable name \"{n}\""),
+            ));
+        }
+        Ok(n.to_ascii_lowercase())
+    }
+
+    /// A string that must be known at compile time.
+    fn constant(&self, s: String, line: u32, what: &str) -> Result<String, CompileError> {
+        let v = self.str(s, line)?;
+        match v.constant() {
+            Some(c) => Ok(c.to_string()),
+            None => Err(CompileError::new(
+                line,
+                format!("{what} must be constant (no variables)"),
+            )),
+        }
+    }
+
+    fn strs(&self, v: Vec<String>, line: u32) -> Result<Vec<Str>, CompileError> {
+        v.into_iter().map(|s| self.str(s, line)).collect()
+    }
+
+    /// A script string: encoded characters decoded, variable references
+    /// split out, as the required extensions say.
+    fn str(&self, s: String, line: u32) -> Result<Str, CompileError> {
+        let s = if self.has(Ext::EncodedCharacter) && s.contains("${") {
+            decode_encoded(&s, line)?
+        } else {
+            s
+        };
+        if self.has(Ext::Variables) && s.contains("${") {
+            split_variables(&s, line)
+        } else {
+            Ok(Str::text(&s))
+        }
+    }
+}
+
+/// Commands and tests the validator knows, for "X is a test" messages.
+fn is_test_name(n: &str) -> bool {
+    matches!(
+        n,
+        "true"
+            | "false"
+            | "not"
+            | "allof"
+            | "anyof"
+            | "address"
+            | "envelope"
+            | "header"
+            | "exists"
+            | "size"
+            | "body"
+            | "date"
+            | "currentdate"
+            | "mailboxexists"
+            | "hasflag"
+            | "spamtest"
+            | "string"
+            | "duplicate"
+    )
+}
+
+fn is_command_name(n: &str) -> bool {
+    matches!(
+        n,
+        "keep"
+            | "discard"
+            | "stop"
+            | "fileinto"
+            | "redirect"
+            | "reject"
+            | "ereject"
+            | "set"
+            | "setflag"
+            | "addflag"
+            | "removeflag"
+            | "vacation"
+            | "include"
+            | "return"
+            | "global"
+            | "require"
+            | "if"
+            | "elsif"
+            | "else"
+    )
+}
+
+impl Arg {
+    /// The string of an argument `positional` checked to be one.
+    fn string(self) -> (String, u32) {
+        match self {
+            Arg::String(s, l) => (s, l),
+            other => (String::new(), other.line()),
+        }
+    }
+
+    /// The list of an argument `positional` checked to be a string or list.
+    fn list(self) -> (Vec<String>, u32) {
+        match self {
+            Arg::String(s, l) => (vec![s], l),
+            Arg::List(v, l) => (v, l),
+            other => (Vec::new(), other.line()),
+        }
+    }
+}
+
+/// Check the positional arguments against `kinds` (a string is a string
+/// list of one).
+fn positional(me: &str, line: u32, pos: Vec<Arg>, kinds: &[Kind]) -> Result<Vec<Arg>, CompileError> {
+    if pos.len() != kinds.len() {
+        let wanted: Vec<&str> = kinds.iter().map(|k| k.describe()).collect();
+        return Err(CompileError::new(
+            pos.get(kinds.len()).map_or(line, Arg::line),
+            format!(
+                "{me} takes {} argument{}{}, found {}",
+                kinds.len(),
+                if kinds.len() == 1 { "" } else { "s" },
+                if wanted.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", wanted.join(", "))
+                },
+                pos.len()
+            ),
+        ));
+    }
+    for (i, (a, k)) in pos.iter().zip(kinds).enumerate() {
+        let ok = matches!(
+            (k, a),
+            (Kind::Str, Arg::String(..))
+                | (Kind::List, Arg::String(..) | Arg::List(..))
+                | (Kind::Num, Arg::Number(..))
+        );
+        if !ok {
+            return Err(CompileError::new(
+                a.line(),
+                format!(
+                    "{me}: argument {} must be {}, found {}",
+                    i + 1,
+                    k.describe(),
+                    a.kind()
+                ),
+            ));
+        }
+    }
+    Ok(pos)
+}
+
+fn no_test(c: &ast::Command) -> Result<(), CompileError> {
+    match &c.tests {
+        Tests::None => Ok(()),
+        Tests::One(t) => Err(CompileError::new(
+            c.line,
+            format!("{} does not take a test (missing ';' before {}?)", c.name, t.name),
+        )),
+        Tests::List(_) => Err(CompileError::new(
+            c.line,
+            format!("{} does not take a test list", c.name),
+        )),
+    }
+}
+
+fn no_block(c: &ast::Command) -> Result<(), CompileError> {
+    if c.block.is_some() {
+        return Err(CompileError::new(
+            c.line,
+            format!("{} does not take a block", c.name),
+        ));
+    }
+    Ok(())
+}
+
+fn no_args(c: &ast::Command) -> Result<(), CompileError> {
+    match c.args.first() {
+        None => Ok(()),
+        Some(a) => Err(CompileError::new(
+            a.line(),
+            format!("{} takes no arguments, found {}", c.name, a.kind()),
+        )),
+    }
+}
+
+/// RFC 5322 field names: printable ASCII except `:`. Checked for constants.
+fn check_header_names(names: &[Str], line: u32) -> Result<(), CompileError> {
+    for n in names {
+        if let Some(s) = n.constant() {
+            if s.is_empty() || !s.bytes().all(|b| (33..=126).contains(&b) && b != b':') {
+                return Err(CompileError::new(
+                    line,
+                    format!("invalid header name \"{s}\""),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `local@domain` with both parts non-empty, no blanks, controls or
+/// angle brackets: enough to refuse what cannot be a forwarding target.
+fn plausible_address(a: &str) -> bool {
+    let Some((local, domain)) = a.rsplit_once('@') else {
+        return false;
+    };
+    !local.is_empty()
+        && !domain.is_empty()
+        && !a
+            .chars()
+            .any(|c| c.is_control() || c.is_whitespace() || matches!(c, '<' | '>' | ',' | ';'))
+}
+
+fn is_identifier(s: &str) -> bool {
+    let mut b = s.bytes();
+    matches!(b.next(), Some(c) if c.is_ascii_alphabetic() || c == b'_')
+        && b.all(|c| c.is_ascii_alphanumeric() || c == b'_')
+}
+
+/// Split `${name}` and `${N}` out of `s` (RFC 5229 section 3). Text that
+/// only looks like a reference (`${`, `${1a}`) stays literal.
+fn split_variables(s: &str, line: u32) -> Result<Str, CompileError> {
+    let mut parts = Vec::new();
+    let mut text = String::new();
+    let mut rest = s;
+    while let Some(i) = rest.find("${") {
+        text.push_str(&rest[..i]);
+        let after = &rest[i + 2..];
+        let inner = after.find('}').map(|j| &after[..j]);
+        let part = match inner {
+            Some(n) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => {
+                Some(Part::Match(n.parse().unwrap_or(usize::MAX)))
+            }
+            Some(n) if is_identifier(n) => Some(Part::Var(n.to_ascii_lowercase())),
+            Some(n) if n.contains('.') && n.split('.').all(is_identifier) => {
+                return Err(CompileError::new(
+                    line,
+                    format!("variable ${{{n}}}: unknown namespace"),
+                ))
+            }
+            _ => None,
+        };
+        match (part, inner) {
+            (Some(p), Some(n)) => {
+                if !text.is_empty() {
+                    parts.push(Part::Text(std::mem::take(&mut text)));
+                }
+                parts.push(p);
+                rest = &after[n.len() + 1..];
+            }
+            _ => {
+                text.push('$');
+                rest = &rest[i + 1..];
+            }
+        }
+    }
+    text.push_str(rest);
+    if !text.is_empty() {
+        parts.push(Part::Text(text));
+    }
+    Ok(Str(parts))
+}
+
+/// Decode `${hex:…}` and `${unicode:…}` (RFC 5228 2.4.2.4). A sequence that
+/// is not well-formed stays as written; a code point outside Unicode is an
+/// error; so are bytes that do not form UTF-8.
+fn decode_encoded(s: &str, line: u32) -> Result<String, CompileError> {
+    let mut out: Vec<u8> = Vec::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find("${") {
+        out.extend_from_slice(&rest[..i].as_bytes());
+        let after = &rest[i + 2..];
+        match encoded_one(after, line)? {
+            Some((bytes, used)) => {
+                out.extend_from_slice(&bytes);
+                rest = &after[used..];
+            }
+            None => {
+                out.push(b'$');
+                rest = &rest[i + 1..];
+            }
+        }
+    }
+    out.extend_from_slice(rest.as_bytes());
+    String::from_utf8(out).map_err(|_| {
+        CompileError::new(line, "encoded characters (${hex:…}) do not form UTF-8")
+    })
+}
+
+/// After `${`: the decoded bytes of one encoded-character sequence and the
+/// bytes it used (through `}`), or `None` when it is not well-formed.
+fn encoded_one(after: &str, line: u32) -> Result<Option<(Vec<u8>, usize)>, CompileError> {
+    let (hex, head) = if after.len() >= 4 && after[..4].eq_ignore_ascii_case("hex:") {
+        (true, 4)
+    } else if after.len() >= 8 && after.is_char_boundary(8) && after[..8].eq_ignore_ascii_case("unicode:") {
+        (false, 8)
+    } else {
+        return Ok(None);
+    };
+    let Some(end) = after.find('}') else {
+        return Ok(None);
+    };
+    let body = &after[head..end];
+    if !body
+        .bytes()
+        .all(|b| b.is_ascii_hexdigit() || matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
+    {
+        return Ok(None);
+    }
+    let items: Vec<&str> = body
+        .split([' ', '\t', '\r', '\n'])
+        .filter(|x| !x.is_empty())
+        .collect();
+    if items.is_empty() {
+        return Ok(None);
+    }
+    let mut out = Vec::new();
+    for it in items {
+        if hex {
+            if it.len() > 2 {
+                return Ok(None);
+            }
+            out.push(u8::from_str_radix(it, 16).unwrap_or(0));
+        } else {
+            let digits = it.trim_start_matches('0');
+            let cp = if digits.len() > 6 {
+                None
+            } else {
+                u32::from_str_radix(if digits.is_empty() { "0" } else { digits }, 16).ok()
+            };
+            match cp.and_then(char::from_u32) {
+                Some(c) => {
+                    let mut buf = [0u8; 4];
+                    out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+                }
+                None => {
+                    return Err(CompileError::new(
+                        line,
+                        format!("${{unicode:{it}}} is not a Unicode code point"),
+                    ))
+                }
+            }
+        }
+    }
+    Ok(Some((out, end + 1)))
+}
