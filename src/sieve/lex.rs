@@ -387,7 +387,10 @@ mod tests {
 
     #[test]
     fn number_overflow_is_an_error() {
-        assert_eq!(err(b"size :over 18446744073709551616;"), "line 1: number too large");
+        assert_eq!(
+            err(b"size :over 18446744073709551616;"),
+            "line 1: number too large"
+        );
         assert_eq!(err(b"\n99999999999999999999G"), "line 2: number too large");
         assert_eq!(toks("18446744073709551615"), vec![Tok::Number(u64::MAX)]);
         assert_eq!(err(b"17179869184G"), "line 1: number too large");
@@ -469,7 +472,10 @@ mod tests {
 
     #[test]
     fn unterminated_bracket_comment() {
-        assert_eq!(err(b"a;\n/* open\n\n"), "line 2: comment /* … not closed by */");
+        assert_eq!(
+            err(b"a;\n/* open\n\n"),
+            "line 2: comment /* … not closed by */"
+        );
     }
 
     #[test]
@@ -502,7 +508,10 @@ mod tests {
     fn size_limit() {
         let big = vec![b' '; MAX_SCRIPT_SIZE + 1];
         let e = err(&big);
-        assert!(e.starts_with("line 1: script is 1048577 bytes, over the limit"), "{e}");
+        assert!(
+            e.starts_with("line 1: script is 1048577 bytes, over the limit"),
+            "{e}"
+        );
         assert!(lex(&vec![b'\n'; MAX_SCRIPT_SIZE]).unwrap().is_empty());
     }
 }

@@ -18,7 +18,10 @@ pub fn parse(tokens: &[Token]) -> Result<Vec<Command>, CompileError> {
     };
     let cmds = p.commands()?;
     if let Some(t) = p.peek() {
-        return Err(CompileError::new(t.line, format!("unexpected {}", describe(&t.tok))));
+        return Err(CompileError::new(
+            t.line,
+            format!("unexpected {}", describe(&t.tok)),
+        ));
     }
     Ok(cmds)
 }
@@ -135,7 +138,10 @@ impl Parser<'_> {
             ref other => {
                 return Err(CompileError::new(
                     t.line,
-                    format!("expected ';' or '{{' after {name}, found {}", describe(other)),
+                    format!(
+                        "expected ';' or '{{' after {name}, found {}",
+                        describe(other)
+                    ),
                 ))
             }
         };
@@ -197,7 +203,10 @@ impl Parser<'_> {
                 other => {
                     return Err(CompileError::new(
                         t.line,
-                        format!("expected a string in the list opened on line {open}, found {}", describe(other)),
+                        format!(
+                            "expected a string in the list opened on line {open}, found {}",
+                            describe(other)
+                        ),
                     ))
                 }
             }
@@ -208,7 +217,10 @@ impl Parser<'_> {
                 other => {
                     return Err(CompileError::new(
                         t.line,
-                        format!("expected ',' or ']' in a string list, found {}", describe(other)),
+                        format!(
+                            "expected ',' or ']' in a string list, found {}",
+                            describe(other)
+                        ),
                     ))
                 }
             }
@@ -329,8 +341,14 @@ mod tests {
 
     #[test]
     fn script_ending_mid_command() {
-        assert_eq!(err("keep"), "line 1: script ends where ';' or '{' after keep was expected");
-        assert_eq!(err("if true {\nkeep;"), "line 1: block of if not closed by '}'");
+        assert_eq!(
+            err("keep"),
+            "line 1: script ends where ';' or '{' after keep was expected"
+        );
+        assert_eq!(
+            err("if true {\nkeep;"),
+            "line 1: block of if not closed by '}'"
+        );
     }
 
     #[test]
@@ -374,15 +392,24 @@ mod tests {
         let ok = "if true {".repeat(MAX_NESTING - 1) + &"}".repeat(MAX_NESTING - 1);
         assert_eq!(p(&ok).len(), 1);
         let deep = "if true {".repeat(MAX_NESTING + 1) + &"}".repeat(MAX_NESTING + 1);
-        assert_eq!(err(&deep), format!("line 1: nested more than {MAX_NESTING} levels deep"));
+        assert_eq!(
+            err(&deep),
+            format!("line 1: nested more than {MAX_NESTING} levels deep")
+        );
     }
 
     #[test]
     fn nesting_limit_tests() {
         let deep = "if ".to_string() + &"not ".repeat(MAX_NESTING * 4) + "true {}";
-        assert_eq!(err(&deep), format!("line 1: nested more than {MAX_NESTING} levels deep"));
+        assert_eq!(
+            err(&deep),
+            format!("line 1: nested more than {MAX_NESTING} levels deep")
+        );
         let deep = "if ".to_string() + &"anyof(".repeat(100_000) + "true";
-        assert_eq!(err(&deep), format!("line 1: nested more than {MAX_NESTING} levels deep"));
+        assert_eq!(
+            err(&deep),
+            format!("line 1: nested more than {MAX_NESTING} levels deep")
+        );
     }
 
     #[test]
@@ -392,7 +419,10 @@ mod tests {
         let over = "keep;\n".repeat(MAX_COMMANDS + 1);
         assert_eq!(
             err(&over),
-            format!("line {}: more than {MAX_COMMANDS} commands", MAX_COMMANDS + 1)
+            format!(
+                "line {}: more than {MAX_COMMANDS} commands",
+                MAX_COMMANDS + 1
+            )
         );
     }
 }

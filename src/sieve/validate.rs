@@ -8,9 +8,7 @@ use super::*;
 
 /// Check `commands` and build the program.
 pub fn validate(commands: Vec<ast::Command>) -> Result<Program, CompileError> {
-    let mut v = Validator {
-        exts: Vec::new(),
-    };
+    let mut v = Validator { exts: Vec::new() };
     let mut rest = commands.into_iter().peekable();
     while let Some(c) = rest.next_if(|c| c.name.eq_ignore_ascii_case("require")) {
         v.require(c)?;
@@ -112,7 +110,12 @@ const INCLUDE: &[TagSpec] = &[
     tag("once", "once", Kind::Flag, None),
     tag("optional", "optional", Kind::Flag, None),
 ];
-const SPAMTEST: &[TagSpec] = &[tag("percent", "percent", Kind::Flag, Some(Ext::SpamTestPlus))];
+const SPAMTEST: &[TagSpec] = &[tag(
+    "percent",
+    "percent",
+    Kind::Flag,
+    Some(Ext::SpamTestPlus),
+)];
 const DUPLICATE: &[TagSpec] = &[
     tag("handle", "handle", Kind::Str, None),
     tag("header", "id", Kind::Str, None),
@@ -252,10 +255,11 @@ impl Validator {
                 "elsif" | "else" => {
                     let chain = match out.last_mut() {
                         Some(Stmt {
-                            command: Command::If {
-                                branches,
-                                otherwise,
-                            },
+                            command:
+                                Command::If {
+                                    branches,
+                                    otherwise,
+                                },
                             ..
                         }) if open_if => (branches, otherwise),
                         _ => {
@@ -303,7 +307,10 @@ impl Validator {
             Tests::None => return Err(CompileError::new(line, format!("{name} needs a test"))),
         };
         let Some(body) = c.block else {
-            return Err(CompileError::new(line, format!("{name} needs a block {{ … }}")));
+            return Err(CompileError::new(
+                line,
+                format!("{name} needs a block {{ … }}"),
+            ));
         };
         Ok(Branch {
             test,
@@ -816,8 +823,15 @@ impl Validator {
                 }
             };
             let lower = name.to_ascii_lowercase();
-            let Some(spec) = specs.iter().flat_map(|s| s.iter()).find(|s| s.name == lower) else {
-                return Err(CompileError::new(line, format!("{me}: unknown tag :{name}")));
+            let Some(spec) = specs
+                .iter()
+                .flat_map(|s| s.iter())
+                .find(|s| s.name == lower)
+            else {
+                return Err(CompileError::new(
+                    line,
+                    format!("{me}: unknown tag :{name}"),
+                ));
             };
             if !pos.is_empty() {
                 return Err(CompileError::new(
@@ -956,9 +970,8 @@ impl Validator {
         };
         let z = self.constant(s, l, "the time zone")?;
         let b = z.as_bytes();
-        let ok = b.len() == 5
-            && matches!(b[0], b'+' | b'-')
-            && b[1..].iter().all(u8::is_ascii_digit);
+        let ok =
+            b.len() == 5 && matches!(b[0], b'+' | b'-') && b[1..].iter().all(u8::is_ascii_digit);
         let num = |i: usize| i32::from(b[i] - b'0') * 10 + i32::from(b[i + 1] - b'0');
         if !ok || num(1) > 23 || num(3) > 59 {
             return Err(CompileError::new(
@@ -986,7 +999,12 @@ impl Validator {
             "std11" => DatePart::Std11,
             "zone" => DatePart::Zone,
             "weekday" => DatePart::Weekday,
-            _ => return Err(CompileError::new(line, format!("unknown date part \"{p}\""))),
+            _ => {
+                return Err(CompileError::new(
+                    line,
+                    format!("unknown date part \"{p}\""),
+                ))
+            }
         })
     }
 
@@ -1131,7 +1149,12 @@ impl Arg {
 
 /// Check the positional arguments against `kinds` (a string is a string
 /// list of one).
-fn positional(me: &str, line: u32, pos: Vec<Arg>, kinds: &[Kind]) -> Result<Vec<Arg>, CompileError> {
+fn positional(
+    me: &str,
+    line: u32,
+    pos: Vec<Arg>,
+    kinds: &[Kind],
+) -> Result<Vec<Arg>, CompileError> {
     if pos.len() != kinds.len() {
         let wanted: Vec<&str> = kinds.iter().map(|k| k.describe()).collect();
         return Err(CompileError::new(
@@ -1176,7 +1199,10 @@ fn no_test(c: &ast::Command) -> Result<(), CompileError> {
         Tests::None => Ok(()),
         Tests::One(t) => Err(CompileError::new(
             c.line,
-            format!("{} does not take a test (missing ';' before {}?)", c.name, t.name),
+            format!(
+                "{} does not take a test (missing ';' before {}?)",
+                c.name, t.name
+            ),
         )),
         Tests::List(_) => Err(CompileError::new(
             c.line,
@@ -1290,7 +1316,7 @@ fn decode_encoded(s: &str, line: u32) -> Result<String, CompileError> {
     let mut out: Vec<u8> = Vec::with_capacity(s.len());
     let mut rest = s;
     while let Some(i) = rest.find("${") {
-        out.extend_from_slice(&rest[..i].as_bytes());
+        out.extend_from_slice(&rest.as_bytes()[..i]);
         let after = &rest[i + 2..];
         match encoded_one(after, line)? {
             Some((bytes, used)) => {
@@ -1304,17 +1330,18 @@ fn decode_encoded(s: &str, line: u32) -> Result<String, CompileError> {
         }
     }
     out.extend_from_slice(rest.as_bytes());
-    String::from_utf8(out).map_err(|_| {
-        CompileError::new(line, "encoded characters (${hex:…}) do not form UTF-8")
-    })
+    String::from_utf8(out)
+        .map_err(|_| CompileError::new(line, "encoded characters (${hex:…}) do not form UTF-8"))
 }
 
 /// After `${`: the decoded bytes of one encoded-character sequence and the
 /// bytes it used (through `}`), or `None` when it is not well-formed.
 fn encoded_one(after: &str, line: u32) -> Result<Option<(Vec<u8>, usize)>, CompileError> {
-    let (hex, head) = if after.len() >= 4 && after[..4].eq_ignore_ascii_case("hex:") {
+    let b = after.as_bytes();
+    // Compared as bytes: the text after `${` may start with any character.
+    let (hex, head) = if b.len() >= 4 && b[..4].eq_ignore_ascii_case(b"hex:") {
         (true, 4)
-    } else if after.len() >= 8 && after.is_char_boundary(8) && after[..8].eq_ignore_ascii_case("unicode:") {
+    } else if b.len() >= 8 && b[..8].eq_ignore_ascii_case(b"unicode:") {
         (false, 8)
     } else {
         return Ok(None);
@@ -1365,4 +1392,1218 @@ fn encoded_one(after: &str, line: u32) -> Result<Option<(Vec<u8>, usize)>, Compi
         }
     }
     Ok(Some((out, end + 1)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok(s: &str) -> Program {
+        compile(s.as_bytes()).unwrap_or_else(|e| panic!("{s:?}: {e}"))
+    }
+
+    fn err(s: &str) -> String {
+        match compile(s.as_bytes()) {
+            Ok(p) => panic!("{s:?} compiled: {p:?}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    /// The last command of the script.
+    fn cmd(s: &str) -> Command {
+        ok(s).commands.pop().expect("no command").command
+    }
+
+    /// The test of the last `if` of the script.
+    fn test(s: &str) -> Test {
+        match cmd(s) {
+            Command::If { mut branches, .. } => branches.remove(0).test,
+            other => panic!("not an if: {other:?}"),
+        }
+    }
+
+    fn t(s: &str) -> Str {
+        Str::text(s)
+    }
+
+    fn is(keys: &[&str]) -> Match {
+        Match {
+            kind: MatchType::Is,
+            comparator: Comparator::AsciiCasemap,
+            keys: keys.iter().map(|k| t(k)).collect(),
+            regexes: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn core_actions() {
+        let p = ok("keep;\ndiscard;\nstop;");
+        let got: Vec<(u32, Command)> = p
+            .commands
+            .into_iter()
+            .map(|s| (s.line, s.command))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (1, Command::Keep { flags: None }),
+                (2, Command::Discard),
+                (3, Command::Stop)
+            ]
+        );
+    }
+
+    #[test]
+    fn empty_script_is_an_empty_program() {
+        assert_eq!(
+            ok(""),
+            Program {
+                extensions: Vec::new(),
+                commands: Vec::new()
+            }
+        );
+    }
+
+    #[test]
+    fn fileinto_with_every_tag() {
+        assert_eq!(
+            cmd(
+                "require [\"fileinto\", \"copy\", \"mailbox\", \"imap4flags\"];\n\
+                 fileinto :copy :create :flags [\"\\\\Seen\", \"$Junk x\"] \"Lists.dev\";"
+            ),
+            Command::FileInto {
+                mailbox: t("Lists.dev"),
+                copy: true,
+                create: true,
+                flags: Some(vec![t("\\Seen"), t("$Junk x")]),
+            }
+        );
+        assert_eq!(
+            cmd("require \"fileinto\"; fileinto \"Junk\";"),
+            Command::FileInto {
+                mailbox: t("Junk"),
+                copy: false,
+                create: false,
+                flags: None
+            }
+        );
+    }
+
+    #[test]
+    fn fileinto_empty_mailbox() {
+        assert_eq!(
+            err("require \"fileinto\";\nfileinto \"\";"),
+            "line 2: fileinto: empty mailbox name"
+        );
+    }
+
+    #[test]
+    fn redirect_and_copy() {
+        assert_eq!(
+            cmd("require \"copy\"; redirect :copy \"a@example.org\";"),
+            Command::Redirect {
+                address: t("a@example.org"),
+                copy: true
+            }
+        );
+        assert_eq!(
+            err("redirect \"not an address\";"),
+            "line 1: redirect: \"not an address\" is not a valid address"
+        );
+        assert_eq!(
+            err("redirect \"@example.org\";"),
+            "line 1: redirect: \"@example.org\" is not a valid address"
+        );
+    }
+
+    #[test]
+    fn reject_and_ereject() {
+        assert_eq!(
+            cmd("require \"reject\"; reject text:\nGo away.\n.\n;"),
+            Command::Reject {
+                reason: t("Go away.\r\n"),
+                extended: false
+            }
+        );
+        assert_eq!(
+            cmd("require \"ereject\"; ereject \"no\";"),
+            Command::Reject {
+                reason: t("no"),
+                extended: true
+            }
+        );
+        assert_eq!(
+            err("require \"reject\"; ereject \"no\";"),
+            "line 1: command ereject needs require \"ereject\""
+        );
+    }
+
+    #[test]
+    fn if_elsif_else_chain() {
+        let c = cmd("if true { keep; } elsif false { discard; } elsif true {} else { stop; }");
+        assert_eq!(
+            c,
+            Command::If {
+                branches: vec![
+                    Branch {
+                        test: Test::True,
+                        block: vec![Stmt {
+                            line: 1,
+                            command: Command::Keep { flags: None }
+                        }]
+                    },
+                    Branch {
+                        test: Test::False,
+                        block: vec![Stmt {
+                            line: 1,
+                            command: Command::Discard
+                        }]
+                    },
+                    Branch {
+                        test: Test::True,
+                        block: Vec::new()
+                    },
+                ],
+                otherwise: Some(vec![Stmt {
+                    line: 1,
+                    command: Command::Stop
+                }]),
+            }
+        );
+    }
+
+    #[test]
+    fn two_ifs_are_two_statements() {
+        assert_eq!(ok("if true {} if false {} else {}").commands.len(), 2);
+    }
+
+    #[test]
+    fn elsif_and_else_need_an_if() {
+        assert_eq!(err("elsif true {}"), "line 1: elsif without a preceding if");
+        assert_eq!(err("keep;\nelse {}"), "line 2: else without a preceding if");
+        assert_eq!(
+            err("if true {} else {}\nelse {}"),
+            "line 2: else without a preceding if"
+        );
+        assert_eq!(
+            err("if true {}\nkeep;\nelsif true {}"),
+            "line 3: elsif without a preceding if"
+        );
+        assert_eq!(
+            err("if true {} else {} elsif true {}"),
+            "line 1: elsif without a preceding if"
+        );
+    }
+
+    #[test]
+    fn if_needs_a_test_and_a_block() {
+        assert_eq!(err("if {}"), "line 1: if needs a test");
+        assert_eq!(err("if true;"), "line 1: if needs a block { … }");
+        assert_eq!(err("if true {} else;"), "line 1: else needs a block { … }");
+        assert_eq!(
+            err("if (true, false) {}"),
+            "line 1: if takes one test, not a list (use allof or anyof)"
+        );
+        assert_eq!(test("if (true) {}"), Test::True);
+        assert_eq!(
+            err("if \"x\" true {}"),
+            "line 1: if takes no arguments, found a string"
+        );
+    }
+
+    #[test]
+    fn require_unsupported_extension_names_it() {
+        assert_eq!(
+            err("require [\"fileinto\", \"notify\"];"),
+            "line 1: require \"notify\": extension not supported"
+        );
+        // Capability names are case-sensitive (RFC 5228 2.10.5 compares
+        // them as octets).
+        assert_eq!(
+            err("require \"FileInto\";"),
+            "line 1: require \"FileInto\": extension not supported"
+        );
+    }
+
+    #[test]
+    fn every_supported_extension_can_be_required() {
+        for e in Ext::ALL {
+            let p = ok(&format!("require \"{}\";", e.name()));
+            assert!(p.requires(e), "{e:?}");
+        }
+        let all: Vec<String> = Ext::ALL
+            .iter()
+            .map(|e| format!("\"{}\"", e.name()))
+            .collect();
+        let p = ok(&format!("require [{}];", all.join(",")));
+        assert_eq!(p.extensions, Ext::ALL.to_vec());
+    }
+
+    #[test]
+    fn require_only_at_the_top() {
+        assert_eq!(
+            err("require \"fileinto\";\nkeep;\nrequire \"copy\";"),
+            "line 3: require must come before any other command"
+        );
+        assert_eq!(
+            err("if true {\n require \"copy\";\n}"),
+            "line 2: require is only allowed at the top of the script"
+        );
+        assert_eq!(
+            err("require :x;"),
+            "line 1: require takes one string or string list"
+        );
+    }
+
+    #[test]
+    fn commands_need_their_extension() {
+        for (script, ext) in [
+            (
+                "fileinto \"a\";",
+                "command fileinto needs require \"fileinto\"",
+            ),
+            ("reject \"a\";", "command reject needs require \"reject\""),
+            (
+                "set \"a\" \"b\";",
+                "command set needs require \"variables\"",
+            ),
+            (
+                "setflag \"a\";",
+                "command setflag needs require \"imap4flags\"",
+            ),
+            (
+                "vacation \"a\";",
+                "command vacation needs require \"vacation\"",
+            ),
+            (
+                "include \"a\";",
+                "command include needs require \"include\"",
+            ),
+            ("return;", "command return needs require \"include\""),
+        ] {
+            assert_eq!(err(script), format!("line 1: {ext}"), "{script}");
+        }
+        assert_eq!(
+            err("require \"include\"; global \"a\";"),
+            "line 1: command global needs require \"variables\""
+        );
+    }
+
+    #[test]
+    fn tests_need_their_extension() {
+        for (script, ext) in [
+            ("envelope \"from\" \"a\"", "envelope"),
+            ("body \"a\"", "body"),
+            ("date \"date\" \"year\" \"2020\"", "date"),
+            ("currentdate \"year\" \"2020\"", "date"),
+            ("mailboxexists \"a\"", "mailbox"),
+            ("hasflag \"a\"", "imap4flags"),
+            ("spamtest \"5\"", "spamtest"),
+            ("string \"a\" \"b\"", "variables"),
+            ("duplicate", "duplicate"),
+        ] {
+            let name = script.split(' ').next().unwrap();
+            assert_eq!(
+                err(&format!("if {script} {{}}")),
+                format!("line 1: test {name} needs require \"{ext}\""),
+                "{script}"
+            );
+        }
+    }
+
+    #[test]
+    fn tags_need_their_extension() {
+        assert_eq!(
+            err("require \"fileinto\";\nfileinto :copy \"a\";"),
+            "line 2: tag :copy needs require \"copy\""
+        );
+        assert_eq!(
+            err("if header :regex \"a\" \"b\" {}"),
+            "line 1: tag :regex needs require \"regex\""
+        );
+        assert_eq!(
+            err("if header :count \"gt\" \"a\" \"1\" {}"),
+            "line 1: tag :count needs require \"relational\""
+        );
+        assert_eq!(
+            err("if address :user \"to\" \"a\" {}"),
+            "line 1: tag :user needs require \"subaddress\""
+        );
+        assert_eq!(
+            err("require \"fileinto\"; fileinto :create \"a\";"),
+            "line 1: tag :create needs require \"mailbox\""
+        );
+        assert_eq!(
+            err("keep :flags \"\\\\Seen\";"),
+            "line 1: tag :flags needs require \"imap4flags\""
+        );
+    }
+
+    #[test]
+    fn unknown_and_misplaced_names() {
+        assert_eq!(err("\n\nnotify \"x\";"), "line 3: unknown command notify");
+        assert_eq!(err("if foo {}"), "line 1: unknown test foo");
+        assert_eq!(
+            err("header \"a\" \"b\";"),
+            "line 1: header is a test, not a command (missing if?)"
+        );
+        assert_eq!(err("if keep {}"), "line 1: keep is a command, not a test");
+    }
+
+    #[test]
+    fn names_and_tags_are_case_insensitive() {
+        assert_eq!(
+            cmd("require [\"fileinto\", \"copy\"]; FileInto :COPY \"a\";"),
+            Command::FileInto {
+                mailbox: t("a"),
+                copy: true,
+                create: false,
+                flags: None
+            }
+        );
+        assert_eq!(test("IF TRUE {}"), Test::True);
+    }
+
+    #[test]
+    fn address_defaults_and_parts() {
+        assert_eq!(
+            test("if address \"from\" \"a@b\" {}"),
+            Test::Address {
+                headers: vec![t("from")],
+                part: AddressPart::All,
+                m: is(&["a@b"]),
+            }
+        );
+        for (tag, part) in [
+            ("all", AddressPart::All),
+            ("localpart", AddressPart::LocalPart),
+            ("domain", AddressPart::Domain),
+            ("user", AddressPart::User),
+            ("detail", AddressPart::Detail),
+        ] {
+            let got = test(&format!(
+                "require \"subaddress\"; if address :{tag} :is [\"to\", \"cc\"] \"x\" {{}}"
+            ));
+            let Test::Address {
+                part: p, headers, ..
+            } = got
+            else {
+                panic!("{got:?}")
+            };
+            assert_eq!((p, headers.len()), (part, 2), "{tag}");
+        }
+    }
+
+    #[test]
+    fn every_match_type() {
+        let script = |m: &str| {
+            format!("require [\"regex\", \"relational\"]; if header {m} \"subject\" \"x\" {{}}")
+        };
+        for (m, want) in [
+            (":is", MatchType::Is),
+            (":contains", MatchType::Contains),
+            (":matches", MatchType::Matches),
+            (":regex", MatchType::Regex),
+            (":count \"ge\"", MatchType::Count(Relation::Ge)),
+            (":value \"LT\"", MatchType::Value(Relation::Lt)),
+            (":value \"gt\"", MatchType::Value(Relation::Gt)),
+            (":value \"le\"", MatchType::Value(Relation::Le)),
+            (":value \"eq\"", MatchType::Value(Relation::Eq)),
+            (":value \"ne\"", MatchType::Value(Relation::Ne)),
+        ] {
+            let Test::Header { m: got, names } = test(&script(m)) else {
+                panic!("{m}")
+            };
+            assert_eq!(got.kind, want, "{m}");
+            assert_eq!(names, vec![t("subject")]);
+            assert_eq!(
+                got.regexes.len(),
+                usize::from(want == MatchType::Regex),
+                "{m}"
+            );
+        }
+    }
+
+    #[test]
+    fn invalid_relational_operator() {
+        assert_eq!(
+            err("require \"relational\";\nif header :value \"gte\" \"a\" \"1\" {}"),
+            "line 2: invalid relational operator \"gte\" (gt, ge, lt, le, eq, ne)"
+        );
+        assert_eq!(
+            err("require \"relational\"; if header :count [\"gt\"] \"a\" \"1\" {}"),
+            "line 1: test header: tag :count needs a string, found a string list"
+        );
+    }
+
+    #[test]
+    fn duplicate_conflicting_and_unknown_tags() {
+        assert_eq!(
+            err("if header :is :is \"a\" \"b\" {}"),
+            "line 1: test header: tag :is given twice"
+        );
+        assert_eq!(
+            err("if header :is :contains \"a\" \"b\" {}"),
+            "line 1: test header: :is and :contains cannot both be given"
+        );
+        assert_eq!(
+            err("if header :comparator \"i;octet\" :comparator \"i;octet\" \"a\" \"b\" {}"),
+            "line 1: test header: tag :comparator given twice"
+        );
+        assert_eq!(
+            err("if header :over \"a\" \"b\" {}"),
+            "line 1: test header: unknown tag :over"
+        );
+        assert_eq!(
+            err("if size :over :under 1 {}"),
+            "line 1: test size: :over and :under cannot both be given"
+        );
+        assert_eq!(
+            err("discard :copy;"),
+            "line 1: command discard: unknown tag :copy"
+        );
+    }
+
+    #[test]
+    fn tags_come_before_positional_arguments() {
+        assert_eq!(
+            err("if header \"a\" :is \"b\" {}"),
+            "line 1: test header: tag :is must come before the other arguments"
+        );
+    }
+
+    #[test]
+    fn comparators() {
+        let m = |c: &str| match test(&format!(
+            "require \"comparator-i;ascii-numeric\"; if header :comparator \"{c}\" \"a\" \"1\" {{}}"
+        )) {
+            Test::Header { m, .. } => m.comparator,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(m("i;octet"), Comparator::Octet);
+        assert_eq!(m("i;ascii-casemap"), Comparator::AsciiCasemap);
+        assert_eq!(m("i;ascii-numeric"), Comparator::AsciiNumeric);
+        assert_eq!(
+            err("if header :comparator \"i;unicode-casemap\" \"a\" \"b\" {}"),
+            "line 1: unknown comparator \"i;unicode-casemap\""
+        );
+        assert_eq!(
+            err("if header :comparator \"i;ascii-numeric\" \"a\" \"1\" {}"),
+            "line 1: comparator i;ascii-numeric needs require \"comparator-i;ascii-numeric\""
+        );
+        assert_eq!(
+            err("require \"comparator-i;ascii-numeric\";\nif header :contains :comparator \"i;ascii-numeric\" \"a\" \"1\" {}"),
+            "line 2: comparator i;ascii-numeric cannot be used with :contains"
+        );
+        assert_eq!(
+            err("if header :comparator 5 \"a\" \"1\" {}"),
+            "line 1: test header: tag :comparator needs a string, found a number"
+        );
+    }
+
+    #[test]
+    fn regex_compiled_with_the_comparator_case_rule() {
+        let Test::Header { m, .. } =
+            test("require \"regex\"; if header :regex \"subject\" [\"^re:\", \"x+\"] {}")
+        else {
+            panic!()
+        };
+        assert_eq!(m.regexes.len(), 2);
+        let r = m.regexes[0].as_ref().unwrap();
+        assert!(r.case_insensitive && r.regex.is_match("RE: hello"));
+        let Test::Header { m, .. } = test(
+            "require \"regex\"; if header :regex :comparator \"i;octet\" \"subject\" \"^re:\" {}",
+        ) else {
+            panic!()
+        };
+        let r = m.regexes[0].as_ref().unwrap();
+        assert!(!r.regex.is_match("RE: hello") && r.regex.is_match("re: hello"));
+    }
+
+    #[test]
+    fn regex_that_does_not_compile() {
+        let e = err("require \"regex\";\nif header :regex \"subject\" \"a(b\" {}");
+        assert!(e.starts_with("line 2: regex \"a(b\": "), "{e}");
+        assert!(!e.contains('\n'));
+        let e = err("require \"regex\"; if header :regex \"s\" \"(a{1000}){1000}\" {}");
+        assert_eq!(
+            e,
+            format!("line 1: regex \"(a{{1000}}){{1000}}\": compiles to more than {MAX_REGEX_SIZE} bytes")
+        );
+    }
+
+    #[test]
+    fn regex_with_variables_is_left_for_run_time() {
+        let Test::Header { m, .. } =
+            test("require [\"regex\", \"variables\"]; if header :regex \"s\" [\"${x}\", \"a\"] {}")
+        else {
+            panic!()
+        };
+        assert!(m.regexes[0].is_none());
+        assert!(m.regexes[1].is_some());
+    }
+
+    #[test]
+    fn size_test() {
+        assert_eq!(
+            test("if size :over 100K {}"),
+            Test::Size {
+                over: true,
+                limit: 102_400
+            }
+        );
+        assert_eq!(
+            test("if size :under 1 {}"),
+            Test::Size {
+                over: false,
+                limit: 1
+            }
+        );
+        assert_eq!(err("if size 100 {}"), "line 1: size needs :over or :under");
+        assert_eq!(
+            err("if size :over \"100\" {}"),
+            "line 1: test size: argument 1 must be a number, found a string"
+        );
+    }
+
+    #[test]
+    fn exists_and_header_names() {
+        assert_eq!(
+            test("if exists [\"List-Id\", \"X-Spam\"] {}"),
+            Test::Exists {
+                names: vec![t("List-Id"), t("X-Spam")]
+            }
+        );
+        assert_eq!(
+            err("if exists \"Subject:\" {}"),
+            "line 1: invalid header name \"Subject:\""
+        );
+        assert_eq!(
+            err("if header \"a b\" \"x\" {}"),
+            "line 1: invalid header name \"a b\""
+        );
+    }
+
+    #[test]
+    fn logical_tests() {
+        assert_eq!(
+            test("if allof (true, not false, anyof (false, true)) {}"),
+            Test::AllOf(vec![
+                Test::True,
+                Test::Not(Box::new(Test::False)),
+                Test::AnyOf(vec![Test::False, Test::True]),
+            ])
+        );
+        assert_eq!(test("if anyof true {}"), Test::AnyOf(vec![Test::True]));
+        assert_eq!(
+            err("if not (true, false) {}"),
+            "line 1: not takes exactly one test"
+        );
+        assert_eq!(err("if allof {}"), "line 1: allof needs a test list");
+        assert_eq!(
+            err("if anyof \"x\" (true) {}"),
+            "line 1: anyof takes a test list and no arguments"
+        );
+        assert_eq!(
+            err("if true false {}"),
+            "line 1: test true does not take a test"
+        );
+        assert_eq!(
+            err("if true \"x\" {}"),
+            "line 1: test true takes 0 arguments, found 1"
+        );
+    }
+
+    #[test]
+    fn envelope_parts() {
+        assert_eq!(
+            test("require \"envelope\"; if envelope :domain \"FROM\" \"b.org\" {}"),
+            Test::Envelope {
+                parts: vec![t("FROM")],
+                part: AddressPart::Domain,
+                m: is(&["b.org"]),
+            }
+        );
+        assert_eq!(
+            err("require \"envelope\"; if envelope \"auth\" \"x\" {}"),
+            "line 1: envelope part \"auth\" not supported (from, to)"
+        );
+    }
+
+    #[test]
+    fn body_transforms() {
+        let tr = |s: &str| match test(&format!("require \"body\"; if body {s} \"x\" {{}}")) {
+            Test::Body { transform, m } => {
+                assert_eq!(m.keys, vec![t("x")]);
+                transform
+            }
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(tr(""), BodyTransform::Text);
+        assert_eq!(tr(":text :contains"), BodyTransform::Text);
+        assert_eq!(tr(":raw"), BodyTransform::Raw);
+        assert_eq!(
+            tr(":content [\"text\", \"\"]"),
+            BodyTransform::Content(vec![t("text"), t("")])
+        );
+        assert_eq!(
+            err("require \"body\"; if body :raw :text \"x\" {}"),
+            "line 1: test body: :raw and :text cannot both be given"
+        );
+    }
+
+    #[test]
+    fn date_and_currentdate() {
+        assert_eq!(
+            test("require \"date\"; if date :zone \"-0130\" \"received\" \"Year\" \"2024\" {}"),
+            Test::Date {
+                header: t("received"),
+                zone: Zone::Fixed(-90),
+                part: DatePart::Year,
+                m: is(&["2024"]),
+            }
+        );
+        let Test::Date { zone, .. } =
+            test("require \"date\"; if date :originalzone \"date\" \"hour\" \"09\" {}")
+        else {
+            panic!()
+        };
+        assert_eq!(zone, Zone::Original);
+        assert_eq!(
+            test("require \"relational\"; require \"date\"; if currentdate :value \"ge\" \"iso8601\" \"2026\" {}"),
+            Test::CurrentDate {
+                zone: Zone::Local,
+                part: DatePart::Iso8601,
+                m: Match {
+                    kind: MatchType::Value(Relation::Ge),
+                    ..is(&["2026"])
+                },
+            }
+        );
+        for p in [
+            "year", "month", "day", "date", "julian", "hour", "minute", "second", "time",
+            "iso8601", "std11", "zone", "weekday",
+        ] {
+            ok(&format!(
+                "require \"date\"; if currentdate \"{p}\" \"x\" {{}}"
+            ));
+        }
+    }
+
+    #[test]
+    fn date_errors() {
+        assert_eq!(
+            err("require \"date\";\nif currentdate \"fortnight\" \"1\" {}"),
+            "line 2: unknown date part \"fortnight\""
+        );
+        assert_eq!(
+            err("require \"date\"; if currentdate :zone \"CET\" \"year\" \"1\" {}"),
+            "line 1: invalid time zone \"CET\" (+hhmm or -hhmm)"
+        );
+        assert_eq!(
+            err("require \"date\"; if currentdate :zone \"+2460\" \"year\" \"1\" {}"),
+            "line 1: invalid time zone \"+2460\" (+hhmm or -hhmm)"
+        );
+        assert_eq!(
+            err("require \"date\"; if currentdate :originalzone \"year\" \"1\" {}"),
+            "line 1: test currentdate: unknown tag :originalzone"
+        );
+        assert_eq!(
+            err("require \"date\"; if date :zone \"+0100\" :originalzone \"date\" \"year\" \"1\" {}"),
+            "line 1: test date: :zone and :originalzone cannot both be given"
+        );
+    }
+
+    #[test]
+    fn mailboxexists() {
+        assert_eq!(
+            test("require \"mailbox\"; if mailboxexists [\"Junk\", \"INBOX\"] {}"),
+            Test::MailboxExists {
+                names: vec![t("Junk"), t("INBOX")]
+            }
+        );
+    }
+
+    #[test]
+    fn flag_commands() {
+        let p = ok("require \"imap4flags\";\nsetflag \"\\\\Seen\";\naddflag [\"a\", \"b\"];\nremoveflag \"a\";");
+        let got: Vec<Command> = p.commands.into_iter().map(|s| s.command).collect();
+        assert_eq!(
+            got,
+            vec![
+                Command::Flags {
+                    op: FlagOp::Set,
+                    variable: None,
+                    flags: vec![t("\\Seen")]
+                },
+                Command::Flags {
+                    op: FlagOp::Add,
+                    variable: None,
+                    flags: vec![t("a"), t("b")]
+                },
+                Command::Flags {
+                    op: FlagOp::Remove,
+                    variable: None,
+                    flags: vec![t("a")]
+                },
+            ]
+        );
+        assert_eq!(
+            cmd("require [\"imap4flags\", \"variables\"]; addflag \"MyFlags\" \"x\";"),
+            Command::Flags {
+                op: FlagOp::Add,
+                variable: Some("myflags".into()),
+                flags: vec![t("x")]
+            }
+        );
+        assert_eq!(
+            err("require \"imap4flags\"; addflag \"v\" \"x\";"),
+            "line 1: command addflag: a variable name needs require \"variables\""
+        );
+        assert_eq!(
+            cmd("require \"imap4flags\"; keep :flags \"\\\\Flagged\";"),
+            Command::Keep {
+                flags: Some(vec![t("\\Flagged")])
+            }
+        );
+    }
+
+    #[test]
+    fn hasflag() {
+        assert_eq!(
+            test("require \"imap4flags\"; if hasflag :contains \"seen\" {}"),
+            Test::HasFlag {
+                variables: Vec::new(),
+                m: Match {
+                    kind: MatchType::Contains,
+                    ..is(&["seen"])
+                }
+            }
+        );
+        let Test::HasFlag { variables, .. } =
+            test("require [\"imap4flags\", \"variables\"]; if hasflag [\"A\", \"b\"] \"x\" {}")
+        else {
+            panic!()
+        };
+        assert_eq!(variables, vec!["a".to_string(), "b".to_string()]);
+        assert_eq!(
+            err("require \"imap4flags\"; if hasflag \"a\" \"x\" {}"),
+            "line 1: hasflag: a variable list needs require \"variables\""
+        );
+    }
+
+    #[test]
+    fn spamtest_and_percent() {
+        assert_eq!(
+            test(
+                "require [\"spamtest\", \"relational\", \"comparator-i;ascii-numeric\"]; \
+                  if spamtest :value \"ge\" :comparator \"i;ascii-numeric\" \"6\" {}"
+            ),
+            Test::SpamTest {
+                percent: false,
+                m: Match {
+                    kind: MatchType::Value(Relation::Ge),
+                    comparator: Comparator::AsciiNumeric,
+                    keys: vec![t("6")],
+                    regexes: Vec::new()
+                }
+            }
+        );
+        assert_eq!(
+            err("require \"spamtest\"; if spamtest :percent \"50\" {}"),
+            "line 1: tag :percent needs require \"spamtestplus\""
+        );
+        // spamtestplus brings spamtest.
+        let Test::SpamTest { percent, .. } =
+            test("require \"spamtestplus\"; if spamtest :percent \"50\" {}")
+        else {
+            panic!()
+        };
+        assert!(percent);
+    }
+
+    #[test]
+    fn duplicate_options() {
+        assert_eq!(
+            test("require \"duplicate\"; if duplicate :handle \"h\" :header \"X-Id\" :seconds 60 :last {}"),
+            Test::Duplicate(Box::new(Duplicate {
+                handle: Some(t("h")),
+                id: DuplicateId::Header(t("X-Id")),
+                seconds: Some(60),
+                last: true,
+            }))
+        );
+        assert_eq!(
+            test("require \"duplicate\"; if duplicate {}"),
+            Test::Duplicate(Box::new(Duplicate {
+                handle: None,
+                id: DuplicateId::MessageId,
+                seconds: None,
+                last: false,
+            }))
+        );
+        let Test::Duplicate(d) = test("require \"duplicate\"; if duplicate :uniqueid \"u\" {}")
+        else {
+            panic!()
+        };
+        assert_eq!(d.id, DuplicateId::UniqueId(t("u")));
+        assert_eq!(
+            err("require \"duplicate\"; if duplicate :header \"a\" :uniqueid \"b\" {}"),
+            "line 1: test duplicate: :header and :uniqueid cannot both be given"
+        );
+        assert_eq!(
+            err("require \"duplicate\"; if duplicate :seconds {}"),
+            "line 1: test duplicate: tag :seconds needs a number, found nothing"
+        );
+    }
+
+    #[test]
+    fn set_with_modifiers_in_precedence_order() {
+        assert_eq!(
+            cmd("require \"variables\"; set :length :upperfirst :lower :quotewildcard :encodeurl \"Name\" \"v\";"),
+            Command::Set {
+                name: "name".into(),
+                modifiers: vec![
+                    Modifier::Lower,
+                    Modifier::UpperFirst,
+                    Modifier::QuoteWildcard,
+                    Modifier::EncodeUrl,
+                    Modifier::Length
+                ],
+                value: t("v"),
+            }
+        );
+        assert_eq!(
+            err("require \"variables\"; set :lower :upper \"a\" \"b\";"),
+            "line 1: command set: :lower and :upper cannot both be given"
+        );
+        assert_eq!(
+            err("require \"variables\"; set :lowerfirst :upperfirst \"a\" \"b\";"),
+            "line 1: command set: :lowerfirst and :upperfirst cannot both be given"
+        );
+        assert_eq!(
+            err("require \"variables\"; set \"1a\" \"b\";"),
+            "line 1: set: invalid variable name \"1a\""
+        );
+        assert_eq!(
+            err("require \"variables\"; set \"a\";"),
+            "line 1: command set takes 2 arguments (a string, a string), found 1"
+        );
+    }
+
+    #[test]
+    fn string_test() {
+        assert_eq!(
+            test("require \"variables\"; if string :matches \"${A}\" \"*x\" {}"),
+            Test::String {
+                sources: vec![Str(vec![Part::Var("a".into())])],
+                m: Match {
+                    kind: MatchType::Matches,
+                    ..is(&["*x"])
+                }
+            }
+        );
+    }
+
+    #[test]
+    fn variable_references_are_split_out() {
+        let Command::Set { value, .. } =
+            cmd("require \"variables\"; set \"x\" \"a ${Name} b ${1}${ ${bad.} $${x}} ${}\";")
+        else {
+            panic!()
+        };
+        assert_eq!(
+            value,
+            Str(vec![
+                Part::Text("a ".into()),
+                Part::Var("name".into()),
+                Part::Text(" b ".into()),
+                Part::Match(1),
+                Part::Text("${ ${bad.} $".into()),
+                Part::Var("x".into()),
+                Part::Text("} ${}".into()),
+            ])
+        );
+        assert_eq!(value.constant(), None);
+    }
+
+    #[test]
+    fn without_variables_references_are_text() {
+        assert_eq!(
+            cmd("require \"fileinto\"; fileinto \"${x}\";"),
+            Command::FileInto {
+                mailbox: t("${x}"),
+                copy: false,
+                create: false,
+                flags: None
+            }
+        );
+    }
+
+    #[test]
+    fn namespaced_variable_is_an_error() {
+        assert_eq!(
+            err("require [\"variables\", \"fileinto\"];\nfileinto \"${env.home}\";"),
+            "line 2: variable ${env.home}: unknown namespace"
+        );
+    }
+
+    #[test]
+    fn values_that_must_be_constant() {
+        assert_eq!(
+            err("require \"variables\"; if header :comparator \"${c}\" \"a\" \"b\" {}"),
+            "line 1: the comparator name must be constant (no variables)"
+        );
+        assert_eq!(
+            err("require [\"variables\", \"include\"]; include \"${x}\";"),
+            "line 1: include: the script name must be constant (no variables)"
+        );
+    }
+
+    #[test]
+    fn encoded_characters() {
+        let Command::Reject { reason, .. } = cmd(
+            "require [\"reject\", \"encoded-character\"]; reject \"${hex:48 69}${unicode: 20 00E9 1F600}${HEX:c3 a9}\";",
+        ) else {
+            panic!()
+        };
+        assert_eq!(reason, t("Hi é😀é"));
+        // Not well-formed: left as written.
+        let Command::Reject { reason, .. } = cmd(
+            "require [\"reject\", \"encoded-character\"]; reject \"${hex:} ${hex:123} ${hex:zz} ${unicode:41\";",
+        ) else {
+            panic!()
+        };
+        assert_eq!(reason, t("${hex:} ${hex:123} ${hex:zz} ${unicode:41"));
+        // Multi-byte characters right after `${` are not cut in two.
+        let Command::Reject { reason, .. } = cmd(
+            "require [\"reject\", \"encoded-character\"]; reject \"${a€} ${aa€} ${héx:41} ${unicöde:41}\";",
+        ) else {
+            panic!()
+        };
+        assert_eq!(reason, t("${a€} ${aa€} ${héx:41} ${unicöde:41}"));
+        // Without the require nothing is decoded.
+        let Command::Reject { reason, .. } = cmd("require \"reject\"; reject \"${hex:41}\";")
+        else {
+            panic!()
+        };
+        assert_eq!(reason, t("${hex:41}"));
+    }
+
+    #[test]
+    fn encoded_character_errors() {
+        assert_eq!(
+            err("require [\"reject\", \"encoded-character\"];\nreject \"${unicode:D800}\";"),
+            "line 2: ${unicode:D800} is not a Unicode code point"
+        );
+        assert_eq!(
+            err("require [\"reject\", \"encoded-character\"]; reject \"${unicode:110000}\";"),
+            "line 1: ${unicode:110000} is not a Unicode code point"
+        );
+        assert_eq!(
+            err("require [\"reject\", \"encoded-character\"]; reject \"${hex:ff}\";"),
+            "line 1: encoded characters (${hex:…}) do not form UTF-8"
+        );
+    }
+
+    #[test]
+    fn encoded_characters_before_variables() {
+        let Command::Set { value, .. } =
+            cmd("require [\"variables\", \"encoded-character\"]; set \"a\" \"${hex:41}${b}\";")
+        else {
+            panic!()
+        };
+        assert_eq!(
+            value,
+            Str(vec![Part::Text("A".into()), Part::Var("b".into())])
+        );
+    }
+
+    #[test]
+    fn vacation_full() {
+        assert_eq!(
+            cmd("require \"vacation\";\nvacation :days 7 :subject \"Away\" :from \"me@example.org\" \
+                 :addresses [\"a@example.org\", \"b@example.org\"] :mime :handle \"h1\" \"Back soon\";"),
+            Command::Vacation(Box::new(Vacation {
+                period: Period::Days(7),
+                subject: Some(t("Away")),
+                from: Some(t("me@example.org")),
+                addresses: vec![t("a@example.org"), t("b@example.org")],
+                mime: true,
+                handle: Some(t("h1")),
+                reason: t("Back soon"),
+            }))
+        );
+        assert_eq!(
+            cmd("require \"vacation\"; vacation \"x\";"),
+            Command::Vacation(Box::new(Vacation {
+                period: Period::Default,
+                subject: None,
+                from: None,
+                addresses: Vec::new(),
+                mime: false,
+                handle: None,
+                reason: t("x"),
+            }))
+        );
+    }
+
+    #[test]
+    fn vacation_seconds() {
+        let Command::Vacation(v) =
+            cmd("require [\"vacation\", \"vacation-seconds\"]; vacation :seconds 3600 \"x\";")
+        else {
+            panic!()
+        };
+        assert_eq!(v.period, Period::Seconds(3600));
+        // vacation-seconds brings vacation.
+        ok("require \"vacation-seconds\"; vacation :seconds 0 \"x\";");
+        assert_eq!(
+            err("require \"vacation\"; vacation :seconds 60 \"x\";"),
+            "line 1: tag :seconds needs require \"vacation-seconds\""
+        );
+        assert_eq!(
+            err("require \"vacation-seconds\"; vacation :days 1 :seconds 60 \"x\";"),
+            "line 1: command vacation: :days and :seconds cannot both be given"
+        );
+        assert_eq!(
+            err("require \"vacation\"; vacation :days \"1\" \"x\";"),
+            "line 1: command vacation: tag :days needs a number, found a string"
+        );
+    }
+
+    #[test]
+    fn include_return_global() {
+        let p = ok("require [\"include\", \"variables\"];\ninclude :global :once :optional \"spam-rules\";\ninclude \"mine\";\nglobal [\"Test\", \"b\"];\nreturn;");
+        let got: Vec<Command> = p.commands.into_iter().map(|s| s.command).collect();
+        assert_eq!(
+            got,
+            vec![
+                Command::Include {
+                    location: Location::Global,
+                    name: "spam-rules".into(),
+                    once: true,
+                    optional: true
+                },
+                Command::Include {
+                    location: Location::Personal,
+                    name: "mine".into(),
+                    once: false,
+                    optional: false
+                },
+                Command::Global {
+                    names: vec!["test".into(), "b".into()]
+                },
+                Command::Return,
+            ]
+        );
+    }
+
+    #[test]
+    fn include_errors() {
+        assert_eq!(
+            err("require \"include\"; include :personal :global \"a\";"),
+            "line 1: command include: :personal and :global cannot both be given"
+        );
+        assert_eq!(
+            err("require \"include\"; include \"../etc/x\";"),
+            "line 1: include: invalid script name \"../etc/x\""
+        );
+        assert_eq!(
+            err("require \"include\"; include \"\";"),
+            "line 1: include: invalid script name \"\""
+        );
+    }
+
+    #[test]
+    fn argument_counts_and_types() {
+        assert_eq!(
+            err("require \"fileinto\";\nfileinto;"),
+            "line 2: command fileinto takes 1 argument (a string), found 0"
+        );
+        assert_eq!(
+            err("keep \"x\";"),
+            "line 1: command keep takes 0 arguments, found 1"
+        );
+        assert_eq!(
+            err("require \"fileinto\"; fileinto [\"a\", \"b\"];"),
+            "line 1: command fileinto: argument 1 must be a string, found a string list"
+        );
+        assert_eq!(
+            err("if header \"a\" {}"),
+            "line 1: test header takes 2 arguments (a string list, a string list), found 1"
+        );
+        assert_eq!(
+            err("if header \"a\" \"b\"\n \"c\" {}"),
+            "line 2: test header takes 2 arguments (a string list, a string list), found 3"
+        );
+    }
+
+    #[test]
+    fn blocks_and_tests_where_none_belong() {
+        assert_eq!(err("keep { stop; }"), "line 1: keep does not take a block");
+        assert_eq!(
+            err("keep\nstop;"),
+            "line 1: keep does not take a test (missing ';' before stop?)"
+        );
+        assert_eq!(
+            err("stop (true);"),
+            "line 1: stop does not take a test list"
+        );
+    }
+
+    #[test]
+    fn error_lines_follow_the_script() {
+        let e = compile(
+            b"require \"fileinto\";\r\n# comment\r\nif true {\r\n  fileinto :bogus \"x\";\r\n}\r\n",
+        )
+        .unwrap_err();
+        assert_eq!(e.line(), 4);
+        assert_eq!(e.message(), "command fileinto: unknown tag :bogus");
+        assert_eq!(
+            e.to_string(),
+            "line 4: command fileinto: unknown tag :bogus"
+        );
+    }
+
+    #[test]
+    fn error_text_is_one_line() {
+        let e = err("require \"a\r\nb\";");
+        assert_eq!(e, "line 1: require \"a  b\": extension not supported");
+    }
+
+    #[test]
+    fn limits_through_compile() {
+        let big = vec![b'#'; MAX_SCRIPT_SIZE + 10];
+        assert!(err(std::str::from_utf8(&big).unwrap()).contains("over the limit of 1048576 bytes"));
+        let deep = "if true {".repeat(40) + &"}".repeat(40);
+        assert_eq!(
+            err(&deep),
+            format!("line 1: nested more than {MAX_NESTING} levels deep")
+        );
+    }
+
+    #[test]
+    fn roundcube_style_script() {
+        let script = "require [\"fileinto\",\"vacation\",\"date\",\"relational\",\"imap4flags\",\"copy\",\"regex\"];\r\n\
+# rule:[Lists]\r\n\
+if anyof (header :contains \"list-id\" \"dev.example.org\", address :is \"from\" \"x@y.org\")\r\n\
+{\r\n\
+\tfileinto :copy \"Lists/dev\";\r\n\
+\tstop;\r\n\
+}\r\n\
+# rule:[Out of office]\r\n\
+if allof (currentdate :zone \"+0100\" :value \"ge\" \"date\" \"2026-12-01\", currentdate :zone \"+0100\" :value \"le\" \"date\" \"2026-12-24\")\r\n\
+{\r\n\
+\tvacation :days 1 :subject \"Away\" :from \"me@example.org\" \"I am away.\";\r\n\
+}\r\n\
+# rule:[flag]\r\n\
+if header :regex \"subject\" \"^\\\\[urgent\\\\]\" { addflag \"\\\\Flagged\"; }\r\n";
+        let p = ok(script);
+        assert_eq!(p.commands.len(), 3);
+        assert_eq!(
+            p.commands.iter().map(|s| s.line).collect::<Vec<_>>(),
+            vec![3, 9, 14]
+        );
+    }
 }
