@@ -8,7 +8,10 @@ use super::*;
 
 /// Check `commands` and build the program.
 pub fn validate(commands: Vec<ast::Command>) -> Result<Program, CompileError> {
-    let mut v = Validator { exts: Vec::new() };
+    let mut v = Validator {
+        exts: Vec::new(),
+        regexes: std::cell::Cell::new(0),
+    };
     let mut rest = commands.into_iter().peekable();
     while let Some(c) = rest.next_if(|c| c.name.eq_ignore_ascii_case("require")) {
         v.require(c)?;
@@ -22,6 +25,8 @@ pub fn validate(commands: Vec<ast::Command>) -> Result<Program, CompileError> {
 
 struct Validator {
     exts: Vec<Ext>,
+    /// `:regex` keys seen so far (see `MAX_REGEXES`).
+    regexes: std::cell::Cell<usize>,
 }
 
 /// What a tag or positional argument holds.
@@ -942,6 +947,14 @@ impl Validator {
         }
         let keys = self.strs(keys, keys_line)?;
         let regexes = if kind == MatchType::Regex {
+            let seen = self.regexes.get() + keys.len();
+            self.regexes.set(seen);
+            if seen > MAX_REGEXES {
+                return Err(CompileError::new(
+                    keys_line,
+                    format!("more than {MAX_REGEXES} :regex keys in one script"),
+                ));
+            }
             keys.iter()
                 .map(|k| match k.constant() {
                     Some(p) => build_regex(p, comparator).map(Some).map_err(|why| {
@@ -2573,6 +2586,23 @@ mod tests {
     }
 
     #[test]
+    fn regex_key_limit() {
+        let keys = |n: usize| vec!["\"a\""; n].join(",");
+        let script = |a: usize, b: usize| {
+            format!(
+                "require \"regex\";\nif header :regex \"s\" [{}] {{}}\nif header :regex \"s\" [{}] {{}}",
+                keys(a),
+                keys(b)
+            )
+        };
+        ok(&script(MAX_REGEXES - 1, 1));
+        assert_eq!(
+            err(&script(MAX_REGEXES, 1)),
+            format!("line 3: more than {MAX_REGEXES} :regex keys in one script")
+        );
+    }
+
+    #[test]
     fn limits_through_compile() {
         let big = vec![b'#'; MAX_SCRIPT_SIZE + 10];
         assert!(err(std::str::from_utf8(&big).unwrap()).contains("over the limit of 1048576 bytes"));
@@ -2605,5 +2635,52 @@ if header :regex \"subject\" \"^\\\\[urgent\\\\]\" { addflag \"\\\\Flagged\"; }\
             p.commands.iter().map(|s| s.line).collect::<Vec<_>>(),
             vec![3, 9, 14]
         );
+    }
+
+    /// The fuzz seeds mean what their names say: the valid ones compile
+    /// (so fuzzing starts deep in the validator), the broken ones fail
+    /// with the error they were written for.
+    #[test]
+    fn fuzz_seeds_compile_or_fail_as_named() {
+        macro_rules! seed {
+            ($name:literal) => {
+                include_bytes!(concat!(
+                    env!("CARGO_MANIFEST_DIR"),
+                    "/fuzz/corpus/sieve_compile/",
+                    $name
+                ))
+                .as_slice()
+            };
+        }
+        for good in [
+            seed!("roundcube-filters"),
+            seed!("vacation"),
+            seed!("variables-encoded"),
+            seed!("everything"),
+        ] {
+            if let Err(e) = compile(good) {
+                panic!("{e}: {}", String::from_utf8_lossy(good));
+            }
+        }
+        let e = |b: &[u8]| compile(b).unwrap_err().to_string();
+        assert_eq!(
+            e(seed!("unterminated-text")),
+            "line 2: text: string not ended by a line holding only '.'"
+        );
+        assert_eq!(e(seed!("not-utf8")), "line 1: script is not valid UTF-8");
+        assert_eq!(
+            e(seed!("deep-nesting")),
+            format!("line 1: nested more than {MAX_NESTING} levels deep")
+        );
+        assert!(e(seed!("bad-regex")).starts_with("line 2: regex \"a(b\": "));
+        assert_eq!(
+            e(seed!("require-unknown")),
+            "line 1: require \"notify\": extension not supported"
+        );
+        assert_eq!(
+            e(seed!("errors-misc")),
+            "line 3: comment /* … not closed by */"
+        );
+        assert_eq!(e(seed!("tokens")), "line 1: number too large");
     }
 }
