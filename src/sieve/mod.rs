@@ -94,6 +94,12 @@
 //! * Values that must be known at compile time (comparator names,
 //!   relational operators, date parts, zones, variable names in `set`,
 //!   `include` names, `envelope` parts) may not hold variables.
+//! * A constant `redirect` address must look like `local@domain` (both
+//!   parts non-empty, no blanks, controls, `<>`, `,` or `;`); one built
+//!   from variables is checked when the interpreter expands it.
+//! * Header names given as constants must be RFC 5322 field names
+//!   (printable ASCII without `:`); `envelope` parts must be `from` or
+//!   `to`; `include` names may not be empty or hold `/`.
 //! * `:regex` uses the `regex` crate's syntax (close to POSIX ERE for the
 //!   patterns Roundcube writes); with `i;ascii-casemap` it is
 //!   case-insensitive (Unicode case folding, slightly wider than ASCII).
