@@ -589,3 +589,33 @@ pub fn destination(data: &[u8]) {
         }
     }
 }
+
+/// `sieve::compile` never panics on any bytes; an error is one line,
+/// `line N: …`, with N a line of the script; compiling is deterministic.
+pub fn sieve_compile(data: &[u8]) {
+    use crate::sieve;
+    match sieve::compile(data) {
+        Ok(p) => {
+            assert_eq!(
+                sieve::compile(data).ok(),
+                Some(p),
+                "compile not deterministic"
+            );
+        }
+        Err(e) => {
+            let shown = e.to_string();
+            assert!(
+                !shown.chars().any(char::is_control),
+                "error not on one line: {shown:?}"
+            );
+            assert_eq!(shown, format!("line {}: {}", e.line(), e.message()));
+            assert!(!e.message().is_empty(), "empty error message");
+            let lines = data.iter().filter(|b| **b == b'\n').count() + 1;
+            assert!(
+                e.line() >= 1 && e.line() as usize <= lines,
+                "line {} outside the script's {lines} lines: {shown}",
+                e.line()
+            );
+        }
+    }
+}

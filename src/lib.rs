@@ -17,7 +17,8 @@
 //!
 //! Pure modules (no filesystem, database, environment or clock) take inputs
 //! and return decisions: [`recipient`], [`header`], [`names`], [`plan`],
-//! [`maildirsize`], [`outcome`]. I/O modules carry them out: [`config`],
+//! [`maildirsize`], [`outcome`], [`sieve`] (the Sieve compiler). I/O
+//! modules carry them out: [`config`],
 //! [`db`], [`maildir`], [`quota`], [`deadline`], [`privs`], [`input`],
 //! [`openfiles`]. [`deliver`] reads top to bottom as the data path:
 //! environment → recipient → plan
@@ -50,3 +51,4 @@ pub mod privs;
 pub mod quota;
 pub mod recipient;
 pub mod schema;
+pub mod sieve;

@@ -89,3 +89,8 @@ fn maildirsize_corpus() {
 fn destination_corpus() {
     replay("destination", fuzzing::destination);
 }
+
+#[test]
+fn sieve_compile_corpus() {
+    replay("sieve_compile", fuzzing::sieve_compile);
+}
