@@ -710,3 +710,27 @@ fn normalisers() {
     assert_eq!(decode_mutf7("A&-B"), "A&B");
     assert_eq!(decode_mutf7("&ZeVnLIqe-"), "日本語");
 }
+
+#[test]
+fn date_of_the_date_header_and_a_fresh_duplicate() {
+    let o = run_with(
+        br#"require ["date", "relational", "duplicate", "fileinto", "copy"];
+if date :is "date" "year" "2024" { fileinto :copy "y2024"; }
+if date :value "lt" :originalzone "date" "hour" "09" { fileinto :copy "early"; }
+if duplicate { discard; }
+"#,
+        &plain(),
+        env(),
+        &with_folders(&["y2024"]),
+    );
+    // A fresh state directory: nothing was seen before.
+    assert_actions(
+        &o,
+        &[
+            into("y2024", &[], false, true),
+            OracleAction::TrackDuplicate,
+            implicit(&[]),
+        ],
+    );
+    assert_stored(&o, &[stored("INBOX", &[]), stored("y2024", &[])]);
+}

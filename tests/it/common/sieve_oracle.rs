@@ -63,7 +63,8 @@
 //! section is `  (none)`. An entry starts with ` * ` and an action text:
 //! `store message in folder: NAME` (keep and fileinto alike; keep names the
 //! default mailbox `INBOX`), `redirect message to: <ADDR>`, `discard`,
-//! `reject message with reason: TEXT`, `send vacation message:`. Modifiers
+//! `reject message with reason: TEXT`, `send vacation message:`, `track
+//! duplicate` (the `duplicate` test ran and will remember the message). Modifiers
 //! follow on lines indented eight spaces and starting with `+ `:
 //! `add IMAP flags: F1 F2 …` (system flags lower-cased, in no fixed order),
 //! `create mailbox if it does not exist` (`:create`), `preserve implicit
@@ -225,6 +226,9 @@ pub enum OracleAction {
         reason: String,
     },
     Vacation(Vacation),
+    /// The `duplicate` test's side effect: remember this message (listed as
+    /// an action by Pigeonhole when the test ran).
+    TrackDuplicate,
     /// The script did not compile; the error lines.
     CompileError(String),
     /// The script failed while running; the error lines.
@@ -664,6 +668,8 @@ fn parse_listing(stdout: &str) -> Vec<OracleAction> {
                     Entry::Done(OracleAction::Reject {
                         reason: r.to_string(),
                     })
+                } else if entry == "track duplicate" {
+                    Entry::Done(OracleAction::TrackDuplicate)
                 } else if entry == "send vacation message:" {
                     Entry::Vacation(Vacation::default(), None)
                 } else {
