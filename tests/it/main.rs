@@ -13,4 +13,5 @@ mod pgbouncer;
 mod quota;
 mod reliability;
 mod routing;
+mod sieve_oracle;
 mod vmailctl;
