@@ -109,6 +109,7 @@
 //! [`MAX_SCRIPT_SIZE`], [`MAX_NESTING`], [`MAX_COMMANDS`],
 //! [`MAX_REGEX_SIZE`], [`MAX_REGEXES`]: each exceeded is a compile error saying which.
 
+pub mod action;
 pub mod ast;
 pub mod lex;
 pub mod parse;
