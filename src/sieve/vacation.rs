@@ -1207,7 +1207,7 @@ fn escape(s: &str) -> String {
     }
     if out.is_empty() {
         // An empty field would vanish between the blanks.
-        out.push_str("%");
+        out.push('%');
     }
     out
 }
@@ -1368,4 +1368,837 @@ pub fn message_id(now: i64, hostname: &str) -> String {
         host
     };
     format!("{now}.{pid}.{:016x}.vacation@{host}", u64::from_le_bytes(r))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rustix::fd::AsFd;
+
+    const ACCOUNT: &str = "alice@example.com";
+    const SENDER: &[u8] = b"bob@example.org";
+
+    fn action() -> VacationReply {
+        VacationReply {
+            reason: "I am away.".into(),
+            mime: false,
+            subject: None,
+            from: None,
+            addresses: Vec::new(),
+            period: None,
+            handle: None,
+        }
+    }
+
+    fn headers(extra: &str) -> Vec<u8> {
+        format!(
+            "From: Bob <bob@example.org>\nTo: Alice <alice@example.com>\nSubject: Lunch\n\
+             Message-ID: <m1@example.org>\n{extra}\nbody\n"
+        )
+        .into_bytes()
+    }
+
+    fn run(v: &VacationReply, hdr: &[u8], sender: &[u8]) -> Decision {
+        decide(v, hdr, sender, ACCOUNT, ACCOUNT, &[])
+    }
+
+    fn skip(hdr: &[u8], sender: &[u8]) -> Reason {
+        match run(&action(), hdr, sender) {
+            Decision::Skip(r) => r,
+            Decision::Send(r) => panic!("expected no reply, got one to {}", r.to),
+        }
+    }
+
+    fn send(d: Decision) -> Reply {
+        match d {
+            Decision::Send(r) => r,
+            Decision::Skip(why) => panic!("expected a reply, skipped: {why}"),
+        }
+    }
+
+    // --- one test per no-reply rule -------------------------------------
+
+    #[test]
+    fn baseline_replies() {
+        let r = send(run(&action(), &headers(""), SENDER));
+        assert_eq!(r.to, "bob@example.org");
+    }
+
+    #[test]
+    fn no_reply_to_empty_sender() {
+        assert_eq!(skip(&headers(""), b""), Reason::NoSender);
+        assert_eq!(Reason::NoSender.to_string(), "the envelope sender is empty");
+    }
+
+    #[test]
+    fn no_reply_to_qmail_double_bounce_sender() {
+        assert_eq!(skip(&headers(""), b"#@[]"), Reason::NoSender);
+    }
+
+    #[test]
+    fn no_reply_to_unusable_sender() {
+        for s in [
+            &b"bob"[..],
+            b"bob @x.org",
+            b"<bob@x.org>",
+            b"b\nx@y",
+            b"\xff@x.org",
+            b"@x.org",
+        ] {
+            assert_eq!(skip(&headers(""), s), Reason::UnusableSender, "{s:?}");
+        }
+    }
+
+    #[test]
+    fn no_reply_to_the_account_itself() {
+        assert_eq!(
+            skip(&headers(""), b"Alice@EXAMPLE.com"),
+            Reason::SenderIsUser("Alice@EXAMPLE.com".into())
+        );
+    }
+
+    #[test]
+    fn no_reply_to_an_alias_or_own_address() {
+        let hdr = headers("");
+        let aliases = vec!["info@example.com".to_string()];
+        let d = decide(
+            &action(),
+            &hdr,
+            b"info@example.com",
+            "info@example.com",
+            ACCOUNT,
+            &aliases,
+        );
+        assert_eq!(
+            d,
+            Decision::Skip(Reason::SenderIsUser("info@example.com".into()))
+        );
+        let mut v = action();
+        v.addresses = vec!["alice@home.example".into()];
+        assert_eq!(
+            run(&v, &hdr, b"alice@home.example"),
+            Decision::Skip(Reason::SenderIsUser("alice@home.example".into()))
+        );
+        let mut v = action();
+        v.from = Some("Alice <boss@example.com>".into());
+        assert_eq!(
+            run(&v, &hdr, b"boss@example.com"),
+            Decision::Skip(Reason::SenderIsUser("boss@example.com".into()))
+        );
+    }
+
+    #[test]
+    fn no_reply_to_mailer_daemon() {
+        assert!(matches!(
+            skip(&headers(""), b"MAILER-DAEMON@example.org"),
+            Reason::DaemonSender(_)
+        ));
+    }
+
+    #[test]
+    fn no_reply_to_listserv() {
+        assert!(matches!(
+            skip(&headers(""), b"LISTSERV@lists.example.org"),
+            Reason::DaemonSender(_)
+        ));
+    }
+
+    #[test]
+    fn no_reply_to_majordomo() {
+        assert!(matches!(
+            skip(&headers(""), b"Majordomo@example.org"),
+            Reason::DaemonSender(_)
+        ));
+    }
+
+    #[test]
+    fn no_reply_to_owner_prefix() {
+        let r = skip(&headers(""), b"owner-users@example.org");
+        assert_eq!(r, Reason::DaemonSender("owner-users@example.org".into()));
+        assert_eq!(
+            r.to_string(),
+            "the sender owner-users@example.org looks like a mailing list or daemon"
+        );
+    }
+
+    #[test]
+    fn no_reply_to_request_suffix() {
+        assert!(matches!(
+            skip(&headers(""), b"users-REQUEST@example.org"),
+            Reason::DaemonSender(_)
+        ));
+    }
+
+    #[test]
+    fn no_reply_to_owner_suffix() {
+        assert!(matches!(
+            skip(&headers(""), b"users-owner@example.org"),
+            Reason::DaemonSender(_)
+        ));
+    }
+
+    #[test]
+    fn daemon_rule_is_about_the_local_part() {
+        // Look-alikes get a reply.
+        for s in [
+            "owner@example.org",
+            "requester@example.org",
+            "bob@majordomo.example.org",
+        ] {
+            send(run(&action(), &headers(""), s.as_bytes()));
+        }
+    }
+
+    #[test]
+    fn no_reply_with_list_id() {
+        assert_eq!(
+            skip(&headers("List-Id: <users.example.org>"), SENDER),
+            Reason::ListHeader("List-Id".into())
+        );
+    }
+
+    #[test]
+    fn no_reply_with_list_unsubscribe() {
+        assert_eq!(
+            skip(&headers("list-unsubscribe: <mailto:x@y>"), SENDER),
+            Reason::ListHeader("list-unsubscribe".into())
+        );
+    }
+
+    #[test]
+    fn no_reply_with_precedence_bulk_list_junk() {
+        for p in ["bulk", "List", " JUNK "] {
+            let r = skip(&headers(&format!("Precedence: {p}")), SENDER);
+            assert_eq!(r, Reason::Precedence(p.trim().into()), "{p}");
+        }
+        // Other values do not stop the reply.
+        send(run(&action(), &headers("Precedence: first-class"), SENDER));
+    }
+
+    #[test]
+    fn no_reply_with_auto_submitted() {
+        for v in [
+            "auto-replied",
+            "auto-generated",
+            "auto-notified; owner-email=x@y",
+        ] {
+            let r = skip(&headers(&format!("Auto-Submitted: {v}")), SENDER);
+            assert_eq!(r, Reason::AutoSubmitted(v.into()), "{v}");
+        }
+        assert_eq!(
+            Reason::AutoSubmitted("auto-replied".into()).to_string(),
+            "the message has Auto-Submitted: auto-replied"
+        );
+        // `no` (any case, with a comment) is an ordinary message.
+        send(run(
+            &action(),
+            &headers("Auto-Submitted: No (by hand)"),
+            SENDER,
+        ));
+    }
+
+    #[test]
+    fn no_reply_with_x_auto_response_suppress() {
+        for v in ["All", "OOF", "DR, AutoReply", "", "Something"] {
+            let r = skip(&headers(&format!("X-Auto-Response-Suppress: {v}")), SENDER);
+            assert_eq!(r, Reason::Suppressed(v.into()), "{v:?}");
+        }
+        // Values about delivery and read receipts only do not suppress.
+        send(run(
+            &action(),
+            &headers("X-Auto-Response-Suppress: DR, RN, NRN"),
+            SENDER,
+        ));
+        send(run(
+            &action(),
+            &headers("X-Auto-Response-Suppress: None"),
+            SENDER,
+        ));
+    }
+
+    #[test]
+    fn no_reply_when_not_addressed() {
+        let hdr = b"From: bob@example.org\nTo: team@example.com\nCc: carol@example.com\n\nx\n";
+        assert_eq!(skip(hdr, SENDER), Reason::NotAddressed);
+        // An address in the body or in another field does not count.
+        let hdr =
+            b"From: alice@example.com\nReply-To: alice@example.com\n\nTo: alice@example.com\n";
+        assert_eq!(skip(hdr, SENDER), Reason::NotAddressed);
+        // Substrings do not count.
+        let hdr = b"To: malice@example.com, alice@example.com.au\n\n";
+        assert_eq!(skip(hdr, SENDER), Reason::NotAddressed);
+    }
+
+    #[test]
+    fn addressed_in_any_recipient_field() {
+        for f in ["To", "cc", "BCC", "Resent-To", "Resent-Cc", "Resent-Bcc"] {
+            let hdr = format!("To: team@example.com\n{f}: x@y.org,\n ALICE@Example.Com\n\n");
+            send(run(&action(), hdr.as_bytes(), SENDER));
+        }
+    }
+
+    #[test]
+    fn addressed_through_alias_recipient_or_addresses() {
+        // Through an alias (the catch-all case): the addressed recipient.
+        let hdr = b"To: Sales <sales@example.com>\n\n";
+        let aliases = vec!["sales@example.com".to_string()];
+        let d = decide(
+            &action(),
+            hdr,
+            SENDER,
+            "sales@example.com",
+            ACCOUNT,
+            &aliases,
+        );
+        let r = send(d);
+        assert_eq!(r.from, "<sales@example.com>");
+        // An alias that led here, not the addressed recipient.
+        let hdr = b"To: info@example.net\n\n";
+        let aliases = vec!["info@example.net".to_string()];
+        send(decide(
+            &action(),
+            hdr,
+            SENDER,
+            "sales@example.com",
+            ACCOUNT,
+            &aliases,
+        ));
+        // `:addresses`.
+        let hdr = b"To: \"Alice (old)\" <alice@old.example>\n\n";
+        assert_eq!(skip(hdr, SENDER), Reason::NotAddressed);
+        let mut v = action();
+        v.addresses = vec!["alice@old.example".into()];
+        send(run(&v, hdr, SENDER));
+    }
+
+    #[test]
+    fn address_parsing() {
+        let got = parse_addresses(
+            "\"Smith, J\" <j@x.org>, (c) a@b.c (comment), grp: m@n.o, <p@q.r>;, \
+             <@route.x,@r2:s@t.u>, \"quoted local\"@v.w, nobody",
+        );
+        assert_eq!(
+            got,
+            [
+                "j@x.org",
+                "a@b.c",
+                "m@n.o",
+                "p@q.r",
+                "s@t.u",
+                "quotedlocal@v.w"
+            ]
+        );
+        assert_eq!(
+            parse_addresses("undisclosed-recipients:;"),
+            Vec::<String>::new()
+        );
+    }
+
+    // --- composition -----------------------------------------------------
+
+    #[test]
+    fn reply_headers_exact() {
+        let r = send(run(
+            &action(),
+            &headers("References: <r0@x> <r1@x>"),
+            SENDER,
+        ));
+        let got = String::from_utf8(r.render("Thu, 01 Jan 1970 00:00:00 +0000", "id@h")).unwrap();
+        assert_eq!(
+            got,
+            "Date: Thu, 01 Jan 1970 00:00:00 +0000\n\
+             From: <alice@example.com>\n\
+             To: <bob@example.org>\n\
+             Subject: Auto: Lunch\n\
+             Message-ID: <id@h>\n\
+             In-Reply-To: <m1@example.org>\n\
+             References: <r0@x>\n <r1@x>\n <m1@example.org>\n\
+             Auto-Submitted: auto-replied (vacation)\n\
+             MIME-Version: 1.0\n\
+             Content-Type: text/plain; charset=utf-8\n\
+             Content-Transfer-Encoding: 7bit\n\
+             \n\
+             I am away.\n"
+        );
+    }
+
+    #[test]
+    fn references_from_in_reply_to_or_none() {
+        let hdr = b"To: alice@example.com\nMessage-ID: <b@x>\nIn-Reply-To: <a@x>\n\n";
+        let r = send(run(&action(), hdr, SENDER));
+        assert_eq!(r.in_reply_to.as_deref(), Some("<b@x>"));
+        assert_eq!(r.references, ["<a@x>", "<b@x>"]);
+        let hdr = b"To: alice@example.com\nMessage-ID: <b@x>\n\n";
+        assert_eq!(send(run(&action(), hdr, SENDER)).references, ["<b@x>"]);
+        let hdr = b"To: alice@example.com\nReferences: <a@x>\n\n";
+        let r = send(run(&action(), hdr, SENDER));
+        assert_eq!(r.in_reply_to, None);
+        assert!(r.references.is_empty());
+        let text = String::from_utf8(r.render("D", "i@h")).unwrap();
+        assert!(
+            !text.contains("In-Reply-To") && !text.contains("References"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn references_are_bounded() {
+        let many: Vec<String> = (0..100).map(|i| format!("<r{i}@x>")).collect();
+        let hdr = format!(
+            "To: alice@example.com\nMessage-ID: <last@x>\nReferences: {}\n\n",
+            many.join(" ")
+        );
+        let r = send(run(&action(), hdr.as_bytes(), SENDER));
+        assert_eq!(r.references.len(), MAX_REFERENCES);
+        assert_eq!(r.references[0], "<r0@x>");
+        assert_eq!(r.references[1], "<r70@x>");
+        assert_eq!(r.references.last().map(String::as_str), Some("<last@x>"));
+    }
+
+    #[test]
+    fn subject_decoded_and_reencoded() {
+        let hdr = "To: alice@example.com\nSubject: =?ISO-8859-1?Q?Caf=E9?= =?utf-8?B?w6A=?=\n  demain\n\n";
+        let r = send(run(&action(), hdr.as_bytes(), SENDER));
+        assert_eq!(r.subject, "Auto: Caféà  demain");
+        let text = String::from_utf8(r.render("D", "i@h")).unwrap();
+        let line = text.lines().find(|l| l.starts_with("Subject:")).unwrap();
+        assert_eq!(
+            line,
+            format!(
+                "Subject: =?utf-8?B?{}?=",
+                base64("Auto: Caféà  demain".as_bytes())
+            )
+        );
+    }
+
+    #[test]
+    fn subject_given_or_missing() {
+        let mut v = action();
+        v.subject = Some("Out of office\r\nBcc: evil@x".into());
+        let r = send(run(&v, &headers(""), SENDER));
+        assert_eq!(r.subject, "Out of office Bcc: evil@x");
+        let hdr = b"To: alice@example.com\n\n";
+        assert_eq!(send(run(&action(), hdr, SENDER)).subject, "Automatic reply");
+        // A long non-ASCII subject is folded into encoded words.
+        v.subject = Some("é".repeat(60));
+        let text = String::from_utf8(send(run(&v, &headers(""), SENDER)).render("D", "i")).unwrap();
+        let words: Vec<&str> = text
+            .split('\n')
+            .skip_while(|l| !l.starts_with("Subject:"))
+            .take_while(|l| l.starts_with("Subject:") || l.starts_with(' '))
+            .collect();
+        assert_eq!(words.len(), 3, "{words:?}");
+        let mut decoded = String::new();
+        for w in &words {
+            let w = w.trim_start_matches("Subject:").trim();
+            assert!(w.len() <= 75, "{w}");
+            decoded.push_str(&decode_words(w));
+        }
+        assert_eq!(decoded, "é".repeat(60));
+    }
+
+    #[test]
+    fn decode_words_cases() {
+        assert_eq!(decode_words("plain"), "plain");
+        assert_eq!(decode_words("=?utf-8?q?a_b?= c"), "a b c");
+        assert_eq!(
+            decode_words("x =?UTF-8?B?w6k=?=  =?UTF-8?B?w6k=?= y"),
+            "x éé y"
+        );
+        assert_eq!(decode_words("=?koi8-r?B?5A==?="), "=?koi8-r?B?5A==?=");
+        assert_eq!(decode_words("=?utf-8?Q?bad=Z?= ok"), "=?utf-8?Q?bad=Z?= ok");
+        assert_eq!(decode_words("a =? b"), "a =? b");
+    }
+
+    #[test]
+    fn from_given() {
+        let mut v = action();
+        v.from = Some("Älice <alice@example.com>".into());
+        let r = send(run(&v, &headers(""), SENDER));
+        assert_eq!(
+            r.from,
+            format!(
+                "=?utf-8?B?{}?= <alice@example.com>",
+                base64("Älice".as_bytes())
+            )
+        );
+        v.from = Some("Alice Smith <alice@example.com>".into());
+        assert_eq!(
+            send(run(&v, &headers(""), SENDER)).from,
+            "Alice Smith <alice@example.com>"
+        );
+    }
+
+    #[test]
+    fn non_ascii_body_is_quoted_printable() {
+        let mut v = action();
+        v.reason = "Je suis absente jusqu'au 3 août.\r\nMerci = thanks \r\n".into();
+        let text = String::from_utf8(send(run(&v, &headers(""), SENDER)).render("D", "i")).unwrap();
+        let (head, body) = text.split_once("\n\n").unwrap();
+        assert!(head.ends_with("Content-Type: text/plain; charset=utf-8\nContent-Transfer-Encoding: quoted-printable"), "{head}");
+        assert_eq!(
+            body,
+            "Je suis absente jusqu'au 3 ao=C3=BBt.\nMerci =3D thanks=20\n"
+        );
+    }
+
+    #[test]
+    fn long_lines_are_soft_broken() {
+        let line = "x".repeat(200) + "é";
+        let q = quoted_printable(&line);
+        assert!(q.split('\n').all(|l| l.len() <= 76), "{q}");
+        assert_eq!(q.replace("=\n", ""), "x".repeat(200) + "=C3=A9");
+    }
+
+    #[test]
+    fn mime_reason_is_the_entity() {
+        let mut v = action();
+        v.mime = true;
+        v.reason = "Content-Type: multipart/alternative; boundary=\"b\"\r\nX-Other: dropped\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nAway\r\n--b--\r\n".into();
+        let text = String::from_utf8(send(run(&v, &headers(""), SENDER)).render("D", "i")).unwrap();
+        assert!(text.ends_with(
+            "MIME-Version: 1.0\nContent-Type: multipart/alternative; boundary=\"b\"\n\n--b\nContent-Type: text/plain\n\nAway\n--b--\n"
+        ), "{text}");
+        assert!(!text.contains("X-Other"));
+    }
+
+    #[test]
+    fn handle_derived_or_given() {
+        let a = send(run(&action(), &headers(""), SENDER)).handle;
+        assert_eq!(a, send(run(&action(), &headers(""), SENDER)).handle);
+        assert!(a.starts_with("auto-"));
+        let mut v = action();
+        v.reason = "Other text".into();
+        assert_ne!(a, send(run(&v, &headers(""), SENDER)).handle);
+        v.handle = Some("summer".into());
+        assert_eq!(send(run(&v, &headers(""), SENDER)).handle, "summer");
+    }
+
+    #[test]
+    fn period_limits() {
+        let l = Limits::default();
+        assert_eq!(l.period(None), 7 * DAY);
+        assert_eq!(l.period(Some(1)), DAY);
+        assert_eq!(l.period(Some(3 * DAY)), 3 * DAY);
+        assert_eq!(l.period(Some(365 * DAY)), 90 * DAY);
+        let l = Limits {
+            min: 1,
+            ..Limits::default()
+        };
+        assert_eq!(l.period(Some(1)), 1);
+        assert_eq!(l.period(Some(0)), 1);
+    }
+
+    #[test]
+    fn base64_round_trip() {
+        for s in ["", "a", "ab", "abc", "abcd", "é✓"] {
+            assert_eq!(unbase64(&base64(s.as_bytes())).unwrap(), s.as_bytes());
+        }
+        assert_eq!(base64(b"Man"), "TWFu");
+        assert_eq!(base64(b"Ma"), "TWE=");
+    }
+
+    // --- the memory -------------------------------------------------------
+
+    fn home() -> (tempfile::TempDir, OwnedFd) {
+        let dir = tempfile::tempdir().unwrap();
+        let fd = rfs::open(
+            dir.path(),
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .unwrap();
+        (dir, fd)
+    }
+
+    #[test]
+    fn memory_respects_the_period() {
+        let (dir, fd) = home();
+        let mut m = Memory::new(fd.as_fd(), DEFAULT_MEMORY_FILE);
+        assert!(m.check_and_record("bob@x.org", "h", DAY, 1000).unwrap());
+        assert!(!m.check_and_record("bob@x.org", "h", DAY, 1001).unwrap());
+        assert!(!m
+            .check_and_record("BOB@X.org", "h", DAY, 1000 + 86_399)
+            .unwrap());
+        assert!(m.check_and_record("carol@x.org", "h", DAY, 1002).unwrap());
+        assert!(m.check_and_record("bob@x.org", "other", DAY, 1003).unwrap());
+        assert!(m
+            .check_and_record("bob@x.org", "h", DAY, 1000 + 86_400)
+            .unwrap());
+        assert!(m.notes().is_empty());
+        let text = std::fs::read_to_string(dir.path().join(DEFAULT_MEMORY_FILE)).unwrap();
+        assert_eq!(
+            text,
+            "1002 87402 h carol@x.org\n1003 87403 other bob@x.org\n87400 173800 h bob@x.org\n"
+        );
+        // No temporary file left behind.
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names.len(), 2, "{names:?}");
+    }
+
+    #[test]
+    fn memory_prunes_expired_entries() {
+        let (dir, fd) = home();
+        let mut m = Memory::new(fd.as_fd(), "mem");
+        assert!(m.check_and_record("a@x", "h", 10, 100).unwrap());
+        assert!(m.check_and_record("b@x", "h", 1000, 100).unwrap());
+        assert!(m.check_and_record("c@x", "h w", 10, 200).unwrap());
+        let text = std::fs::read_to_string(dir.path().join("mem")).unwrap();
+        assert_eq!(text, "100 1100 h b@x\n200 210 h%20w c@x\n");
+    }
+
+    #[test]
+    fn memory_corrupt_file_is_treated_as_empty() {
+        let (dir, fd) = home();
+        let path = dir.path().join("mem");
+        std::fs::write(&path, "100 200 h a@x\ngarbage\n").unwrap();
+        let mut m = Memory::new(fd.as_fd(), "mem");
+        assert!(m.check_and_record("a@x", "h", 1000, 150).unwrap());
+        assert_eq!(m.notes(), ["mem is corrupt (line 2); treated as empty"]);
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "150 1150 h a@x\n");
+        std::fs::write(&path, b"\xff\xfe\n").unwrap();
+        let mut m = Memory::new(fd.as_fd(), "mem");
+        assert!(m.check_and_record("a@x", "h", 1000, 150).unwrap());
+        assert_eq!(m.notes().len(), 1);
+    }
+
+    #[test]
+    fn memory_symlink_is_refused() {
+        let (dir, fd) = home();
+        let target = dir.path().join("target");
+        std::fs::write(&target, "keep me").unwrap();
+        std::os::unix::fs::symlink(&target, dir.path().join("mem")).unwrap();
+        let mut m = Memory::new(fd.as_fd(), "mem");
+        let e = m.check_and_record("a@x", "h", 10, 100).unwrap_err();
+        assert_eq!(e, MemoryError::Refused("mem is a symlink; refused".into()));
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep me");
+        // The lock file alike.
+        std::fs::remove_file(dir.path().join("mem")).unwrap();
+        std::fs::remove_file(dir.path().join("mem.lock")).unwrap();
+        std::os::unix::fs::symlink(&target, dir.path().join("mem.lock")).unwrap();
+        let e = m.check_and_record("a@x", "h", 10, 100).unwrap_err();
+        assert_eq!(
+            e,
+            MemoryError::Refused("mem.lock is a symlink; refused".into())
+        );
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep me");
+        assert!(!dir.path().join("mem").exists());
+    }
+
+    #[test]
+    fn memory_not_a_regular_file_is_refused() {
+        let (dir, fd) = home();
+        std::fs::create_dir(dir.path().join("mem")).unwrap();
+        let mut m = Memory::new(fd.as_fd(), "mem");
+        let e = m.check_and_record("a@x", "h", 10, 100).unwrap_err();
+        assert_eq!(
+            e,
+            MemoryError::Refused("mem is not a regular file; refused".into())
+        );
+    }
+
+    #[test]
+    fn memory_lock_times_out() {
+        let (_dir, fd) = home();
+        let mut a = Memory::new(fd.as_fd(), "mem");
+        let _held = a.lock().unwrap();
+        let mut b = Memory::new(fd.as_fd(), "mem").lock_timeout(Duration::from_millis(20));
+        let e = b.check_and_record("a@x", "h", 10, 100).unwrap_err();
+        assert_eq!(e, io_err("lock", "mem.lock", Errno::TIMEDOUT));
+    }
+
+    #[test]
+    fn memory_escaping_round_trips() {
+        let e = Entry {
+            sent: -5,
+            expires: 7,
+            handle: String::new(),
+            sender: "a b%c\u{e9}@x".into(),
+        };
+        let text = render_memory(std::slice::from_ref(&e));
+        assert_eq!(text, "-5 7 % a%20b%25c%C3%A9@x\n");
+        assert_eq!(parse_memory(text.as_bytes()).unwrap(), [e]);
+        assert_eq!(parse_memory(b"1 2 h"), Err(1));
+        assert_eq!(parse_memory(b"1 2 h a b"), Err(1));
+        assert_eq!(parse_memory(b"\n1 x h a"), Err(2));
+        assert_eq!(parse_memory(b"1 2 h %zz"), Err(1));
+    }
+
+    #[test]
+    fn twenty_concurrent_deliveries_send_one_reply() {
+        let (dir, _fd) = home();
+        let path = dir.path().to_path_buf();
+        let barrier = std::sync::Arc::new(std::sync::Barrier::new(20));
+        let threads: Vec<_> = (0..20)
+            .map(|_| {
+                let path = path.clone();
+                let barrier = barrier.clone();
+                std::thread::spawn(move || {
+                    // Each delivery opens the home itself, as separate
+                    // processes would.
+                    let fd = rfs::open(
+                        &path,
+                        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                        Mode::empty(),
+                    )
+                    .unwrap();
+                    let mut m = Memory::new(fd.as_fd(), DEFAULT_MEMORY_FILE)
+                        .lock_timeout(Duration::from_secs(30));
+                    barrier.wait();
+                    m.check_and_record("bob@example.org", "h", DAY, 5000)
+                        .unwrap()
+                })
+            })
+            .collect();
+        let sent = threads
+            .into_iter()
+            .map(|t| t.join().unwrap())
+            .filter(|s| *s)
+            .count();
+        assert_eq!(sent, 1);
+    }
+
+    // --- respond ------------------------------------------------------------
+
+    /// A qmail-queue stand-in: the message and envelope into `dir`, exit `code`.
+    fn fake_queue(dir: &Path, code: i32) -> std::path::PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let p = dir.join("qq");
+        let d = dir.display();
+        std::fs::write(
+            &p,
+            format!("#!/bin/sh\ncat > '{d}/msg'\ncat <&1 > '{d}/env'\nexit {code}\n"),
+        )
+        .unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        p
+    }
+
+    #[test]
+    fn respond_sends_once_and_reports() {
+        let (dir, fd) = home();
+        let q = tempfile::tempdir().unwrap();
+        let qq = fake_queue(q.path(), 0);
+        let hdr = headers("");
+        let aliases = vec!["sales@example.com".to_string()];
+        let cx = Context {
+            msg_headers: &hdr,
+            envelope_sender: SENDER,
+            recipient: ACCOUNT,
+            account: ACCOUNT,
+            aliases: &aliases,
+            home: fd.as_fd(),
+            memory_file: DEFAULT_MEMORY_FILE,
+            qmail_queue: &qq,
+            hostname: "mx.example.com",
+            now: 1_700_000_000,
+            limits: Limits::default(),
+        };
+        assert_eq!(
+            respond_line(&action(), &cx),
+            "vacation reply sent to bob@example.org"
+        );
+        assert_eq!(
+            std::fs::read(q.path().join("env")).unwrap(),
+            b"F\0Tbob@example.org\0\0"
+        );
+        let msg = String::from_utf8(std::fs::read(q.path().join("msg")).unwrap()).unwrap();
+        assert!(msg.starts_with("Date: Tue, 14 Nov 2023 22:13:20 +0000\nFrom: <alice@example.com>\nTo: <bob@example.org>\n"), "{msg}");
+        assert!(msg.contains("\nAuto-Submitted: auto-replied (vacation)\n"));
+        assert!(msg.contains(".vacation@mx.example.com>\n"));
+        std::fs::remove_file(q.path().join("env")).unwrap();
+        // The second message within the period: no reply, nothing queued.
+        assert_eq!(
+            respond(
+                &action(),
+                &Context {
+                    now: cx.now + 60,
+                    ..cx.clone()
+                }
+            )
+            .0,
+            Response::Skipped(Reason::AlreadyReplied)
+        );
+        assert!(!q.path().join("env").exists());
+        // A rule failing: skipped with the reason.
+        let sender = b"";
+        assert_eq!(
+            respond_line(
+                &action(),
+                &Context {
+                    envelope_sender: sender,
+                    ..cx.clone()
+                }
+            ),
+            "vacation skipped: the envelope sender is empty"
+        );
+        drop(dir);
+    }
+
+    #[test]
+    fn respond_failure_is_reported_and_not_recorded() {
+        let (dir, fd) = home();
+        let q = tempfile::tempdir().unwrap();
+        let hdr = headers("");
+        let failing = fake_queue(q.path(), 71);
+        let mut cx = Context {
+            msg_headers: &hdr,
+            envelope_sender: SENDER,
+            recipient: ACCOUNT,
+            account: ACCOUNT,
+            aliases: &[],
+            home: fd.as_fd(),
+            memory_file: DEFAULT_MEMORY_FILE,
+            qmail_queue: &failing,
+            hostname: "h",
+            now: 1000,
+            limits: Limits::default(),
+        };
+        assert_eq!(
+            respond(&action(), &cx).0,
+            Response::Failed("qmail-queue failed (exit 71)".into())
+        );
+        assert!(!dir.path().join(DEFAULT_MEMORY_FILE).exists());
+        let missing = q.path().join("nonexistent");
+        cx.qmail_queue = &missing;
+        assert!(respond_line(&action(), &cx).starts_with("vacation failed: cannot run "));
+        // Once qmail-queue works, the reply goes out.
+        let ok = q.path().join("qq");
+        std::fs::remove_file(&ok).unwrap();
+        let ok = fake_queue(q.path(), 0);
+        cx.qmail_queue = &ok;
+        assert_eq!(
+            respond(&action(), &cx).0,
+            Response::Sent("bob@example.org".into())
+        );
+    }
+
+    #[test]
+    fn respond_notes_a_corrupt_memory() {
+        let (dir, fd) = home();
+        let q = tempfile::tempdir().unwrap();
+        let qq = fake_queue(q.path(), 0);
+        std::fs::write(dir.path().join(DEFAULT_MEMORY_FILE), "junk").unwrap();
+        let hdr = headers("");
+        let cx = Context {
+            msg_headers: &hdr,
+            envelope_sender: SENDER,
+            recipient: ACCOUNT,
+            account: ACCOUNT,
+            aliases: &[],
+            home: fd.as_fd(),
+            memory_file: DEFAULT_MEMORY_FILE,
+            qmail_queue: &qq,
+            hostname: "h",
+            now: 1000,
+            limits: Limits::default(),
+        };
+        assert_eq!(
+            respond_line(&action(), &cx),
+            "vacation reply sent to bob@example.org (.vdeliver.vacation is corrupt (line 1); treated as empty)"
+        );
+    }
 }
