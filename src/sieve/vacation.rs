@@ -73,14 +73,19 @@
 //! * **The memory file** (`<home>/.vdeliver.vacation` by default) holds
 //!   one line per (sender, handle): `<sent> <expires> <handle> <sender>`,
 //!   times in seconds since the epoch, handle and sender with `%XX` for
-//!   bytes outside printable ASCII, `%` and blank. Expired entries are
+//!   bytes outside printable ASCII, `%` and blank (an empty field is a
+//!   lone `%`). Expired entries are
 //!   dropped whenever it is rewritten; at most [`MAX_ENTRIES`] are kept
 //!   (the newest). It is locked through the companion `<name>.lock`, which
 //!   is never replaced (the memory is replaced by rename, so its own inode
 //!   cannot carry the lock). A file that does not parse (or is larger than
 //!   [`MAX_MEMORY_FILE`]) is treated as empty and replaced, with a note;
 //!   a symlink (memory or lock file) or anything not a regular file is
-//!   refused: no reply, a `failed` line, the file left alone.
+//!   refused: no reply, a `failed` line, the file left alone. The lock is
+//!   waited for at most [`Limits::lock_timeout`] (default 5 s; the lock
+//!   is held while qmail-queue runs), then the reply is given up
+//!   (`failed`), so a stuck delivery cannot hold others past their
+//!   deadlines.
 
 use super::action::VacationReply;
 use crate::forward::{Queue, QueueError};
