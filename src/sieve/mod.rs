@@ -2,7 +2,9 @@
 //! on): the pure front end. [`compile`] takes a script's bytes and returns a
 //! typed, checked [`Program`] or one [`CompileError`] naming the line. No
 //! filesystem, clock or network: the interpreter (elsewhere) runs the
-//! program against a message and returns actions.
+//! program against a message and returns actions. The exception is
+//! [`vacation`], the delivery side of the vacation action (the RFC 3834
+//! rules are pure; the once-per-period memory and qmail-queue are I/O).
 //!
 //! The pipeline: [`lex`] (bytes → tokens) → [`parse`] (tokens → the generic
 //! [`ast`], RFC 5228 section 8.2) → [`validate`] (AST → [`Program`]:
@@ -113,6 +115,7 @@ pub mod action;
 pub mod ast;
 pub mod lex;
 pub mod parse;
+pub mod vacation;
 pub mod validate;
 
 use std::fmt;

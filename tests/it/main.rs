@@ -14,4 +14,5 @@ mod quota;
 mod reliability;
 mod routing;
 mod sieve_oracle;
+mod vacation;
 mod vmailctl;
