@@ -113,6 +113,7 @@ pub mod action;
 pub mod ast;
 pub mod lex;
 pub mod parse;
+pub mod store;
 pub mod validate;
 
 use std::fmt;
