@@ -301,7 +301,13 @@ pub fn folder_name_from_dir(dir: &str) -> Result<String, String> {
     let Some(rest) = dir.strip_prefix('.') else {
         return Err(format!("{dir:?} is not a Maildir++ folder directory"));
     };
-    let name = decode_mutf7(rest).map_err(|e| format!("{dir:?}: {e}"))?;
+    let mut name = decode_mutf7(rest).map_err(|e| format!("{dir:?}: {e}"))?;
+    // `.INBOX.x` is a folder `INBOX` beside the inbox: only the prefix
+    // names it (a bare `INBOX.x` would be `.x`).
+    let first = name.split(SEPARATOR).next().unwrap_or("");
+    if first.eq_ignore_ascii_case("INBOX") {
+        name = format!("INBOX{SEPARATOR}{name}");
+    }
     // Whatever decodes must encode back to the same directory.
     match folder_dir_name(&name) {
         Ok(d) if d == dir => Ok(name),
@@ -804,4 +810,628 @@ pub fn log_error_at(home: BorrowedFd<'_>, line: &str, now: SystemTime) -> Result
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::maildir::{commit_all, Fds, Namer, TmpFile};
+    use std::os::unix::fs::{symlink, PermissionsExt};
+    use std::path::Path;
+
+    // --- modified UTF-7 -------------------------------------------------
+
+    /// Vectors derived by hand from RFC 3501 5.1.3 (UTF-16BE, base64 with
+    /// `,` for `/`, no padding), two of them the RFC's own example.
+    const VECTORS: &[(&str, &str)] = &[
+        ("INBOX", "INBOX"),
+        ("Entwürfe", "Entw&APw-rfe"),
+        ("&", "&-"),
+        ("A&B", "A&-B"),
+        ("台北", "&U,BTFw-"),
+        ("日本語", "&ZeVnLIqe-"),
+        ("~peter/mail/台北/日本語", "~peter/mail/&U,BTFw-/&ZeVnLIqe-"),
+        // U+1F600: the surrogate pair D83D DE00.
+        ("😀", "&2D3eAA-"),
+        ("ü😀x", "&APzYPd4A-x"),
+        ("ééé", "&AOkA6QDp-"),
+        ("Ünïcödé & co", "&ANw-n&AO8-c&APY-d&AOk- &- co"),
+        ("", ""),
+    ];
+
+    #[test]
+    fn mutf7_known_vectors() {
+        for (plain, encoded) in VECTORS {
+            assert_eq!(encode_mutf7(plain), *encoded, "encode {plain}");
+            assert_eq!(
+                decode_mutf7(encoded).as_deref(),
+                Ok(*plain),
+                "decode {encoded}"
+            );
+        }
+    }
+
+    #[test]
+    fn mutf7_round_trips() {
+        let samples = [
+            "Gesendete Objekte",
+            "Корзина",
+            "迷惑メール",
+            "a&b&&c",
+            "🎉🎉 party 🎉",
+            "\u{FFFD}\u{10FFFF}\u{80}",
+            "mixed ASCII ünd ünicode",
+        ];
+        for s in samples {
+            let e = encode_mutf7(s);
+            assert!(e.bytes().all(|b| (0x20..=0x7e).contains(&b)), "{e}");
+            assert_eq!(decode_mutf7(&e).as_deref(), Ok(s), "{s} via {e}");
+        }
+        // Every character class, one at a time.
+        for c in [
+            '\u{7f}',
+            '\u{a0}',
+            '\u{7ff}',
+            '\u{800}',
+            '\u{ffff}',
+            '\u{10000}',
+        ] {
+            let s = format!("x{c}y");
+            assert_eq!(decode_mutf7(&encode_mutf7(&s)), Ok(s));
+        }
+    }
+
+    #[test]
+    fn mutf7_decoder_is_strict() {
+        for bad in [
+            "&",       // not closed
+            "&APw",    // not closed
+            "&AP!-",   // not base64
+            "&APx-",   // leftover bits not zero
+            "&AGE-",   // encodes 'a', printable ASCII
+            "&2D0-",   // a lone high surrogate
+            "&3gA-",   // a lone low surrogate
+            "a\u{e9}", // raw non-ASCII
+            "a\tb",    // raw control
+        ] {
+            assert!(decode_mutf7(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    // --- folder names ---------------------------------------------------
+
+    #[test]
+    fn folder_dirs() {
+        for (name, dir) in [
+            ("INBOX", ""),
+            ("inbox", ""),
+            ("Lists", ".Lists"),
+            ("Lists.rust", ".Lists.rust"),
+            ("INBOX.Lists.rust", ".Lists.rust"),
+            ("Inbox.Sent", ".Sent"),
+            ("INBOX.INBOX", ".INBOX"),
+            ("INBOXES", ".INBOXES"),
+            ("Entwürfe", ".Entw&APw-rfe"),
+            ("Archiv.2024.Entwürfe", ".Archiv.2024.Entw&APw-rfe"),
+            ("Tom & Jerry", ".Tom &- Jerry"),
+            ("日本語", ".&ZeVnLIqe-"),
+        ] {
+            assert_eq!(folder_dir_name(name).as_deref(), Ok(dir), "{name}");
+            assert_eq!(
+                folder_name_from_dir(dir).map(|n| folder_dir_name(&n)),
+                Ok(Ok(dir.to_string()))
+            );
+        }
+        assert_eq!(
+            folder_name_from_dir(".Entw&APw-rfe").as_deref(),
+            Ok("Entwürfe")
+        );
+        assert_eq!(folder_name_from_dir("").as_deref(), Ok("INBOX"));
+        assert_eq!(
+            folder_name_from_dir(".inbox.x").as_deref(),
+            Ok("INBOX.inbox.x")
+        );
+        assert!(folder_name_from_dir("Lists").is_err());
+        assert!(folder_name_from_dir(".a..b").is_err());
+    }
+
+    #[test]
+    fn folder_dirs_with_slash_separator() {
+        for (name, dir) in [
+            ("Lists/rust", ".Lists.rust"),
+            ("INBOX/Sent", ".Sent"),
+            ("INBOX", ""),
+            ("Entwürfe/Alt", ".Entw&APw-rfe.Alt"),
+        ] {
+            assert_eq!(folder_dir_name_sep(name, '/').as_deref(), Ok(dir), "{name}");
+        }
+        for bad in ["a.b", "a//b", "/a", "a/", "../x", ".hidden", "a/./b"] {
+            assert!(folder_dir_name_sep(bad, '/').is_err(), "{bad} accepted");
+        }
+        assert!(folder_dir_name_sep("a", '\\').is_err());
+    }
+
+    #[test]
+    fn bad_folder_names_are_refused_with_a_reason() {
+        for (bad, why) in [
+            ("", "is empty"),
+            ("INBOX.", "is empty"),
+            ("..", "empty level"),
+            ("a..b", "empty level"),
+            (".hidden", "empty level"),
+            ("trailing.", "empty level"),
+            ("../../etc", "empty level"),
+            ("a/b", "'/'"),
+            ("../other", "empty level"),
+            ("Lists/rust", "'/'"),
+            ("a\nb", "control"),
+            ("a\u{7f}", "control"),
+            ("a\0", "control"),
+            ("*", "wildcard"),
+            ("50%", "wildcard"),
+        ] {
+            let e = folder_dir_name(bad).expect_err(bad);
+            assert!(e.contains(why), "{bad:?}: {e}");
+        }
+        let long = "ü".repeat(100);
+        assert!(folder_dir_name(&long)
+            .expect_err("long")
+            .contains("too long"));
+        // Exactly at the limit is fine: 254 ASCII bytes after the dot.
+        assert_eq!(folder_dir_name(&"x".repeat(254)).map(|d| d.len()), Ok(255));
+    }
+
+    // --- flags ----------------------------------------------------------
+
+    fn s(v: &[&str]) -> Vec<String> {
+        v.iter().map(|x| x.to_string()).collect()
+    }
+
+    #[test]
+    fn system_flags_to_info() {
+        assert_eq!(maildir_info(&[]), "");
+        assert_eq!(maildir_info(&s(&["\\Seen"])), ":2,S");
+        assert_eq!(
+            maildir_info(&s(&[
+                "\\Seen",
+                "\\Deleted",
+                "\\Answered",
+                "\\Flagged",
+                "\\Draft"
+            ])),
+            ":2,DFRST"
+        );
+        assert_eq!(
+            maildir_info(&s(&["\\seen", "\\FLAGGED", "\\Seen"])),
+            ":2,FS"
+        );
+        assert_eq!(maildir_info(&s(&["\\Recent"])), "");
+        assert_eq!(maildir_info(&s(&["$Label1", "Junk"])), "");
+    }
+
+    #[test]
+    fn keywords_from_dovecot_keywords() {
+        let kw = Keywords::parse("0 $Label1\n1 Junk\nbad line\n30 Far\n1 Dup\n3 $Forwarded\n");
+        assert_eq!(kw.letter("$Label1"), Some('a'));
+        assert_eq!(kw.letter("junk"), Some('b'));
+        assert_eq!(kw.letter("$Forwarded"), Some('d'));
+        assert_eq!(kw.letter("Far"), None);
+        assert_eq!(kw.letter("Dup"), None);
+        let got = maildir_info_with(
+            &s(&["Junk", "\\Seen", "$Label1", "NonJunk", "\\Bogus"]),
+            &kw,
+        );
+        assert_eq!(got.info, ":2,Sab");
+        assert_eq!(got.dropped, s(&["NonJunk", "\\Bogus"]));
+        let got = maildir_info_with(&s(&["NonJunk"]), &kw);
+        assert_eq!(
+            got,
+            Info {
+                info: String::new(),
+                dropped: s(&["NonJunk"])
+            }
+        );
+    }
+
+    // --- the filesystem ---------------------------------------------------
+
+    struct Mailbox {
+        dir: tempfile::TempDir,
+        root: MailRoot,
+    }
+
+    const MD: &str = "example.com/alice/Maildir/";
+    const HOME: &str = "example.com/alice";
+
+    fn mailbox() -> Mailbox {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = MailRoot::open(dir.path()).expect("root");
+        Mailbox { dir, root }
+    }
+
+    impl Mailbox {
+        fn path(&self, rel: &str) -> std::path::PathBuf {
+            self.dir.path().join(rel)
+        }
+        fn inbox(&self, fds: Fds) -> Maildir {
+            self.root.open_maildir(MD, &[], fds).expect("maildir")
+        }
+    }
+
+    fn names_in(p: &Path) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(p)
+            .expect("read_dir")
+            .map(|e| e.expect("entry").file_name().into_string().expect("utf-8"))
+            .collect();
+        v.sort();
+        v
+    }
+
+    fn store(md: &Maildir, body: &[u8], info: &str) -> String {
+        let mut namer = Namer::new();
+        let mut t = TmpFile::create(md, &mut namer).expect("tmp");
+        t.write_all(body).expect("write");
+        t.set_info(info).expect("info");
+        let mut names = commit_all(vec![t], &mut namer).expect("commit");
+        names.pop().expect("one name")
+    }
+
+    #[test]
+    fn fileinto_missing_folder_without_create_falls_back() {
+        let m = mailbox();
+        let inbox = m.inbox(Fds::Kept);
+        let e = open_folder(&inbox, "Lists.rust", '.', false).expect_err("missing");
+        assert!(matches!(e, StoreError::Missing(_)), "{e:?}");
+        assert!(e.falls_back_to_inbox());
+        assert!(!m.path(&format!("{MD}.Lists.rust")).exists());
+        assert_eq!(folder_exists(&inbox, "Lists.rust", '.'), Ok(false));
+        assert_eq!(folder_exists(&inbox, "INBOX", '.'), Ok(true));
+        let e = open_folder(&inbox, "a..b", '.', true).expect_err("bad name");
+        assert!(matches!(e, StoreError::BadName(_)) && e.falls_back_to_inbox());
+        assert!(matches!(
+            open_folder(&inbox, "inbox", '.', false),
+            Ok(Target::Inbox)
+        ));
+    }
+
+    #[test]
+    fn fileinto_create_with_flags_goes_to_cur() {
+        for fds in [Fds::Kept, Fds::Reopened] {
+            let m = mailbox();
+            let inbox = m.inbox(fds);
+            let Target::Folder(f) =
+                open_folder(&inbox, "INBOX.Entwürfe", '.', true).expect("create")
+            else {
+                panic!("not a folder")
+            };
+            let fdir = m.path(&format!("{MD}.Entw&APw-rfe"));
+            assert_eq!(names_in(&fdir), s(&["cur", "maildirfolder", "new", "tmp"]));
+            let mode = std::fs::metadata(&fdir).expect("meta").permissions().mode();
+            assert_eq!(mode & 0o777, 0o700);
+            assert_eq!(f.rel, format!("{MD}.Entw&APw-rfe/"));
+
+            let info = maildir_info(&s(&["\\Seen", "\\Flagged"]));
+            let name = store(&f, b"Subject: x\r\n\r\nhi\r\n", &info);
+            assert!(name.ends_with(",S=18:2,FS"), "{name}");
+            assert_eq!(names_in(&fdir.join("cur")), vec![name.clone()]);
+            assert!(names_in(&fdir.join("new")).is_empty());
+            assert!(names_in(&fdir.join("tmp")).is_empty());
+            assert_eq!(
+                std::fs::read(fdir.join("cur").join(&name)).expect("read"),
+                b"Subject: x\r\n\r\nhi\r\n"
+            );
+
+            // Without flags: new/, as always.
+            let plain = store(&f, b"x", "");
+            assert_eq!(names_in(&fdir.join("new")), vec![plain]);
+
+            // Now it exists: found without :create.
+            assert!(matches!(
+                open_folder(&inbox, "Entwürfe", '.', false),
+                Ok(Target::Folder(_))
+            ));
+            assert_eq!(folder_exists(&inbox, "Entwürfe", '.'), Ok(true));
+            // IMAP names are case-sensitive: "entwürfe" is another folder.
+            assert!(matches!(
+                open_folder(&inbox, "entwürfe", '.', false),
+                Err(StoreError::Missing(_))
+            ));
+        }
+    }
+
+    #[test]
+    fn flags_into_the_inbox_go_to_its_cur() {
+        let m = mailbox();
+        let inbox = m.inbox(Fds::Kept);
+        let name = store(&inbox, b"abc", ":2,S");
+        assert_eq!(names_in(&m.path(&format!("{MD}cur"))), vec![name]);
+        assert!(names_in(&m.path(&format!("{MD}new"))).is_empty());
+        let mut namer = Namer::new();
+        let mut t = TmpFile::create(&inbox, &mut namer).expect("tmp");
+        for bad in [":2,SF", "S", ":2,S/", ":1,S", ":2,SS"] {
+            assert!(t.set_info(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn half_made_folder_is_finished_only_with_create() {
+        let m = mailbox();
+        let inbox = m.inbox(Fds::Kept);
+        std::fs::create_dir_all(m.path(&format!("{MD}.Half/new"))).expect("mkdir");
+        assert!(matches!(
+            open_folder(&inbox, "Half", '.', false),
+            Err(StoreError::Missing(_))
+        ));
+        assert!(matches!(
+            open_folder(&inbox, "Half", '.', true),
+            Ok(Target::Folder(_))
+        ));
+        assert_eq!(
+            names_in(&m.path(&format!("{MD}.Half"))),
+            s(&["cur", "maildirfolder", "new", "tmp"])
+        );
+    }
+
+    #[test]
+    fn symlinked_folder_is_refused() {
+        let m = mailbox();
+        let inbox = m.inbox(Fds::Kept);
+        std::fs::create_dir_all(m.path("elsewhere/tmp")).expect("mkdir");
+        std::fs::create_dir_all(m.path("elsewhere/new")).expect("mkdir");
+        symlink(m.path("elsewhere"), m.path(&format!("{MD}.Evil"))).expect("symlink");
+        for create in [false, true] {
+            let e = open_folder(&inbox, "Evil", '.', create).expect_err("symlink");
+            assert!(matches!(e, StoreError::Unsafe(_)), "{e:?}");
+            assert!(e.falls_back_to_inbox());
+        }
+        assert_eq!(folder_exists(&inbox, "Evil", '.'), Ok(false));
+        assert!(names_in(&m.path("elsewhere/new")).is_empty());
+    }
+
+    #[test]
+    fn two_threads_create_the_same_folder() {
+        for _ in 0..20 {
+            let m = mailbox();
+            let inbox = m.inbox(Fds::Kept);
+            drop(inbox);
+            let results: Vec<Result<String, String>> = std::thread::scope(|sc| {
+                let hs: Vec<_> = (0..4)
+                    .map(|i| {
+                        let root = &m.root;
+                        sc.spawn(move || {
+                            let inbox = root
+                                .open_maildir(MD, &[], Fds::Kept)
+                                .map_err(|e| e.to_string())?;
+                            match open_folder(&inbox, "Lists.rust", '.', true) {
+                                Ok(Target::Folder(f)) => {
+                                    Ok(store(&f, format!("m{i}").as_bytes(), ""))
+                                }
+                                Ok(Target::Inbox) => Err("inbox".to_string()),
+                                Err(e) => Err(e.to_string()),
+                            }
+                        })
+                    })
+                    .collect();
+                hs.into_iter().map(|h| h.join().expect("thread")).collect()
+            });
+            for r in &results {
+                assert!(r.is_ok(), "{r:?}");
+            }
+            assert_eq!(names_in(&m.path(&format!("{MD}.Lists.rust/new"))).len(), 4);
+        }
+    }
+
+    #[test]
+    fn keywords_file_is_read_not_written() {
+        let m = mailbox();
+        let inbox = m.inbox(Fds::Kept);
+        let kwpath = m.path(&format!("{MD}dovecot-keywords"));
+        assert_eq!(Keywords::read(&inbox), Ok(Keywords::default()));
+        std::fs::write(&kwpath, "0 $Label1\n1 Junk\n").expect("write");
+        let kw = Keywords::read(&inbox).expect("read");
+        let got = maildir_info_with(&s(&["Junk", "\\Answered", "New"]), &kw);
+        assert_eq!(got.info, ":2,Rb");
+        assert_eq!(got.dropped, s(&["New"]));
+        assert_eq!(
+            std::fs::read_to_string(&kwpath).expect("read"),
+            "0 $Label1\n1 Junk\n"
+        );
+        // A symlinked keywords file is not read.
+        std::fs::remove_file(&kwpath).expect("rm");
+        std::fs::write(m.path("kw"), "0 Junk\n").expect("write");
+        symlink(m.path("kw"), &kwpath).expect("symlink");
+        assert_eq!(Keywords::read(&inbox), Ok(Keywords::default()));
+    }
+
+    // --- the active script --------------------------------------------------
+
+    fn home_with_script(m: &Mailbox) -> std::path::PathBuf {
+        let home = m.path(HOME);
+        std::fs::create_dir_all(home.join("sieve")).expect("mkdir");
+        std::fs::create_dir_all(home.join("Maildir")).expect("mkdir");
+        std::fs::write(home.join("sieve/roundcube.sieve"), b"keep;\r\n").expect("write");
+        home
+    }
+
+    #[test]
+    fn home_of_default_layout() {
+        assert_eq!(
+            home_of("example.com/alice/Maildir/").as_deref(),
+            Some("example.com/alice")
+        );
+        assert_eq!(
+            home_of("./example.com//alice/Maildir").as_deref(),
+            Some("example.com/alice")
+        );
+        assert_eq!(home_of("example.com/alice/"), None);
+        assert_eq!(home_of("Maildir/"), None);
+        assert_eq!(home_of("../x/Maildir/"), None);
+    }
+
+    #[test]
+    fn no_script_is_none() {
+        let m = mailbox();
+        assert_eq!(active_script(&m.root, HOME), Ok(None));
+        std::fs::create_dir_all(m.path(HOME)).expect("mkdir");
+        assert_eq!(active_script(&m.root, HOME), Ok(None));
+        // A dangling symlink: no script either.
+        symlink(
+            "sieve/gone.sieve",
+            m.path(&format!("{HOME}/.dovecot.sieve")),
+        )
+        .expect("symlink");
+        assert_eq!(active_script(&m.root, HOME), Ok(None));
+    }
+
+    #[test]
+    fn managesieve_symlink_is_followed_beneath_the_home() {
+        let m = mailbox();
+        let home = home_with_script(&m);
+        symlink("sieve/roundcube.sieve", home.join(".dovecot.sieve")).expect("symlink");
+        assert_eq!(
+            active_script(&m.root, HOME),
+            Ok(Some(b"keep;\r\n".to_vec()))
+        );
+        let fd = m.root.open_dir(HOME).expect("home");
+        assert_eq!(by_hand(fd.as_fd()), Ok(Some(b"keep;\r\n".to_vec())));
+        // ./sieve/../sieve/x stays beneath: openat2 allows it, the walk by
+        // hand (stricter) refuses any "..".
+        std::fs::remove_file(home.join(".dovecot.sieve")).expect("rm");
+        symlink(
+            "./sieve/../sieve/roundcube.sieve",
+            home.join(".dovecot.sieve"),
+        )
+        .expect("symlink");
+        assert_eq!(
+            active_script(&m.root, HOME),
+            Ok(Some(b"keep;\r\n".to_vec()))
+        );
+        assert!(by_hand(fd.as_fd()).is_err());
+    }
+
+    #[test]
+    fn regular_script_file_is_read() {
+        let m = mailbox();
+        let home = home_with_script(&m);
+        std::fs::write(home.join(".dovecot.sieve"), b"discard;").expect("write");
+        assert_eq!(active_script(&m.root, HOME), Ok(Some(b"discard;".to_vec())));
+        let fd = m.root.open_dir(HOME).expect("home");
+        assert_eq!(by_hand(fd.as_fd()), Ok(Some(b"discard;".to_vec())));
+    }
+
+    #[test]
+    fn symlinks_out_of_the_home_are_refused() {
+        let m = mailbox();
+        let home = home_with_script(&m);
+        std::fs::create_dir_all(m.path("example.com/bob/sieve")).expect("mkdir");
+        std::fs::write(
+            m.path("example.com/bob/sieve/x.sieve"),
+            b"redirect \"x@y\";",
+        )
+        .expect("write");
+        let abs = m.path("example.com/bob/sieve/x.sieve");
+        let fd = m.root.open_dir(HOME).expect("home");
+        for target in [
+            Path::new("../bob/sieve/x.sieve"),
+            abs.as_path(),
+            Path::new("/etc/passwd"),
+            Path::new("sieve/../../bob/sieve/x.sieve"),
+        ] {
+            let _ = std::fs::remove_file(home.join(".dovecot.sieve"));
+            symlink(target, home.join(".dovecot.sieve")).expect("symlink");
+            let e = active_script(&m.root, HOME).expect_err("escape");
+            assert!(e.contains("outside the home"), "{target:?}: {e}");
+            let e = by_hand(fd.as_fd()).expect_err("escape by hand");
+            assert!(e.contains("outside the home"), "{target:?}: {e}");
+        }
+        // A symlink inside sieve/ pointing out is refused as well.
+        std::fs::remove_file(home.join(".dovecot.sieve")).expect("rm");
+        symlink(&abs, home.join("sieve/evil.sieve")).expect("symlink");
+        symlink("sieve/evil.sieve", home.join(".dovecot.sieve")).expect("symlink");
+        assert!(active_script(&m.root, HOME).is_err());
+        assert!(by_hand(fd.as_fd()).is_err());
+    }
+
+    #[test]
+    fn home_through_a_symlink_is_refused() {
+        let m = mailbox();
+        home_with_script(&m);
+        std::fs::write(m.path(&format!("{HOME}/.dovecot.sieve")), b"keep;").expect("write");
+        symlink(m.path("example.com"), m.path("other.example")).expect("symlink");
+        assert!(active_script(&m.root, "other.example/alice").is_err());
+        assert!(active_script(&m.root, "../x").is_err());
+        assert!(active_script(&m.root, "").is_err());
+    }
+
+    #[test]
+    fn oversized_or_odd_scripts_are_errors() {
+        let m = mailbox();
+        let home = home_with_script(&m);
+        let big = vec![b'#'; crate::sieve::MAX_SCRIPT_SIZE + 1];
+        std::fs::write(home.join("sieve/big.sieve"), &big).expect("write");
+        symlink("sieve/big.sieve", home.join(".dovecot.sieve")).expect("symlink");
+        let e = active_script(&m.root, HOME).expect_err("big");
+        assert!(e.contains("larger than"), "{e}");
+        // Exactly the limit is fine.
+        std::fs::write(home.join("sieve/big.sieve"), &big[1..]).expect("write");
+        assert_eq!(
+            active_script(&m.root, HOME).map(|s| s.map(|v| v.len())),
+            Ok(Some(big.len() - 1))
+        );
+        // A directory is not a script.
+        std::fs::remove_file(home.join(".dovecot.sieve")).expect("rm");
+        std::fs::create_dir(home.join(".dovecot.sieve")).expect("mkdir");
+        let e = active_script(&m.root, HOME).expect_err("dir");
+        assert!(e.contains("not a regular file"), "{e}");
+        // A FIFO neither (and opening it does not block).
+        std::fs::remove_dir(home.join(".dovecot.sieve")).expect("rmdir");
+        nix::unistd::mkfifo(&home.join(".dovecot.sieve"), nix::sys::stat::Mode::S_IRWXU)
+            .expect("fifo");
+        let e = active_script(&m.root, HOME).expect_err("fifo");
+        assert!(e.contains("not a regular file"), "{e}");
+    }
+
+    // --- the error log ------------------------------------------------------
+
+    #[test]
+    fn log_lines_are_appended_and_bounded() {
+        let m = mailbox();
+        let home = home_with_script(&m);
+        let log = home.join(LOG_FILE);
+        let t = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
+        let fd = m.root.open_dir(HOME).expect("home");
+        log_error_at(fd.as_fd(), "line 3: unknown\ncommand", t).expect("log");
+        log_error(&m.root, HOME, "second").expect("log");
+        let text = std::fs::read_to_string(&log).expect("read");
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2);
+        assert_eq!(lines[0], "2023-11-14T22:13:20Z line 3: unknown command");
+        assert!(lines[1].ends_with("Z second"), "{}", lines[1]);
+        let mode = std::fs::metadata(&log).expect("meta").permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+
+        // Long lines are cut; the file never passes the limit.
+        let long = "é".repeat(2000);
+        for _ in 0..200 {
+            log_error_at(fd.as_fd(), &long, t).expect("log");
+            let size = std::fs::metadata(&log).expect("meta").len();
+            assert!(size <= LOG_LIMIT, "{size}");
+        }
+        let last = std::fs::read_to_string(&log).expect("read");
+        let line = last.lines().last().expect("a line");
+        assert_eq!(line.len(), "2023-11-14T22:13:20Z ".len() + 1000);
+        let old = std::fs::read_to_string(home.join(LOG_FILE_OLD)).expect("rotated");
+        assert!(old.len() as u64 <= LOG_LIMIT && old.len() as u64 > LOG_LIMIT - 1100);
+    }
+
+    #[test]
+    fn log_symlink_is_not_followed() {
+        let m = mailbox();
+        let home = home_with_script(&m);
+        let victim = m.path("victim");
+        std::fs::write(&victim, b"keep me").expect("write");
+        symlink(&victim, home.join(LOG_FILE)).expect("symlink");
+        assert!(log_error(&m.root, HOME, "x").is_err());
+        assert_eq!(std::fs::read(&victim).expect("read"), b"keep me");
+    }
 }
