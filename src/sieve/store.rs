@@ -20,7 +20,14 @@
 //! * `INBOX` (any case) is the Maildir itself: the empty string. A name
 //!   starting with `INBOX` and the separator (any case: `INBOX.Sent`,
 //!   scripts written for Courier-style namespaces) names the same folder
-//!   without that prefix.
+//!   without that prefix. This is the choice and differs from
+//!   Pigeonhole under Dovecot's default namespace (`inbox = yes`, empty
+//!   prefix, checked with `sieve-test`): there `INBOX.Sub` is a child of
+//!   the inbox, stored in `.INBOX.Sub`; here it is `.Sub`, as under a
+//!   Courier-style `prefix = INBOX.` namespace. A directory `.INBOX.x`
+//!   made by Dovecot therefore reads back as `INBOX.INBOX.x`
+//!   ([`folder_name_from_dir`]). The README's list of differences must
+//!   carry this.
 //! * Refused, with a message saying why (the caller keeps the message in
 //!   INBOX and logs it): an empty name or level (`a..b`, a leading or
 //!   trailing separator), `.` or `..` as a level, `/` inside a level when
@@ -36,7 +43,8 @@
 //! # Flags ([`maildir_info`], [`maildir_info_with`])
 //!
 //! The IMAP system flags map to Maildir info letters, in ASCII order after
-//! `:2,` as Dovecot writes them: `\Draft` D, `\Flagged` F, `\Answered` R,
+//! `:2,` as Dovecot writes them (checked with `sieve-test`: `\Seen
+//! \Flagged \Deleted $Label1` is stored as `cur/<name>:2,FSTa`): `\Draft` D, `\Flagged` F, `\Answered` R,
 //! `\Seen` S, `\Deleted` T (case-insensitive, as IMAP compares flags). A
 //! copy with at least one letter goes into `cur/` as
 //! `<unique>,S=<size>:2,<letters>` (see
@@ -1151,6 +1159,42 @@ mod tests {
         for bad in [":2,SF", "S", ":2,S/", ":1,S", ":2,SS"] {
             assert!(t.set_info(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn one_commit_with_and_without_flags() {
+        // A fan-out of one message: INBOX unflagged, a folder flagged,
+        // the INBOX again flagged (fileinto :copy "INBOX" :flags).
+        let m = mailbox();
+        let inbox = m.inbox(Fds::Reopened);
+        let Ok(Target::Folder(f)) = open_folder(&inbox, "Lists", '.', true) else {
+            panic!("no folder")
+        };
+        let mut namer = Namer::new();
+        let mut first = TmpFile::create(&inbox, &mut namer).expect("tmp");
+        first.write_all(b"body").expect("write");
+        first.sync().expect("sync");
+        let mut second = first.link_into(&f, &mut namer).expect("link");
+        second.set_info(":2,S").expect("info");
+        let mut third = first.link_into(&inbox, &mut namer).expect("link");
+        third.set_info(":2,F").expect("info");
+        let names = commit_all(vec![first, second, third], &mut namer).expect("commit");
+        assert_eq!(names.len(), 3);
+        assert_eq!(
+            names_in(&m.path(&format!("{MD}new"))),
+            vec![names[0].clone()]
+        );
+        assert_eq!(
+            names_in(&m.path(&format!("{MD}.Lists/cur"))),
+            vec![names[1].clone()]
+        );
+        assert_eq!(
+            names_in(&m.path(&format!("{MD}cur"))),
+            vec![names[2].clone()]
+        );
+        assert!(names[1].ends_with(",S=4:2,S") && names[2].ends_with(",S=4:2,F"));
+        assert!(names_in(&m.path(&format!("{MD}tmp"))).is_empty());
+        assert!(names_in(&m.path(&format!("{MD}.Lists/tmp"))).is_empty());
     }
 
     #[test]
