@@ -137,6 +137,19 @@ impl MailRoot {
         self.open_maildir(rel, folders, Fds::Kept)
     }
 
+    /// Open the directory `rel` (relative to the root; e.g. an account's
+    /// home) beneath the root without following a symlink and without
+    /// creating anything.
+    pub fn open_dir(&self, rel: &str) -> Result<OwnedFd> {
+        let comps = components(rel)?;
+        Beneath::new(&self.fd, comps.join("/")).open("", rel)
+    }
+
+    /// The root's descriptor (for opening files beneath it).
+    pub fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+
     /// [`MailRoot::maildir`], with the directories kept open or not.
     pub fn open_maildir(&self, rel: &str, folders: &[String], fds: Fds) -> Result<Maildir> {
         let comps = components(rel)?;
@@ -417,6 +430,78 @@ impl Maildir {
         }
     }
 
+    /// `cur/`, opened for this operation (only a message with flags goes
+    /// there, so it is never kept open).
+    fn cur_dir(&self) -> Result<Handle<'_>> {
+        let shown = format!("{}cur", self.rel);
+        match &self.kept {
+            Some(k) => match retry(|| rfs::openat(&k.dir, "cur", DIR_FLAGS, Mode::empty())) {
+                Ok(fd) => Ok(Handle::Opened(fd)),
+                Err(Errno::LOOP) => Err(escape(&shown, "it goes through a symlink")),
+                Err(Errno::NOTDIR) => Err(escape(&shown, "a component is not a directory")),
+                Err(e) => Err(MaildirError::io("open", shown, e)),
+            },
+            None => self.at.open("cur", &shown).map(Handle::Opened),
+        }
+    }
+
+    /// The Maildir++ folder whose directory is exactly `dot_name` (as
+    /// `crate::sieve::store::folder_dir_name` makes it: `.Lists.rust`),
+    /// for a Sieve `fileinto`. Unlike [`Maildir::folder`] the name is
+    /// matched exactly (IMAP names are case-sensitive). Missing (or
+    /// without `tmp/` and `new/`): made when `create`, else `Ok(None)`.
+    /// Never through a symlink; two deliveries creating the same folder at
+    /// once both succeed. It keeps its directories open when this Maildir
+    /// does.
+    pub fn sieve_folder(&self, dot_name: &str, create: bool) -> Result<Option<Maildir>> {
+        if !dot_name.starts_with('.')
+            || dot_name.len() < 2
+            || dot_name == ".."
+            || dot_name.contains(['/', '\0'])
+        {
+            return Err(escape(dot_name, "it is not a Maildir++ folder name"));
+        }
+        let parent = self.dir()?;
+        let shown = format!("{}{dot_name}/", self.rel);
+        let open = |d: BorrowedFd<'_>, n: &str| match retry(|| {
+            rfs::openat(d, n, DIR_FLAGS, Mode::empty())
+        }) {
+            Ok(fd) => Ok(Some(fd)),
+            Err(Errno::NOENT) => Ok(None),
+            Err(Errno::LOOP) => Err(escape(&shown, "it goes through a symlink")),
+            Err(Errno::NOTDIR) => Err(escape(&shown, "a component is not a directory")),
+            Err(e) => Err(MaildirError::io("open", shown.clone(), e)),
+        };
+        let mut made = false;
+        let (fd, tmp, new) = loop {
+            let fd = match open(parent.as_fd(), dot_name)? {
+                Some(fd) => fd,
+                None if create && !made => {
+                    create_folder(parent.as_fd(), dot_name, &self.rel)?;
+                    made = true;
+                    continue;
+                }
+                None => return Ok(None),
+            };
+            match (open(fd.as_fd(), "tmp")?, open(fd.as_fd(), "new")?) {
+                (Some(tmp), Some(new)) => break (fd, tmp, new),
+                // Half made (a crash, or another delivery creating it
+                // right now): finish it when allowed to create.
+                _ if create && !made => {
+                    create_folder(parent.as_fd(), dot_name, &self.rel)?;
+                    made = true;
+                }
+                _ => return Ok(None),
+            }
+        };
+        let at = Beneath::new(&self.at.root, self.at.join(dot_name));
+        Ok(Some(Maildir {
+            kept: self.kept.as_ref().map(|_| KeptFds { dir: fd, tmp, new }),
+            at,
+            rel: shown,
+        }))
+    }
+
     /// The Maildir++ folder `.name` when it exists as a usable Maildir
     /// (a real directory with `tmp/` and `new/`); `None` otherwise, and
     /// the caller uses the INBOX. The name is matched exactly, else without
@@ -499,29 +584,45 @@ impl Maildir {
 /// delivery finishes the job; every directory that gained an entry is
 /// fsynced.
 fn create_structure(dir: &OwnedFd, rel: &str, folders: &[String]) -> Result<()> {
-    let io = |op, e| MaildirError::io(op, rel, e);
     for f in folders {
-        let name = format!(".{f}");
-        let (fd, _) = open_or_mkdir(dir.as_fd(), &name, rel)?;
-        for s in ["cur", "new", "tmp"] {
-            open_or_mkdir(fd.as_fd(), s, rel)?;
-        }
-        let marker = retry(|| {
-            rfs::openat(
-                &fd,
-                "maildirfolder",
-                OFlags::WRONLY | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                Mode::from_raw_mode(0o600),
-            )
-        })
-        .map_err(|e| io("create maildirfolder in", e))?;
-        drop(marker);
-        retry(|| rfs::fsync(&fd)).map_err(|e| io("fsync", e))?;
+        create_folder_entries(dir.as_fd(), &format!(".{f}"), rel)?;
     }
     for s in ["cur", "new", "tmp"] {
         open_or_mkdir(dir.as_fd(), s, rel)?;
     }
-    retry(|| rfs::fsync(dir)).map_err(|e| io("fsync", e))?;
+    retry(|| rfs::fsync(dir)).map_err(|e| MaildirError::io("fsync", rel, e))?;
+    Ok(())
+}
+
+/// Make the Maildir++ folder `dot_name` in the Maildir `parent` (or
+/// finish a half-made one) and fsync `parent`. Idempotent, so that
+/// concurrent deliveries creating the same folder all succeed.
+fn create_folder(parent: BorrowedFd<'_>, dot_name: &str, rel: &str) -> Result<()> {
+    create_folder_entries(parent, dot_name, rel)?;
+    retry(|| rfs::fsync(parent)).map_err(|e| MaildirError::io("fsync", rel, e))
+}
+
+/// The folder directory, `maildirfolder`, `cur/ new/ tmp/` (`tmp/` last:
+/// a crash half-way leaves the folder unusable, and the next creation
+/// finishes it); the folder directory is fsynced, its parent is not.
+fn create_folder_entries(parent: BorrowedFd<'_>, dot_name: &str, rel: &str) -> Result<()> {
+    let shown = format!("{rel}{dot_name}/");
+    let io = |op, e| MaildirError::io(op, shown.as_str(), e);
+    let (fd, _) = open_or_mkdir(parent, dot_name, &shown)?;
+    let marker = retry(|| {
+        rfs::openat(
+            &fd,
+            "maildirfolder",
+            OFlags::WRONLY | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o600),
+        )
+    })
+    .map_err(|e| io("create maildirfolder in", e))?;
+    drop(marker);
+    for s in ["cur", "new", "tmp"] {
+        open_or_mkdir(fd.as_fd(), s, &shown)?;
+    }
+    retry(|| rfs::fsync(&fd)).map_err(|e| io("fsync", e))?;
     Ok(())
 }
 
@@ -600,9 +701,30 @@ pub struct TmpFile<'m> {
     fd: Option<OwnedFd>,
     name: String,
     size: u64,
+    /// The Maildir info (`:2,FS`) of a message stored with flags: it is
+    /// then linked into `cur/`, not `new/`. Empty: `new/`.
+    info: String,
 }
 
 impl<'m> TmpFile<'m> {
+    /// Store this copy with flags: linked into `cur/` as
+    /// `<unique>,S=<size><info>` instead of into `new/`. `info` is what
+    /// `crate::sieve::store::maildir_info` makes (`:2,` and the letters);
+    /// an empty `info` means `new/`. Anything else than `:2,` followed by
+    /// ASCII letters in order is refused as invalid.
+    pub fn set_info(&mut self, info: &str) -> Result<()> {
+        let ok = info.is_empty()
+            || info.strip_prefix(":2,").is_some_and(|l| {
+                l.bytes().all(|b| b.is_ascii_alphabetic())
+                    && l.as_bytes().windows(2).all(|w| w[0] < w[1])
+            });
+        if !ok {
+            return Err(self.err("set info", Errno::INVAL));
+        }
+        self.info = info.to_string();
+        Ok(())
+    }
+
     /// Create `tmp/<unique>` exclusively, mode 0600.
     pub fn create(md: &'m Maildir, namer: &mut Namer) -> Result<TmpFile<'m>> {
         let tmp = md.tmp()?;
@@ -628,6 +750,7 @@ impl<'m> TmpFile<'m> {
                         fd: Some(fd),
                         name,
                         size: 0,
+                        info: String::new(),
                     });
                 }
                 Err(Errno::EXIST) => continue,
@@ -691,18 +814,22 @@ impl<'m> TmpFile<'m> {
         Ok(names.pop().unwrap_or_default())
     }
 
-    /// Link (or, where links are impossible, rename) into `new/` under a
-    /// fresh name. Returns the name in `new/`.
+    /// Link (or, where links are impossible, rename) into `new/` (or, with
+    /// flags, `cur/`) under a fresh name. Returns the name.
     fn link_new(&mut self, namer: &mut Namer) -> Result<String> {
         if self.fd.is_some() {
             self.sync()?;
         }
         let md = self.md;
-        let dirs = (md.tmp()?, md.new_dir()?);
+        let in_cur = !self.info.is_empty();
+        let dirs = (
+            md.tmp()?,
+            if in_cur { md.cur_dir()? } else { md.new_dir()? },
+        );
         let mut unique = self.name.clone();
         let mut last = Errno::EXIST;
         for _ in 0..16 {
-            let new_name = names::new_name(&unique, self.size);
+            let new_name = names::new_name(&unique, self.size) + &self.info;
             match link_or_rename((&dirs.0, &dirs.1), &self.name, &new_name) {
                 Ok(how) => {
                     if how == Moved::Renamed {
@@ -721,7 +848,7 @@ impl<'m> TmpFile<'m> {
         }
         Err(MaildirError::io(
             "link into",
-            format!("{}new/", md.rel),
+            format!("{}{}/", md.rel, if in_cur { "cur" } else { "new" }),
             last,
         ))
     }
@@ -762,6 +889,7 @@ impl<'m> TmpFile<'m> {
                         fd: None,
                         name,
                         size: self.size,
+                        info: String::new(),
                     });
                 }
                 Err(Errno::EXIST) => continue,
@@ -821,40 +949,48 @@ impl Drop for TmpFile<'_> {
     }
 }
 
-/// Make every synced copy visible at once: link each into its `new/`,
-/// fsync every `new/`, then remove the `tmp/` names. If a link or an fsync
-/// fails, the `new/` names made so far are removed again, so a failed
-/// delivery leaves nothing visible (and a retry makes no duplicate).
-/// Returns the names in `new/`, in order.
+/// Make every synced copy visible at once: link each into its `new/` (a
+/// copy with flags: its `cur/`), fsync every such directory, then remove
+/// the `tmp/` names. If a link or an fsync fails, the names made so far
+/// are removed again, so a failed delivery leaves nothing visible (and a
+/// retry makes no duplicate). Returns the names in `new/` (or `cur/`), in
+/// order.
 pub fn commit_all(mut tmps: Vec<TmpFile<'_>>, namer: &mut Namer) -> Result<Vec<String>> {
-    let mut linked: Vec<(&Maildir, String)> = Vec::with_capacity(tmps.len());
-    let undo = |linked: &[(&Maildir, String)]| {
-        for (md, name) in linked {
-            if let Ok(new) = md.new_dir() {
-                let _ = retry(|| rfs::unlinkat(&new, name.as_str(), rfs::AtFlags::empty()));
+    // (Maildir, in cur/, name)
+    let mut linked: Vec<(&Maildir, bool, String)> = Vec::with_capacity(tmps.len());
+    let undo = |linked: &[(&Maildir, bool, String)]| {
+        for (md, in_cur, name) in linked {
+            let dir = if *in_cur { md.cur_dir() } else { md.new_dir() };
+            if let Ok(dir) = dir {
+                let _ = retry(|| rfs::unlinkat(&dir, name.as_str(), rfs::AtFlags::empty()));
             }
         }
     };
     for t in tmps.iter_mut() {
         match t.link_new(namer) {
-            Ok(name) => linked.push((t.md, name)),
+            Ok(name) => linked.push((t.md, !t.info.is_empty(), name)),
             Err(e) => {
                 undo(&linked);
                 return Err(e);
             }
         }
     }
-    let mut synced: Vec<*const Maildir> = Vec::with_capacity(linked.len());
-    for (md, _) in &linked {
-        let key: *const Maildir = *md;
+    let mut synced: Vec<(*const Maildir, bool)> = Vec::with_capacity(linked.len());
+    for (md, in_cur, _) in &linked {
+        let key: (*const Maildir, bool) = (*md, *in_cur);
         if synced.contains(&key) {
             continue;
         }
-        let synced_new = md.new_dir().and_then(|new| {
-            retry(|| rfs::fsync(&new))
-                .map_err(|e| MaildirError::io("fsync", format!("{}new/", md.rel), e))
+        let (dir, shown) = if *in_cur {
+            (md.cur_dir(), "cur")
+        } else {
+            (md.new_dir(), "new")
+        };
+        let synced_dir = dir.and_then(|d| {
+            retry(|| rfs::fsync(&d))
+                .map_err(|e| MaildirError::io("fsync", format!("{}{shown}/", md.rel), e))
         });
-        if let Err(e) = synced_new {
+        if let Err(e) = synced_dir {
             // The links may not survive a crash: take them back rather
             // than claim them.
             undo(&linked);
@@ -862,7 +998,7 @@ pub fn commit_all(mut tmps: Vec<TmpFile<'_>>, namer: &mut Namer) -> Result<Vec<S
         }
         synced.push(key);
     }
-    let names = linked.into_iter().map(|(_, n)| n).collect();
+    let names = linked.into_iter().map(|(_, _, n)| n).collect();
     // Delivered. A tmp/ name that cannot be removed is harmless (IMAP
     // servers clean tmp/), so it cannot fail the delivery.
     drop(tmps);

@@ -115,6 +115,7 @@ pub mod action;
 pub mod ast;
 pub mod lex;
 pub mod parse;
+pub mod store;
 pub mod vacation;
 pub mod validate;
 
