@@ -111,7 +111,9 @@
 
 pub mod action;
 pub mod ast;
+pub mod interp;
 pub mod lex;
+pub mod message;
 pub mod parse;
 pub mod validate;
 

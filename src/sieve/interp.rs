@@ -1,0 +1,1333 @@
+//! The Sieve interpreter: runs a compiled [`Program`] against a parsed
+//! [`Message`] and an [`Env`], and returns an [`Outcome`]. Pure: the clock,
+//! the mailbox list, the duplicate memory and the included scripts come in
+//! through [`Env`] and the [`Host`] trait; nothing is stored or sent here.
+//!
+//! # Semantics (RFC 5228 and the extensions)
+//!
+//! * The implicit keep is cancelled by `keep`, `fileinto`, `redirect`
+//!   (without `:copy`), `discard` and `reject`; when still in effect at the
+//!   end it is the last action, a `Store` into INBOX with `implicit: true`
+//!   carrying the internal flag variable (imap4flags).
+//! * Repeated actions collapse (RFC 5228 section 4.? "duplicate actions"):
+//!   stores into the same folder are one store (the flags of the later
+//!   one win, `:create` if any said so), redirects to the same address are
+//!   one redirect; the implicit keep collapses into an explicit store into
+//!   INBOX. `INBOX` is matched case-insensitively (also as the first
+//!   hierarchy level) and written `INBOX`.
+//! * `reject` together with a store or `vacation`, a second `reject` or
+//!   a second `vacation` is a run-time error (RFC 5429 section 2.1, RFC
+//!   5230 section 4.?).
+//! * Match variables (`${0}`…) are set by a successful `:matches` or
+//!   `:regex` match when `variables` is required: the first matching
+//!   (value, key) pair, values in order outside, keys inside. `:matches`
+//!   wildcards are matched leftmost-shortest (RFC 5229 section 3.2), in
+//!   linear work.
+//! * `i;ascii-numeric` (RFC 4790 section 9.1): a string's value is its
+//!   leading digits; a string without them is positive infinity, equal only
+//!   to another such string.
+//! * `:count` compares the number of values (header fields, addresses,
+//!   non-empty strings for `string`, flags for `hasflag`) as a decimal
+//!   string with the key, through the comparator.
+//! * Variables hold at most [`MAX_VARIABLE_SIZE`] bytes (longer values are
+//!   cut at a character boundary, as Pigeonhole's 4 KiB limit does).
+//! * `envelope "to"` is [`Env::envelope_to`] (the original recipient);
+//!   an empty envelope sender gives the value `""` to `:all` and nothing to
+//!   the other address parts.
+//! * `subaddress`: every character of [`Env::extension_delimiter`] is a
+//!   delimiter; `:user` is the local part before the first one, `:detail`
+//!   what follows it (nothing when there is none, so `:detail` fails).
+//! * `date`: every parseable instance of the header is a value (for
+//!   `Received`, the date after the last `;`); a header that does not parse
+//!   is no value. [`Zone::Local`] is [`Env::local_offset`].
+//! * `spamtest` (RFC 5235): the first number in the topmost instance of
+//!   [`SpamSettings::header`], `s`, over the maximum `m`: `0` without the
+//!   header, otherwise `1` for `s <= 0`, `10` for `s >= m`, else
+//!   `1 + round(9·s/m)`; with `:percent`, `round(100·s/m)` clamped to
+//!   0–100 (`0` without the header).
+//! * `duplicate`: the id is the `:handle` and the unique id (Message-ID by
+//!   default, `:header`'s value, or `:uniqueid`) joined by a NUL; a
+//!   message without the header is not a duplicate and is not tracked.
+//!   [`Host::duplicate`] checks and records.
+//! * `include`: an included script has its own variables except those
+//!   both sides declare `global`; the flags and the implicit keep are
+//!   shared; `:once` skips a script already included in this run; a script
+//!   including itself (directly or not) is an error, as is nesting deeper
+//!   than [`MAX_INCLUDE_DEPTH`] or more than [`MAX_INCLUDES`] includes in
+//!   one run.
+//! * `vacation`: the reply as the script gave it, the period in seconds
+//!   (`:days` × 86400, `:seconds`), not clamped; sending rules are the
+//!   delivery side's.
+//!
+//! # Limits
+//!
+//! [`Env::max_actions`] actions (default 32, Pigeonhole's), [`Env::max_redirects`]
+//! redirects (default 4), [`MAX_STEPS`] commands and tests evaluated; `:regex`
+//! uses the `regex` crate (linear time, compiled size bounded by
+//! [`super::MAX_REGEX_SIZE`]). Exceeding a limit is a run-time error.
+//! A run-time error empties `actions`: the delivery side falls back to the
+//! implicit keep.
+
+use std::cmp::Ordering;
+use std::collections::{HashMap, HashSet};
+
+use super::action::{Action, Outcome, VacationReply};
+use super::message::{parse_addresses, Address, Message};
+use super::{
+    build_regex, AddressPart, BodyTransform, Command, Comparator, DatePart, DuplicateId, Ext,
+    FlagOp, Location, Match, MatchType, Modifier, Part, Period, Program, Relation, Stmt, Str, Test,
+    Zone,
+};
+
+/// Longest variable value, in bytes.
+pub const MAX_VARIABLE_SIZE: usize = 4096;
+/// Deepest include nesting.
+pub const MAX_INCLUDE_DEPTH: usize = 10;
+/// Most includes executed in one run.
+pub const MAX_INCLUDES: usize = 255;
+/// Most commands and tests evaluated in one run.
+pub const MAX_STEPS: u64 = 1_000_000;
+
+/// The spam score header (`spamtest`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SpamSettings {
+    /// The header holding the score (e.g. `X-Spam-Score`).
+    pub header: String,
+    /// The score that means "certainly spam" (10 on RFC 5235's scale).
+    pub max_score: f64,
+}
+
+/// What the run knows besides the message.
+#[derive(Debug, Clone)]
+pub struct Env {
+    /// The envelope sender; empty for `<>`.
+    pub envelope_from: String,
+    /// The original envelope recipient (what `envelope "to"` sees).
+    pub envelope_to: String,
+    /// The subaddress delimiter characters (`mail.extension_delimiter`).
+    pub extension_delimiter: String,
+    /// Now, in seconds since the Unix epoch (`currentdate`).
+    pub now: i64,
+    /// The local zone, minutes east of UTC ([`Zone::Local`]).
+    pub local_offset: i32,
+    pub spam: Option<SpamSettings>,
+    pub max_redirects: usize,
+    pub max_actions: usize,
+}
+
+impl Default for Env {
+    fn default() -> Env {
+        Env {
+            envelope_from: String::new(),
+            envelope_to: String::new(),
+            extension_delimiter: "-".into(),
+            now: 0,
+            local_offset: 0,
+            spam: None,
+            max_redirects: 4,
+            max_actions: 32,
+        }
+    }
+}
+
+/// What the interpreter asks of the outside world.
+pub trait Host {
+    /// Whether the folder exists (`mailboxexists`).
+    fn mailbox_exists(&mut self, name: &str) -> bool;
+    /// Whether `id` was seen within `seconds` (None: the site's default)
+    /// before; records it (`last`: the period restarts from now).
+    fn duplicate(&mut self, id: &str, seconds: Option<u64>, last: bool) -> bool;
+    /// The compiled script `name` at `location`; `Ok(None)` when there is
+    /// none, `Err` when it does not compile or cannot be read.
+    fn include(&mut self, location: Location, name: &str) -> Result<Option<Program>, String>;
+}
+
+/// A [`Host`] with no mailboxes besides INBOX, no duplicate memory and no
+/// scripts to include.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoHost;
+
+impl Host for NoHost {
+    fn mailbox_exists(&mut self, name: &str) -> bool {
+        name.eq_ignore_ascii_case("inbox")
+    }
+    fn duplicate(&mut self, _id: &str, _seconds: Option<u64>, _last: bool) -> bool {
+        false
+    }
+    fn include(&mut self, _location: Location, _name: &str) -> Result<Option<Program>, String> {
+        Ok(None)
+    }
+}
+
+/// Run `program` on `msg`.
+pub fn run(program: &Program, msg: &Message, env: &Env, host: &mut dyn Host) -> Outcome {
+    let mut r = Run {
+        msg,
+        env,
+        host,
+        actions: Vec::new(),
+        keep_cancelled: false,
+        discard: false,
+        rejected: false,
+        vacation: false,
+        flags: Vec::new(),
+        globals: HashMap::new(),
+        included: HashSet::new(),
+        stack: Vec::new(),
+        includes: 0,
+        steps: 0,
+    };
+    let mut scope = Scope::new(program);
+    match r.block(&program.commands, &mut scope) {
+        Ok(_) => r.finish(),
+        Err(e) => Outcome {
+            actions: Vec::new(),
+            discarded: false,
+            error: Some(e),
+        },
+    }
+}
+
+enum Flow {
+    Next,
+    Return,
+    Stop,
+}
+
+type R<T> = Result<T, String>;
+
+struct Scope {
+    variables: bool,
+    vars: HashMap<String, String>,
+    global_names: HashSet<String>,
+    matches: Vec<String>,
+}
+
+impl Scope {
+    fn new(p: &Program) -> Scope {
+        Scope {
+            variables: p.requires(Ext::Variables),
+            vars: HashMap::new(),
+            global_names: HashSet::new(),
+            matches: Vec::new(),
+        }
+    }
+}
+
+struct Run<'a> {
+    msg: &'a Message,
+    env: &'a Env,
+    host: &'a mut dyn Host,
+    actions: Vec<Action>,
+    keep_cancelled: bool,
+    discard: bool,
+    rejected: bool,
+    vacation: bool,
+    flags: Vec<String>,
+    globals: HashMap<String, String>,
+    included: HashSet<(bool, String)>,
+    stack: Vec<(bool, String)>,
+    includes: usize,
+    steps: u64,
+}
+
+/// `INBOX` in any case, also as the first level, becomes `INBOX`.
+pub fn normalise_folder(f: &str) -> String {
+    if f.eq_ignore_ascii_case("inbox") {
+        return "INBOX".into();
+    }
+    if f.len() > 6 && f.is_char_boundary(6) && f[..6].eq_ignore_ascii_case("inbox.") {
+        return format!("INBOX.{}", &f[6..]);
+    }
+    f.to_string()
+}
+
+fn truncate(mut s: String) -> String {
+    if s.len() > MAX_VARIABLE_SIZE {
+        let mut n = MAX_VARIABLE_SIZE;
+        while !s.is_char_boundary(n) {
+            n -= 1;
+        }
+        s.truncate(n);
+    }
+    s
+}
+
+fn add_flag(list: &mut Vec<String>, f: &str) {
+    if !f.is_empty() && !list.iter().any(|x| x.eq_ignore_ascii_case(f)) {
+        list.push(f.to_string());
+    }
+}
+
+fn flag_list<'s>(strs: impl IntoIterator<Item = &'s str>) -> Vec<String> {
+    let mut out = Vec::new();
+    for s in strs {
+        for f in s.split_whitespace() {
+            add_flag(&mut out, f);
+        }
+    }
+    out
+}
+
+/// `local@domain`, both non-empty, no blanks, controls, `<>,;`.
+fn plausible_address(a: &str) -> bool {
+    let Some((local, domain)) = a.rsplit_once('@') else {
+        return false;
+    };
+    !local.is_empty()
+        && !domain.is_empty()
+        && !a
+            .chars()
+            .any(|c| c.is_control() || c.is_whitespace() || matches!(c, '<' | '>' | ',' | ';'))
+}
+
+impl Run<'_> {
+    fn step(&mut self) -> R<()> {
+        self.steps += 1;
+        if self.steps > MAX_STEPS {
+            return Err(format!("more than {MAX_STEPS} commands and tests run"));
+        }
+        Ok(())
+    }
+
+    fn finish(self) -> Outcome {
+        let mut actions = self.actions;
+        if !self.keep_cancelled {
+            let existing = actions.iter_mut().find_map(|a| match a {
+                Action::Store { folder, flags, .. } if folder == "INBOX" => Some(flags),
+                _ => None,
+            });
+            match existing {
+                Some(flags) => {
+                    for f in &self.flags {
+                        add_flag(flags, f);
+                    }
+                }
+                None => actions.push(Action::Store {
+                    folder: "INBOX".into(),
+                    flags: self.flags.clone(),
+                    create: false,
+                    implicit: true,
+                    keep: false,
+                }),
+            }
+        }
+        let stores = actions.iter().any(|a| matches!(a, Action::Store { .. }));
+        Outcome {
+            discarded: self.discard && !stores,
+            actions,
+            error: None,
+        }
+    }
+
+    fn push(&mut self, a: Action) -> R<()> {
+        if self.actions.len() >= self.env.max_actions {
+            return Err(format!(
+                "more than {} actions (too many actions)",
+                self.env.max_actions
+            ));
+        }
+        self.actions.push(a);
+        Ok(())
+    }
+
+    fn store(
+        &mut self,
+        line: u32,
+        folder: String,
+        flags: Vec<String>,
+        create: bool,
+        keep: bool,
+    ) -> R<()> {
+        if self.rejected {
+            return Err(format!(
+                "line {line}: reject cannot be combined with keep or fileinto"
+            ));
+        }
+        for a in &mut self.actions {
+            if let Action::Store {
+                folder: f,
+                flags: fl,
+                create: c,
+                keep: k,
+                ..
+            } = a
+            {
+                if *f == folder {
+                    *fl = flags;
+                    *c |= create;
+                    *k |= keep;
+                    return Ok(());
+                }
+            }
+        }
+        self.push(Action::Store {
+            folder,
+            flags,
+            create,
+            implicit: false,
+            keep,
+        })
+    }
+
+    fn block(&mut self, stmts: &[Stmt], sc: &mut Scope) -> R<Flow> {
+        for s in stmts {
+            self.step()?;
+            match self.command(s, sc)? {
+                Flow::Next => {}
+                f => return Ok(f),
+            }
+        }
+        Ok(Flow::Next)
+    }
+
+    fn expand(&self, s: &Str, sc: &Scope) -> String {
+        let mut out = String::new();
+        for p in &s.0 {
+            match p {
+                Part::Text(t) => out.push_str(t),
+                Part::Var(n) => {
+                    if let Some(v) = self.get_var(n, sc) {
+                        out.push_str(v);
+                    }
+                }
+                Part::Match(i) => {
+                    if let Some(v) = sc.matches.get(*i) {
+                        out.push_str(v);
+                    }
+                }
+            }
+            if out.len() > 4 * MAX_VARIABLE_SIZE + 65536 {
+                break;
+            }
+        }
+        out
+    }
+
+    fn get_var<'s>(&'s self, n: &str, sc: &'s Scope) -> Option<&'s str> {
+        if sc.global_names.contains(n) {
+            self.globals.get(n).map(String::as_str)
+        } else {
+            sc.vars.get(n).map(String::as_str)
+        }
+    }
+
+    fn set_var(&mut self, n: &str, v: String, sc: &mut Scope) {
+        let v = truncate(v);
+        if sc.global_names.contains(n) {
+            self.globals.insert(n.to_string(), v);
+        } else {
+            sc.vars.insert(n.to_string(), v);
+        }
+    }
+
+    fn flags_of(&self, f: &Option<Vec<Str>>, sc: &Scope) -> Vec<String> {
+        match f {
+            Some(list) => {
+                let strs: Vec<String> = list.iter().map(|s| self.expand(s, sc)).collect();
+                flag_list(strs.iter().map(String::as_str))
+            }
+            None => self.flags.clone(),
+        }
+    }
+
+    fn command(&mut self, s: &Stmt, sc: &mut Scope) -> R<Flow> {
+        let line = s.line;
+        match &s.command {
+            Command::Keep { flags } => {
+                let flags = self.flags_of(flags, sc);
+                self.keep_cancelled = true;
+                self.store(line, "INBOX".into(), flags, false, true)?;
+            }
+            Command::Discard => {
+                self.keep_cancelled = true;
+                self.discard = true;
+            }
+            Command::Stop => return Ok(Flow::Stop),
+            Command::Return => return Ok(Flow::Return),
+            Command::FileInto {
+                mailbox,
+                copy,
+                create,
+                flags,
+            } => {
+                let folder = normalise_folder(&self.expand(mailbox, sc));
+                if folder.is_empty() {
+                    return Err(format!("line {line}: fileinto: empty folder name"));
+                }
+                let flags = self.flags_of(flags, sc);
+                if !copy {
+                    self.keep_cancelled = true;
+                }
+                self.store(line, folder, flags, *create, false)?;
+            }
+            Command::Redirect { address, copy } => {
+                let a = self.expand(address, sc);
+                let a = a.trim();
+                let a = a
+                    .strip_prefix('<')
+                    .and_then(|x| x.strip_suffix('>'))
+                    .unwrap_or(a)
+                    .to_string();
+                if !plausible_address(&a) {
+                    return Err(format!("line {line}: redirect: invalid address {a:?}"));
+                }
+                if !copy {
+                    self.keep_cancelled = true;
+                }
+                let dup = self.actions.iter().any(
+                    |x| matches!(x, Action::Redirect { address } if address.eq_ignore_ascii_case(&a)),
+                );
+                if !dup {
+                    let n = self
+                        .actions
+                        .iter()
+                        .filter(|x| matches!(x, Action::Redirect { .. }))
+                        .count();
+                    if n >= self.env.max_redirects {
+                        return Err(format!(
+                            "line {line}: more than {} redirects",
+                            self.env.max_redirects
+                        ));
+                    }
+                    self.push(Action::Redirect { address: a })?;
+                }
+            }
+            Command::Reject { reason, .. } => {
+                if self.rejected {
+                    return Err(format!(
+                        "line {line}: reject: the message is already rejected"
+                    ));
+                }
+                if self.vacation
+                    || self
+                        .actions
+                        .iter()
+                        .any(|a| matches!(a, Action::Store { .. }))
+                {
+                    return Err(format!(
+                        "line {line}: reject cannot be combined with keep, fileinto or vacation"
+                    ));
+                }
+                let reason = self.expand(reason, sc);
+                self.keep_cancelled = true;
+                self.rejected = true;
+                self.push(Action::Reject { reason })?;
+            }
+            Command::If {
+                branches,
+                otherwise,
+            } => {
+                for b in branches {
+                    if self.test(&b.test, sc)? {
+                        return self.block(&b.block, sc);
+                    }
+                }
+                if let Some(o) = otherwise {
+                    return self.block(o, sc);
+                }
+            }
+            Command::Set {
+                name,
+                modifiers,
+                value,
+            } => {
+                let mut v = self.expand(value, sc);
+                for m in modifiers {
+                    v = apply_modifier(*m, v);
+                }
+                self.set_var(name, v, sc);
+            }
+            Command::Flags {
+                op,
+                variable,
+                flags,
+            } => {
+                let strs: Vec<String> = flags.iter().map(|s| self.expand(s, sc)).collect();
+                let given = flag_list(strs.iter().map(String::as_str));
+                let mut cur = match variable {
+                    Some(v) => flag_list(self.get_var(v, sc).into_iter()),
+                    None => self.flags.clone(),
+                };
+                match op {
+                    FlagOp::Set => cur = given,
+                    FlagOp::Add => {
+                        for f in &given {
+                            add_flag(&mut cur, f);
+                        }
+                    }
+                    FlagOp::Remove => {
+                        cur.retain(|c| !given.iter().any(|g| g.eq_ignore_ascii_case(c)))
+                    }
+                }
+                match variable {
+                    Some(v) => {
+                        let joined = cur.join(" ");
+                        self.set_var(v, joined, sc);
+                    }
+                    None => self.flags = cur,
+                }
+            }
+            Command::Vacation(v) => {
+                if self.vacation {
+                    return Err(format!("line {line}: vacation: only one vacation per run"));
+                }
+                if self.rejected {
+                    return Err(format!(
+                        "line {line}: vacation cannot be combined with reject"
+                    ));
+                }
+                let reply = VacationReply {
+                    reason: self.expand(&v.reason, sc),
+                    mime: v.mime,
+                    subject: v.subject.as_ref().map(|s| self.expand(s, sc)),
+                    from: v.from.as_ref().map(|s| self.expand(s, sc)),
+                    addresses: v.addresses.iter().map(|s| self.expand(s, sc)).collect(),
+                    period: match v.period {
+                        Period::Default => None,
+                        Period::Days(d) => Some(d.saturating_mul(86400)),
+                        Period::Seconds(s) => Some(s),
+                    },
+                    handle: v.handle.as_ref().map(|s| self.expand(s, sc)),
+                };
+                self.vacation = true;
+                self.push(Action::Vacation(reply))?;
+            }
+            Command::Include {
+                location,
+                name,
+                once,
+                optional,
+            } => return self.include(line, *location, name, *once, *optional),
+            Command::Global { names } => {
+                for n in names {
+                    sc.global_names.insert(n.clone());
+                }
+            }
+        }
+        Ok(Flow::Next)
+    }
+
+    fn include(
+        &mut self,
+        line: u32,
+        loc: Location,
+        name: &str,
+        once: bool,
+        optional: bool,
+    ) -> R<Flow> {
+        let key = (loc == Location::Global, name.to_string());
+        let what = format!(
+            "{} script {name:?}",
+            if key.0 { "global" } else { "personal" }
+        );
+        if self.stack.contains(&key) {
+            return Err(format!(
+                "line {line}: include: {what} includes itself (include loop)"
+            ));
+        }
+        if once && self.included.contains(&key) {
+            return Ok(Flow::Next);
+        }
+        if self.stack.len() >= MAX_INCLUDE_DEPTH {
+            return Err(format!(
+                "line {line}: include: {what} nested deeper than {MAX_INCLUDE_DEPTH}"
+            ));
+        }
+        self.includes += 1;
+        if self.includes > MAX_INCLUDES {
+            return Err(format!(
+                "line {line}: include: more than {MAX_INCLUDES} includes"
+            ));
+        }
+        let program = match self.host.include(loc, name) {
+            Ok(Some(p)) => p,
+            Ok(None) if optional => return Ok(Flow::Next),
+            Ok(None) => return Err(format!("line {line}: include: {what} not found")),
+            Err(e) => return Err(format!("line {line}: include: {what}: {e}")),
+        };
+        self.included.insert(key.clone());
+        self.stack.push(key);
+        let mut sc = Scope::new(&program);
+        let flow = self.block(&program.commands, &mut sc);
+        self.stack.pop();
+        match flow? {
+            Flow::Stop => Ok(Flow::Stop),
+            _ => Ok(Flow::Next),
+        }
+    }
+
+    // ---- tests ----
+
+    fn test(&mut self, t: &Test, sc: &mut Scope) -> R<bool> {
+        self.step()?;
+        Ok(match t {
+            Test::True => true,
+            Test::False => false,
+            Test::Not(t) => !self.test(t, sc)?,
+            Test::AllOf(ts) => {
+                for t in ts {
+                    if !self.test(t, sc)? {
+                        return Ok(false);
+                    }
+                }
+                true
+            }
+            Test::AnyOf(ts) => {
+                for t in ts {
+                    if self.test(t, sc)? {
+                        return Ok(true);
+                    }
+                }
+                false
+            }
+            Test::Address { headers, part, m } => {
+                let mut vals = Vec::new();
+                for h in headers {
+                    let h = self.expand(h, sc);
+                    for v in self.msg.header(&h) {
+                        for a in parse_addresses(&v) {
+                            if let Some(x) = self.address_part(&a, *part) {
+                                vals.push(x);
+                            }
+                        }
+                    }
+                }
+                self.matches(m, &vals, sc)?
+            }
+            Test::Envelope { parts, part, m } => {
+                let mut vals = Vec::new();
+                for p in parts {
+                    let p = self.expand(p, sc).to_ascii_lowercase();
+                    let raw = match p.as_str() {
+                        "from" => &self.env.envelope_from,
+                        "to" => &self.env.envelope_to,
+                        _ => continue,
+                    };
+                    if raw.is_empty() {
+                        if *part == AddressPart::All {
+                            vals.push(String::new());
+                        }
+                        continue;
+                    }
+                    let a = match raw.rsplit_once('@') {
+                        Some((l, d)) => Address {
+                            local: l.to_string(),
+                            domain: Some(d.to_string()),
+                        },
+                        None => Address {
+                            local: raw.clone(),
+                            domain: None,
+                        },
+                    };
+                    if let Some(x) = self.address_part(&a, *part) {
+                        vals.push(x);
+                    }
+                }
+                self.matches(m, &vals, sc)?
+            }
+            Test::Header { names, m } => {
+                let mut vals = Vec::new();
+                for n in names {
+                    let n = self.expand(n, sc);
+                    vals.extend(self.msg.header(&n));
+                }
+                self.matches(m, &vals, sc)?
+            }
+            Test::Exists { names } => names.iter().all(|n| {
+                let n = self.expand(n, sc);
+                self.msg.has_header(&n)
+            }),
+            Test::Size { over, limit } => {
+                if *over {
+                    self.msg.size() > *limit
+                } else {
+                    self.msg.size() < *limit
+                }
+            }
+            Test::Body { transform, m } => {
+                let vals: Vec<String> = match transform {
+                    BodyTransform::Raw => vec![self.msg.raw_body()],
+                    BodyTransform::Text => self
+                        .msg
+                        .body_parts()
+                        .into_iter()
+                        .filter(|p| p.content_type.starts_with("text/"))
+                        .map(|p| p.text)
+                        .collect(),
+                    BodyTransform::Content(types) => {
+                        let types: Vec<String> = types
+                            .iter()
+                            .map(|t| self.expand(t, sc).to_ascii_lowercase())
+                            .collect();
+                        self.msg
+                            .body_parts()
+                            .into_iter()
+                            .filter(|p| {
+                                types.iter().any(|t| {
+                                    t.is_empty()
+                                        || if t.contains('/') {
+                                            p.content_type == *t
+                                        } else {
+                                            p.content_type.split('/').next() == Some(t.as_str())
+                                        }
+                                })
+                            })
+                            .map(|p| p.text)
+                            .collect()
+                    }
+                };
+                self.matches(m, &vals, sc)?
+            }
+            Test::Date {
+                header,
+                zone,
+                part,
+                m,
+            } => {
+                let h = self.expand(header, sc);
+                let mut vals = Vec::new();
+                for v in self.msg.header(&h) {
+                    let text = if h.eq_ignore_ascii_case("received") {
+                        v.rsplit(';').next().unwrap_or("").to_string()
+                    } else {
+                        v
+                    };
+                    if let Some((t, off)) = parse_date(&text) {
+                        let z = match zone {
+                            Zone::Local => self.env.local_offset,
+                            Zone::Original => off,
+                            Zone::Fixed(z) => *z,
+                        };
+                        vals.push(date_part(t, z, *part));
+                    }
+                }
+                self.matches(m, &vals, sc)?
+            }
+            Test::CurrentDate { zone, part, m } => {
+                let z = match zone {
+                    Zone::Fixed(z) => *z,
+                    _ => self.env.local_offset,
+                };
+                let v = vec![date_part(self.env.now, z, *part)];
+                self.matches(m, &v, sc)?
+            }
+            Test::MailboxExists { names } => {
+                let names: Vec<String> = names
+                    .iter()
+                    .map(|n| normalise_folder(&self.expand(n, sc)))
+                    .collect();
+                names.iter().all(|n| self.host.mailbox_exists(n))
+            }
+            Test::HasFlag { variables, m } => {
+                let vals = if variables.is_empty() {
+                    self.flags.clone()
+                } else {
+                    flag_list(variables.iter().filter_map(|v| self.get_var(v, sc)))
+                };
+                // The keys are flag lists too.
+                let mut m2 = m.clone();
+                if !matches!(m.kind, MatchType::Count(_)) {
+                    let keys: Vec<String> = m.keys.iter().map(|k| self.expand(k, sc)).collect();
+                    let split = flag_list(keys.iter().map(String::as_str));
+                    if m.kind != MatchType::Regex {
+                        m2.keys = split.iter().map(|k| Str::text(k)).collect();
+                    }
+                }
+                self.matches(&m2, &vals, sc)?
+            }
+            Test::SpamTest { percent, m } => {
+                let v = vec![self.spam_value(*percent)];
+                self.matches(m, &v, sc)?
+            }
+            Test::String { sources, m } => {
+                let vals: Vec<String> = sources.iter().map(|s| self.expand(s, sc)).collect();
+                if let MatchType::Count(_) = m.kind {
+                    let nonempty: Vec<String> =
+                        vals.into_iter().filter(|v| !v.is_empty()).collect();
+                    self.matches(m, &nonempty, sc)?
+                } else {
+                    self.matches(m, &vals, sc)?
+                }
+            }
+            Test::Duplicate(d) => {
+                let id = match &d.id {
+                    DuplicateId::MessageId => self.msg.header("message-id").into_iter().next(),
+                    DuplicateId::Header(h) => {
+                        let h = self.expand(h, sc);
+                        self.msg.header(&h).into_iter().next()
+                    }
+                    DuplicateId::UniqueId(u) => Some(self.expand(u, sc)),
+                };
+                match id {
+                    None => false,
+                    Some(id) => {
+                        let handle = d.handle.as_ref().map(|h| self.expand(h, sc));
+                        let key = format!("{}\0{}", handle.unwrap_or_default(), id.trim());
+                        self.host.duplicate(&key, d.seconds, d.last)
+                    }
+                }
+            }
+        })
+    }
+
+    fn spam_value(&self, percent: bool) -> String {
+        let score = self.env.spam.as_ref().and_then(|s| {
+            let v = self.msg.header(&s.header).into_iter().next()?;
+            Some((first_number(&v)?, s.max_score))
+        });
+        let Some((s, max)) = score else {
+            return "0".into();
+        };
+        if percent {
+            let p = if max > 0.0 {
+                (100.0 * s / max).round()
+            } else {
+                100.0
+            };
+            return format!("{}", p.clamp(0.0, 100.0) as i64);
+        }
+        if s <= 0.0 {
+            "1".into()
+        } else if s >= max {
+            "10".into()
+        } else {
+            format!("{}", (1.0 + (9.0 * s / max).round()) as i64)
+        }
+    }
+
+    fn address_part(&self, a: &Address, part: AddressPart) -> Option<String> {
+        let delim = |c: char| self.env.extension_delimiter.contains(c);
+        match part {
+            AddressPart::All => Some(a.all()),
+            AddressPart::LocalPart => a.domain.as_ref().map(|_| a.local.clone()),
+            AddressPart::Domain => a.domain.clone(),
+            AddressPart::User => {
+                a.domain.as_ref()?;
+                Some(match a.local.find(delim) {
+                    Some(i) => a.local[..i].to_string(),
+                    None => a.local.clone(),
+                })
+            }
+            AddressPart::Detail => {
+                a.domain.as_ref()?;
+                let i = a.local.find(delim)?;
+                let c = a.local[i..].chars().next()?;
+                Some(a.local[i + c.len_utf8()..].to_string())
+            }
+        }
+    }
+
+    /// Whether any value matches any key; sets match variables.
+    fn matches(&mut self, m: &Match, vals: &[String], sc: &mut Scope) -> R<bool> {
+        let keys: Vec<String> = m.keys.iter().map(|k| self.expand(k, sc)).collect();
+        let cmp = m.comparator;
+        match m.kind {
+            MatchType::Count(rel) => {
+                let n = vals.len().to_string();
+                Ok(keys.iter().any(|k| relation(rel, compare(cmp, &n, k))))
+            }
+            MatchType::Value(rel) => Ok(vals
+                .iter()
+                .any(|v| keys.iter().any(|k| relation(rel, compare(cmp, v, k))))),
+            MatchType::Is => Ok(vals
+                .iter()
+                .any(|v| keys.iter().any(|k| compare(cmp, v, k) == Ordering::Equal))),
+            MatchType::Contains => Ok(vals
+                .iter()
+                .any(|v| keys.iter().any(|k| contains(cmp, v, k)))),
+            MatchType::Matches => {
+                for v in vals {
+                    for k in &keys {
+                        if let Some(caps) = glob(cmp, v, k) {
+                            if sc.variables {
+                                let mut all = vec![v.clone()];
+                                all.extend(caps);
+                                sc.matches = all;
+                            }
+                            return Ok(true);
+                        }
+                    }
+                }
+                Ok(false)
+            }
+            MatchType::Regex => {
+                let mut pats = Vec::with_capacity(keys.len());
+                for (i, k) in keys.iter().enumerate() {
+                    match m.regexes.get(i).and_then(|p| p.clone()) {
+                        Some(p) => pats.push(p),
+                        None => match build_regex(k, cmp) {
+                            Ok(p) => pats.push(p),
+                            Err(e) => return Err(format!("regex {k:?}: {e}")),
+                        },
+                    }
+                }
+                for v in vals {
+                    for p in &pats {
+                        self.step()?;
+                        if let Some(c) = p.regex.captures(v) {
+                            if sc.variables {
+                                sc.matches = c
+                                    .iter()
+                                    .map(|g| g.map_or(String::new(), |g| g.as_str().to_string()))
+                                    .collect();
+                            }
+                            return Ok(true);
+                        }
+                    }
+                }
+                Ok(false)
+            }
+        }
+    }
+}
+
+fn first_number(s: &str) -> Option<f64> {
+    let start = s.find(|c: char| c.is_ascii_digit() || c == '-')?;
+    let rest = &s[start..];
+    let end = rest
+        .char_indices()
+        .skip(1)
+        .find(|(_, c)| !(c.is_ascii_digit() || *c == '.'))
+        .map_or(rest.len(), |(i, _)| i);
+    rest[..end].parse().ok()
+}
+
+fn apply_modifier(m: Modifier, v: String) -> String {
+    match m {
+        Modifier::Lower => v.to_lowercase(),
+        Modifier::Upper => v.to_uppercase(),
+        Modifier::LowerFirst | Modifier::UpperFirst => {
+            let mut c = v.chars();
+            match c.next() {
+                None => v,
+                Some(f) => {
+                    let f: String = if m == Modifier::LowerFirst {
+                        f.to_lowercase().collect()
+                    } else {
+                        f.to_uppercase().collect()
+                    };
+                    f + c.as_str()
+                }
+            }
+        }
+        Modifier::QuoteWildcard => {
+            let mut o = String::with_capacity(v.len());
+            for c in v.chars() {
+                if matches!(c, '*' | '?' | '\\') {
+                    o.push('\\');
+                }
+                o.push(c);
+            }
+            o
+        }
+        Modifier::EncodeUrl => {
+            let mut o = String::new();
+            for b in v.bytes() {
+                if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+                    o.push(b as char);
+                } else {
+                    o.push_str(&format!("%{b:02X}"));
+                }
+            }
+            o
+        }
+        Modifier::Length => v.chars().count().to_string(),
+    }
+}
+
+fn relation(r: Relation, o: Ordering) -> bool {
+    match r {
+        Relation::Gt => o == Ordering::Greater,
+        Relation::Ge => o != Ordering::Less,
+        Relation::Lt => o == Ordering::Less,
+        Relation::Le => o != Ordering::Greater,
+        Relation::Eq => o == Ordering::Equal,
+        Relation::Ne => o != Ordering::Equal,
+    }
+}
+
+/// The ordering of two strings under a comparator.
+pub fn compare(c: Comparator, a: &str, b: &str) -> Ordering {
+    match c {
+        Comparator::Octet => a.as_bytes().cmp(b.as_bytes()),
+        Comparator::AsciiCasemap => a
+            .bytes()
+            .map(|x| x.to_ascii_lowercase())
+            .cmp(b.bytes().map(|x| x.to_ascii_lowercase())),
+        Comparator::AsciiNumeric => {
+            let num = |s: &str| -> Option<String> {
+                let d: &str = &s[..s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len())];
+                if d.is_empty() {
+                    None
+                } else {
+                    let t = d.trim_start_matches('0');
+                    Some(if t.is_empty() { "0".into() } else { t.into() })
+                }
+            };
+            match (num(a), num(b)) {
+                (None, None) => Ordering::Equal,
+                (None, Some(_)) => Ordering::Greater,
+                (Some(_), None) => Ordering::Less,
+                (Some(x), Some(y)) => x.len().cmp(&y.len()).then_with(|| x.cmp(&y)),
+            }
+        }
+    }
+}
+
+fn contains(c: Comparator, v: &str, k: &str) -> bool {
+    match c {
+        Comparator::Octet => v.contains(k),
+        Comparator::AsciiCasemap => v.to_ascii_lowercase().contains(&k.to_ascii_lowercase()),
+        Comparator::AsciiNumeric => false,
+    }
+}
+
+fn char_eq(c: Comparator, a: char, b: char) -> bool {
+    match c {
+        Comparator::AsciiCasemap => a.eq_ignore_ascii_case(&b),
+        _ => a == b,
+    }
+}
+
+/// One element of a `:matches` pattern.
+#[derive(Clone, Copy, PartialEq)]
+enum G {
+    Lit(char),
+    One,
+}
+
+/// `:matches`: the captures (one per `*` and `?`, in order) when `v`
+/// matches `pattern`; leftmost-shortest, linear in segments.
+pub fn glob(c: Comparator, v: &str, pattern: &str) -> Option<Vec<String>> {
+    if c == Comparator::AsciiNumeric {
+        return None;
+    }
+    // Segments between stars.
+    let mut segs: Vec<Vec<G>> = vec![Vec::new()];
+    let mut it = pattern.chars();
+    while let Some(ch) = it.next() {
+        match ch {
+            '\\' => {
+                if let Some(n) = it.next() {
+                    segs.last_mut()?.push(G::Lit(n));
+                }
+            }
+            '*' => segs.push(Vec::new()),
+            '?' => segs.last_mut()?.push(G::One),
+            ch => segs.last_mut()?.push(G::Lit(ch)),
+        }
+    }
+    let text: Vec<char> = v.chars().collect();
+    let seg_at = |seg: &[G], at: usize| -> bool {
+        at + seg.len() <= text.len()
+            && seg.iter().zip(&text[at..]).all(|(g, &t)| match g {
+                G::One => true,
+                G::Lit(l) => char_eq(c, *l, t),
+            })
+    };
+    let ones = |seg: &[G], at: usize, caps: &mut Vec<String>| {
+        for (i, g) in seg.iter().enumerate() {
+            if *g == G::One {
+                caps.push(text[at + i].to_string());
+            }
+        }
+    };
+    let mut caps = Vec::new();
+    let n = segs.len();
+    if n == 1 {
+        return if segs[0].len() == text.len() && seg_at(&segs[0], 0) {
+            ones(&segs[0], 0, &mut caps);
+            Some(caps)
+        } else {
+            None
+        };
+    }
+    // First segment anchored at the start.
+    if !seg_at(&segs[0], 0) {
+        return None;
+    }
+    ones(&segs[0], 0, &mut caps);
+    let mut pos = segs[0].len();
+    let last = &segs[n - 1];
+    if text.len() < last.len() {
+        return None;
+    }
+    let last_at = text.len() - last.len();
+    for seg in &segs[1..n - 1] {
+        // Earliest occurrence, leaving room for the last segment.
+        let mut at = pos;
+        loop {
+            if at + seg.len() > last_at {
+                return None;
+            }
+            if seg_at(seg, at) {
+                break;
+            }
+            at += 1;
+        }
+        caps.push(text[pos..at].iter().collect());
+        ones(seg, at, &mut caps);
+        pos = at + seg.len();
+    }
+    if last_at < pos || !seg_at(last, last_at) {
+        return None;
+    }
+    caps.push(text[pos..last_at].iter().collect());
+    ones(last, last_at, &mut caps);
+    Some(caps)
+}
+
+// ---- dates ----
+
+/// Days since 1970-01-01 of a civil date.
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146097 + doe - 719468
+}
+
+/// The civil date of a day number.
+fn civil_from_days(z: i64) -> (i64, i64, i64) {
+    let z = z + 719468;
+    let era = z.div_euclid(146097);
+    let doe = z - era * 146097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+const MONTHS: [&str; 12] = [
+    "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
+];
+const DAYS: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
+
+/// An RFC 5322 date-time: seconds since the epoch (UTC) and the zone
+/// written, in minutes east of UTC.
+pub fn parse_date(s: &str) -> Option<(i64, i32)> {
+    // Drop comments.
+    let mut clean = String::new();
+    let mut depth = 0;
+    for c in s.chars() {
+        match c {
+            '(' => depth += 1,
+            ')' if depth > 0 => depth -= 1,
+            c if depth == 0 => clean.push(c),
+            _ => {}
+        }
+    }
+    let mut toks: Vec<&str> = clean
+        .split(|c: char| c.is_whitespace() || c == ',')
+        .filter(|t| !t.is_empty())
+        .collect();
+    if toks.first()?.chars().next()?.is_ascii_alphabetic() {
+        toks.remove(0);
+    }
+    let day: i64 = toks.first()?.parse().ok()?;
+    let mon = toks.get(1)?.to_ascii_lowercase();
+    let month = MONTHS.iter().position(|m| mon.starts_with(m))? as i64 + 1;
+    let ytok = toks.get(2)?;
+    let mut year: i64 = ytok.parse().ok()?;
+    if ytok.len() == 2 {
+        year += if year < 50 { 2000 } else { 1900 };
+    } else if ytok.len() == 3 {
+        year += 1900;
+    }
+    let time: Vec<&str> = toks.get(3)?.split(':').collect();
+    if time.len() < 2 || time.len() > 3 {
+        return None;
+    }
+    let hh: i64 = time[0].parse().ok()?;
+    let mm: i64 = time[1].parse().ok()?;
+    let ss: i64 = match time.get(2) {
+        Some(s) => s.parse().ok()?,
+        None => 0,
+    };
+    if !(1..=31).contains(&day) || hh > 23 || mm > 59 || ss > 60 || !(0..=9999).contains(&year) {
+        return None;
+    }
+    let zone = match toks.get(4) {
+        None => 0,
+        Some(z) => parse_zone(z)?,
+    };
+    let t =
+        days_from_civil(year, month, day) * 86400 + hh * 3600 + mm * 60 + ss - i64::from(zone) * 60;
+    Some((t, zone))
+}
+
+fn parse_zone(z: &str) -> Option<i32> {
+    if let Some(sign) = z.chars().next().filter(|c| *c == '+' || *c == '-') {
+        let d = &z[1..];
+        if d.len() != 4 || !d.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        let v: i32 = d[..2].parse().ok()?;
+        let m: i32 = d[2..].parse().ok()?;
+        let mins = v * 60 + m;
+        return Some(if sign == '-' { -mins } else { mins });
+    }
+    Some(match z.to_ascii_uppercase().as_str() {
+        "UT" | "UTC" | "GMT" | "Z" => 0,
+        "EDT" => -4 * 60,
+        "EST" | "CDT" => -5 * 60,
+        "CST" | "MDT" => -6 * 60,
+        "MST" | "PDT" => -7 * 60,
+        "PST" => -8 * 60,
+        z if z.len() == 1 && z.chars().all(|c| c.is_ascii_alphabetic()) => 0,
+        _ => return None,
+    })
+}
+
+fn zone_str(z: i32, colon: bool) -> String {
+    let sign = if z < 0 { '-' } else { '+' };
+    let a = z.abs();
+    if colon {
+        format!("{sign}{:02}:{:02}", a / 60, a % 60)
+    } else {
+        format!("{sign}{:02}{:02}", a / 60, a % 60)
+    }
+}
+
+/// A date part (RFC 5260 section 4) of the time `t` shown in zone `z`.
+pub fn date_part(t: i64, z: i32, part: DatePart) -> String {
+    let local = t + i64::from(z) * 60;
+    let days = local.div_euclid(86400);
+    let secs = local.rem_euclid(86400);
+    let (y, m, d) = civil_from_days(days);
+    let (hh, mm, ss) = (secs / 3600, secs / 60 % 60, secs % 60);
+    let wd = (days + 4).rem_euclid(7) as usize;
+    match part {
+        DatePart::Year => format!("{y:04}"),
+        DatePart::Month => format!("{m:02}"),
+        DatePart::Day => format!("{d:02}"),
+        DatePart::Date => format!("{y:04}-{m:02}-{d:02}"),
+        DatePart::Julian => (days - days_from_civil(1858, 11, 17)).to_string(),
+        DatePart::Hour => format!("{hh:02}"),
+        DatePart::Minute => format!("{mm:02}"),
+        DatePart::Second => format!("{ss:02}"),
+        DatePart::Time => format!("{hh:02}:{mm:02}:{ss:02}"),
+        DatePart::Iso8601 => format!(
+            "{y:04}-{m:02}-{d:02}T{hh:02}:{mm:02}:{ss:02}{}",
+            zone_str(z, true)
+        ),
+        DatePart::Std11 => {
+            let mon = MONTHS[(m - 1) as usize];
+            let mut mon = mon.to_string();
+            mon[..1].make_ascii_uppercase();
+            format!(
+                "{}, {d:02} {mon} {y:04} {hh:02}:{mm:02}:{ss:02} {}",
+                DAYS[wd],
+                zone_str(z, false)
+            )
+        }
+        DatePart::Zone => zone_str(z, false),
+        DatePart::Weekday => wd.to_string(),
+    }
+}
