@@ -43,7 +43,7 @@
 //! * `spamtest` (RFC 5235): the first number in the topmost instance of
 //!   [`SpamSettings::header`], `s`, over the maximum `m`: `0` without the
 //!   header, otherwise `1` for `s <= 0`, `10` for `s >= m`, else
-//!   `1 + round(9·s/m)`; with `:percent`, `round(100·s/m)` clamped to
+//!   `1 + floor(9·s/m)` (as Pigeonhole); with `:percent`, `round(100·s/m)` clamped to
 //!   0–100 (`0` without the header).
 //! * `duplicate`: the id is the `:handle` and the unique id (Message-ID by
 //!   default, `:header`'s value, or `:uniqueid`) joined by a NUL; a
@@ -51,10 +51,13 @@
 //!   [`Host::duplicate`] checks and records.
 //! * `include`: an included script has its own variables except those
 //!   both sides declare `global`; the flags and the implicit keep are
-//!   shared; `:once` skips a script already included in this run; a script
-//!   including itself (directly or not) is an error, as is nesting deeper
-//!   than [`MAX_INCLUDE_DEPTH`] or more than [`MAX_INCLUDES`] includes in
-//!   one run.
+//!   shared; `:once` skips a script already included in this run. Every
+//!   included script is resolved through [`Host::include`] before the run
+//!   starts (as Pigeonhole does when it compiles), so a missing script
+//!   (without `:optional`), one that does not compile, a script including
+//!   itself (directly or not), nesting deeper than [`MAX_INCLUDE_DEPTH`] or
+//!   more than [`MAX_INCLUDES`] distinct scripts is a run-time error even
+//!   when that `include` would not run.
 //! * `vacation`: the reply as the script gave it, the period in seconds
 //!   (`:days` × 86400, `:seconds`), not clamped; sending rules are the
 //!   delivery side's.
@@ -70,6 +73,7 @@
 
 use std::cmp::Ordering;
 use std::collections::{HashMap, HashSet};
+use std::rc::Rc;
 
 use super::action::{Action, Outcome, VacationReply};
 use super::message::{parse_addresses, Address, Message};
@@ -174,11 +178,15 @@ pub fn run(program: &Program, msg: &Message, env: &Env, host: &mut dyn Host) -> 
         globals: HashMap::new(),
         included: HashSet::new(),
         stack: Vec::new(),
-        includes: 0,
         steps: 0,
+        scripts: HashMap::new(),
     };
     let mut scope = Scope::new(program);
-    match r.block(&program.commands, &mut scope) {
+    let mut stack = Vec::new();
+    let result = r
+        .link(program, &mut stack)
+        .and_then(|()| r.block(&program.commands, &mut scope));
+    match result {
         Ok(_) => r.finish(),
         Err(e) => Outcome {
             actions: Vec::new(),
@@ -227,8 +235,36 @@ struct Run<'a> {
     globals: HashMap<String, String>,
     included: HashSet<(bool, String)>,
     stack: Vec<(bool, String)>,
-    includes: usize,
     steps: u64,
+    /// The included scripts, resolved before the run: None for a missing
+    /// `:optional` one.
+    scripts: HashMap<(bool, String), Option<Rc<Program>>>,
+}
+
+/// Every `include` in `stmts`, at any depth.
+fn includes_in(stmts: &[Stmt], out: &mut Vec<(u32, Location, String, bool)>) {
+    for s in stmts {
+        match &s.command {
+            Command::Include {
+                location,
+                name,
+                optional,
+                ..
+            } => out.push((s.line, *location, name.clone(), *optional)),
+            Command::If {
+                branches,
+                otherwise,
+            } => {
+                for b in branches {
+                    includes_in(&b.block, out);
+                }
+                if let Some(o) = otherwise {
+                    includes_in(o, out);
+                }
+            }
+            _ => {}
+        }
+    }
 }
 
 /// `INBOX` in any case, also as the first level, becomes `INBOX`.
@@ -608,6 +644,60 @@ impl Run<'_> {
         Ok(Flow::Next)
     }
 
+    /// Resolve every script `program` includes, and theirs, before
+    /// anything runs (as Pigeonhole does when it compiles): a missing
+    /// script (without `:optional`), one that does not compile, an include
+    /// loop or nesting deeper than [`MAX_INCLUDE_DEPTH`] is an error even
+    /// when the `include` would not run.
+    fn link(&mut self, program: &Program, stack: &mut Vec<(bool, String)>) -> R<()> {
+        let mut found = Vec::new();
+        includes_in(&program.commands, &mut found);
+        for (line, loc, name, optional) in found {
+            let key = (loc == Location::Global, name.clone());
+            let what = format!(
+                "{} script {name:?}",
+                if key.0 { "global" } else { "personal" }
+            );
+            if stack.contains(&key) {
+                return Err(format!(
+                    "line {line}: include: {what} includes itself (include loop)"
+                ));
+            }
+            match self.scripts.get(&key) {
+                Some(Some(_)) => continue,
+                Some(None) if optional => continue,
+                Some(None) => return Err(format!("line {line}: include: {what} not found")),
+                None => {}
+            }
+            if stack.len() >= MAX_INCLUDE_DEPTH {
+                return Err(format!(
+                    "line {line}: include: {what} nested deeper than {MAX_INCLUDE_DEPTH}"
+                ));
+            }
+            if self.scripts.len() >= MAX_INCLUDES {
+                return Err(format!(
+                    "line {line}: include: more than {MAX_INCLUDES} scripts included"
+                ));
+            }
+            match self.host.include(loc, &name) {
+                Ok(Some(p)) => {
+                    let p = Rc::new(p);
+                    self.scripts.insert(key.clone(), Some(p.clone()));
+                    stack.push(key);
+                    let r = self.link(&p, stack);
+                    stack.pop();
+                    r?;
+                }
+                Ok(None) if optional => {
+                    self.scripts.insert(key, None);
+                }
+                Ok(None) => return Err(format!("line {line}: include: {what} not found")),
+                Err(e) => return Err(format!("line {line}: include: {what}: {e}")),
+            }
+        }
+        Ok(())
+    }
+
     fn include(
         &mut self,
         line: u32,
@@ -634,17 +724,10 @@ impl Run<'_> {
                 "line {line}: include: {what} nested deeper than {MAX_INCLUDE_DEPTH}"
             ));
         }
-        self.includes += 1;
-        if self.includes > MAX_INCLUDES {
-            return Err(format!(
-                "line {line}: include: more than {MAX_INCLUDES} includes"
-            ));
-        }
-        let program = match self.host.include(loc, name) {
-            Ok(Some(p)) => p,
-            Ok(None) if optional => return Ok(Flow::Next),
-            Ok(None) => return Err(format!("line {line}: include: {what} not found")),
-            Err(e) => return Err(format!("line {line}: include: {what}: {e}")),
+        let program = match self.scripts.get(&key) {
+            Some(Some(p)) => p.clone(),
+            _ if optional => return Ok(Flow::Next),
+            _ => return Err(format!("line {line}: include: {what} not found")),
         };
         self.included.insert(key.clone());
         self.stack.push(key);
@@ -892,7 +975,7 @@ impl Run<'_> {
         } else if s >= max {
             "10".into()
         } else {
-            format!("{}", (1.0 + (9.0 * s / max).round()) as i64)
+            format!("{}", (1.0 + (9.0 * s / max).floor()) as i64)
         }
     }
 

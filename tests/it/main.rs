@@ -13,5 +13,6 @@ mod pgbouncer;
 mod quota;
 mod reliability;
 mod routing;
+mod sieve_diff;
 mod sieve_oracle;
 mod vmailctl;
