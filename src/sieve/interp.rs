@@ -12,11 +12,12 @@
 //! * Repeated actions collapse (RFC 5228 section 4.? "duplicate actions"):
 //!   stores into the same folder are one store (the flags of the later
 //!   one win, `:create` if any said so), redirects to the same address are
-//!   one redirect; the implicit keep collapses into an explicit store into
-//!   INBOX. `INBOX` is matched case-insensitively (also as the first
+//!   one redirect (local part compared exactly, domain in any case); the
+//!   implicit keep collapses into an explicit store into INBOX with the same
+//!   flags (with other flags it is a second copy, as in Pigeonhole). `INBOX` is matched case-insensitively (also as the first
 //!   hierarchy level) and written `INBOX`.
-//! * `reject` together with a store or `vacation`, a second `reject` or
-//!   a second `vacation` is a run-time error (RFC 5429 section 2.1, RFC
+//! * `reject` together with a store, a redirect or `vacation`, a second
+//!   `reject` or a second `vacation` is a run-time error (RFC 5429 section 2.1, RFC
 //!   5230 section 4.?).
 //! * Match variables (`${0}`…) are set by a successful `:matches` or
 //!   `:regex` match when `variables` is required: the first matching
@@ -305,6 +306,15 @@ fn flag_list<'s>(strs: impl IntoIterator<Item = &'s str>) -> Vec<String> {
     out
 }
 
+/// The same forwarding address: the local part exactly, the domain in any
+/// case.
+fn same_address(a: &str, b: &str) -> bool {
+    match (a.rsplit_once('@'), b.rsplit_once('@')) {
+        (Some((la, da)), Some((lb, db))) => la == lb && da.eq_ignore_ascii_case(db),
+        _ => a == b,
+    }
+}
+
 /// `local@domain`, both non-empty, no blanks, controls, `<>,;`.
 fn plausible_address(a: &str) -> bool {
     let Some((local, domain)) = a.rsplit_once('@') else {
@@ -329,17 +339,20 @@ impl Run<'_> {
     fn finish(self) -> Outcome {
         let mut actions = self.actions;
         if !self.keep_cancelled {
-            let existing = actions.iter_mut().find_map(|a| match a {
-                Action::Store { folder, flags, .. } if folder == "INBOX" => Some(flags),
-                _ => None,
+            // Collapses into an explicit store into INBOX with the same
+            // flags; with other flags it is a second copy (as Pigeonhole).
+            let same = |flags: &Vec<String>| {
+                flags.len() == self.flags.len()
+                    && flags
+                        .iter()
+                        .all(|f| self.flags.iter().any(|g| g.eq_ignore_ascii_case(f)))
+            };
+            let existing = actions.iter().any(|a| {
+                matches!(a, Action::Store { folder, flags, .. } if folder == "INBOX" && same(flags))
             });
             match existing {
-                Some(flags) => {
-                    for f in &self.flags {
-                        add_flag(flags, f);
-                    }
-                }
-                None => actions.push(Action::Store {
+                true => {}
+                false => actions.push(Action::Store {
                     folder: "INBOX".into(),
                     flags: self.flags.clone(),
                     create: false,
@@ -511,8 +524,13 @@ impl Run<'_> {
                 if !copy {
                     self.keep_cancelled = true;
                 }
+                if self.rejected {
+                    return Err(format!(
+                        "line {line}: redirect cannot be combined with reject"
+                    ));
+                }
                 let dup = self.actions.iter().any(
-                    |x| matches!(x, Action::Redirect { address } if address.eq_ignore_ascii_case(&a)),
+                    |x| matches!(x, Action::Redirect { address } if same_address(address, &a)),
                 );
                 if !dup {
                     let n = self
@@ -539,10 +557,10 @@ impl Run<'_> {
                     || self
                         .actions
                         .iter()
-                        .any(|a| matches!(a, Action::Store { .. }))
+                        .any(|a| matches!(a, Action::Store { .. } | Action::Redirect { .. }))
                 {
                     return Err(format!(
-                        "line {line}: reject cannot be combined with keep, fileinto or vacation"
+                        "line {line}: reject cannot be combined with keep, fileinto, redirect or vacation"
                     ));
                 }
                 let reason = self.expand(reason, sc);

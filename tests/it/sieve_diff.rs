@@ -31,6 +31,9 @@
 //!   with `?` and holds a `*`: `"?ello*"` matches `"42"` (and `"?x*"`
 //!   matches any value of two characters or more). The interpreter follows
 //!   RFC 5228 section 2.7.1; the generated cases avoid such patterns.
+//! * `fileinto` with a folder name that expands to nothing is a run-time
+//!   error here; Pigeonhole's plan lists a store into `""`, which fails
+//!   when executed. Either way the message ends in INBOX.
 //! * `duplicate` is false in both in a fresh run; the oracle's "track
 //!   duplicate" entry is not an action and is dropped.
 
@@ -535,6 +538,35 @@ fn cases() -> Vec<Case> {
             "dup-uniqueid",
             "require \"duplicate\"; if not duplicate :uniqueid \"x\" :seconds 60 { discard; }",
         ),
+    ] {
+        v.push(case(n, s, p()));
+    }
+    // ---- action interplay and limits ----
+    for (n, s) in [
+        ("mix-reject-fileinto", "require [\"reject\", \"fileinto\"]; fileinto \"Work\"; reject \"no\";"),
+        ("mix-fileinto-after-reject", "require [\"reject\", \"fileinto\"]; reject \"no\"; fileinto \"Work\";"),
+        ("mix-reject-keep", "require \"reject\"; reject \"no\"; keep;"),
+        ("mix-reject-redirect", "require \"reject\"; reject \"no\"; redirect \"c@example.org\";"),
+        ("mix-reject-twice", "require \"reject\"; reject \"no\"; reject \"no again\";"),
+        ("mix-reject-vacation", "require [\"reject\", \"vacation\"]; vacation :days 1 \"x\"; reject \"no\";"),
+        ("mix-vacation-twice", "require \"vacation\"; vacation :days 1 \"x\"; vacation :days 1 \"y\";"),
+        ("mix-redirects-4", "redirect \"a@x.org\"; redirect \"b@x.org\"; redirect \"c@x.org\"; redirect \"d@x.org\";"),
+        ("mix-redirects-5", "redirect \"a@x.org\"; redirect \"b@x.org\"; redirect \"c@x.org\"; redirect \"d@x.org\"; redirect \"e@x.org\";"),
+        ("mix-redirect-case", "redirect \"Carol@example.org\"; redirect \"carol@example.org\";"),
+        ("mix-copy-inbox", "require [\"copy\", \"fileinto\"]; fileinto :copy \"INBOX\";"),
+        ("mix-copy-inbox-flags", "require [\"copy\", \"fileinto\", \"imap4flags\"]; fileinto :copy :flags \"$A\" \"INBOX\"; addflag \"$B\";"),
+        ("mix-fileinto-flags-twice", "require [\"fileinto\", \"imap4flags\"]; fileinto :flags \"$A\" \"Work\"; fileinto :flags \"$B\" \"Work\";"),
+        ("mix-keep-flags-twice", "require \"imap4flags\"; keep :flags \"$A\"; keep :flags \"$B\";"),
+        ("mix-keep-fileinto-inbox", "require [\"fileinto\", \"imap4flags\"]; keep :flags \"$A\"; fileinto :flags \"$B\" \"INBOX\";"),
+        ("mix-discard-keep", "discard; keep;"),
+        ("mix-discard-redirect-copy", "require \"copy\"; discard; redirect :copy \"c@example.org\";"),
+        ("mix-stop-in-if", "require \"fileinto\"; if true { fileinto \"Work\"; stop; } discard;"),
+        ("mix-many-fileinto", "require \"fileinto\"; fileinto \"A1\"; fileinto \"A2\"; fileinto \"A3\"; fileinto \"A4\"; fileinto \"A5\"; fileinto \"A6\"; fileinto \"A7\"; fileinto \"A8\";"),
+        ("mix-folder-hier", "require \"fileinto\"; fileinto \"Lists.rust\";"),
+        ("mix-return-main", "require \"include\"; return; discard;"),
+        ("mix-redirect-angle", "require \"variables\"; set \"a\" \"<c@example.org>\"; redirect \"${a}\";"),
+        ("mix-redirect-space", "require \"variables\"; set \"a\" \"c d@example.org\"; redirect \"${a}\";"),
+        ("mix-redirect-empty", "require \"variables\"; redirect \"${a}\";"),
     ] {
         v.push(case(n, s, p()));
     }

@@ -518,10 +518,19 @@ fn compile_errors(stderr: &str) -> String {
         .join("\n")
 }
 
-/// Run-time errors: lines that start with `error: `, without it.
+/// Run-time errors: lines that start with `error: ` (or `script: line N:
+/// error: `), without that.
 fn runtime_errors(text: &str) -> String {
     text.lines()
-        .filter_map(|l| l.strip_prefix("error: "))
+        .filter_map(|l| {
+            // Also `script: line N: error: TEXT` (a conflict between
+            // actions, found when the result is checked).
+            l.strip_prefix("error: ").or_else(|| {
+                let rest = l.strip_prefix("script: line ")?;
+                let (n, msg) = rest.split_once(": error: ")?;
+                n.bytes().all(|b| b.is_ascii_digit()).then_some(msg)
+            })
+        })
         .map(strip_msgid)
         .collect::<Vec<_>>()
         .join("\n")
