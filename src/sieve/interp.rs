@@ -600,7 +600,7 @@ impl Run<'_> {
                 let strs: Vec<String> = flags.iter().map(|s| self.expand(s, sc)).collect();
                 let given = flag_list(strs.iter().map(String::as_str));
                 let mut cur = match variable {
-                    Some(v) => flag_list(self.get_var(v, sc).into_iter()),
+                    Some(v) => flag_list(self.get_var(v, sc)),
                     None => self.flags.clone(),
                 };
                 match op {
@@ -1430,5 +1430,1054 @@ pub fn date_part(t: i64, z: i32, part: DatePart) -> String {
         }
         DatePart::Zone => zone_str(z, false),
         DatePart::Weekday => wd.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sieve::compile;
+
+    #[derive(Default)]
+    struct TestHost {
+        folders: Vec<String>,
+        seen: Vec<String>,
+        scripts: Vec<(Location, String, String)>,
+        dup_calls: Vec<(String, Option<u64>, bool)>,
+    }
+
+    impl Host for TestHost {
+        fn mailbox_exists(&mut self, name: &str) -> bool {
+            name == "INBOX" || self.folders.iter().any(|f| f == name)
+        }
+        fn duplicate(&mut self, id: &str, seconds: Option<u64>, last: bool) -> bool {
+            self.dup_calls.push((id.to_string(), seconds, last));
+            if self.seen.iter().any(|s| s == id) {
+                true
+            } else {
+                self.seen.push(id.to_string());
+                false
+            }
+        }
+        fn include(&mut self, location: Location, name: &str) -> Result<Option<Program>, String> {
+            match self
+                .scripts
+                .iter()
+                .find(|(l, n, _)| *l == location && n == name)
+            {
+                None => Ok(None),
+                Some((_, _, text)) => compile(text.as_bytes())
+                    .map(Some)
+                    .map_err(|e| e.to_string()),
+            }
+        }
+    }
+
+    const MSG: &str = "From: Alice <alice@example.com>\r\nTo: Bob <bob@example.net>\r\n\
+        Cc: \"Carol, C.\" <carol+work@example.org>, team: dave@example.org;\r\n\
+        Subject: Hello world\r\nMessage-ID: <m1@example.com>\r\n\
+        Date: Mon, 1 Jan 2024 10:00:00 +0200\r\nX-Number: 42\r\n\
+        X-Spam-Score: 6.5\r\nX-Encoded: =?UTF-8?Q?Gr=C3=BC=C3=9Fe?=\r\n\r\n\
+        Hi Bob,\r\nthe secret word is banana.\r\n";
+
+    fn env() -> Env {
+        Env {
+            envelope_from: "alice@example.com".into(),
+            envelope_to: "bob-lists@example.net".into(),
+            now: 1_704_103_200, // 2024-01-01T10:00:00Z
+            spam: Some(SpamSettings {
+                header: "X-Spam-Score".into(),
+                max_score: 10.0,
+            }),
+            ..Env::default()
+        }
+    }
+
+    fn run_with(script: &str, msg: &str, env: &Env, host: &mut TestHost) -> Outcome {
+        let p = compile(script.as_bytes()).unwrap_or_else(|e| panic!("{script}: {e}"));
+        run(&p, &Message::parse(msg.as_bytes()), env, host)
+    }
+
+    fn go(script: &str) -> Outcome {
+        run_with(script, MSG, &env(), &mut TestHost::default())
+    }
+
+    fn store(folder: &str, flags: &[&str], implicit: bool, keep: bool) -> Action {
+        Action::Store {
+            folder: folder.into(),
+            flags: flags.iter().map(|s| s.to_string()).collect(),
+            create: false,
+            implicit,
+            keep,
+        }
+    }
+
+    fn implicit() -> Vec<Action> {
+        vec![store("INBOX", &[], true, false)]
+    }
+
+    /// Whether the test `t` (with its requires) is true on MSG.
+    fn t(require: &str, test: &str) -> bool {
+        let o = go(&format!("require [{require}]; if {test} {{ discard; }}"));
+        assert_eq!(o.error, None, "{test}");
+        o.discarded
+    }
+
+    fn plain(test: &str) -> bool {
+        let o = go(&format!("if {test} {{ discard; }}"));
+        assert_eq!(o.error, None, "{test}");
+        o.discarded
+    }
+
+    fn folder_of(o: &Outcome) -> String {
+        assert_eq!(o.error, None);
+        match o.actions.first() {
+            Some(Action::Store { folder, .. }) => folder.clone(),
+            other => panic!("not a store: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn empty_script_keeps() {
+        let o = go("");
+        assert_eq!(o.actions, implicit());
+        assert!(!o.discarded);
+    }
+
+    #[test]
+    fn keep_is_explicit() {
+        assert_eq!(go("keep;").actions, vec![store("INBOX", &[], false, true)]);
+    }
+
+    #[test]
+    fn discard_cancels_the_implicit_keep() {
+        let o = go("discard;");
+        assert!(o.actions.is_empty());
+        assert!(o.discarded);
+    }
+
+    #[test]
+    fn discard_then_keep_stores() {
+        let o = go("discard; keep;");
+        assert!(!o.discarded);
+        assert_eq!(o.actions, vec![store("INBOX", &[], false, true)]);
+    }
+
+    #[test]
+    fn stop_ends_the_run() {
+        assert_eq!(go("stop; discard;").actions, implicit());
+    }
+
+    #[test]
+    fn fileinto_cancels_the_implicit_keep() {
+        let o = go("require \"fileinto\"; fileinto \"Work\";");
+        assert_eq!(o.actions, vec![store("Work", &[], false, false)]);
+    }
+
+    #[test]
+    fn fileinto_twice_stores_once() {
+        let o = go("require \"fileinto\"; fileinto \"Work\"; fileinto \"Work\";");
+        assert_eq!(o.actions.len(), 1);
+    }
+
+    #[test]
+    fn fileinto_copy_keeps_the_implicit_keep() {
+        let o = go("require [\"fileinto\", \"copy\"]; fileinto :copy \"Work\";");
+        assert_eq!(
+            o.actions,
+            vec![
+                store("Work", &[], false, false),
+                store("INBOX", &[], true, false)
+            ]
+        );
+    }
+
+    #[test]
+    fn inbox_is_normalised() {
+        assert_eq!(
+            folder_of(&go("require \"fileinto\"; fileinto \"inbox\";")),
+            "INBOX"
+        );
+        assert_eq!(
+            folder_of(&go("require \"fileinto\"; fileinto \"Inbox.Sub\";")),
+            "INBOX.Sub"
+        );
+        assert_eq!(normalise_folder("Inboxes"), "Inboxes");
+    }
+
+    #[test]
+    fn fileinto_create() {
+        let o = go("require [\"fileinto\", \"mailbox\"]; fileinto :create \"New\";");
+        assert!(matches!(&o.actions[0], Action::Store { create: true, .. }));
+    }
+
+    #[test]
+    fn redirect_and_copy() {
+        let o = go("redirect \"c@example.org\";");
+        assert_eq!(
+            o.actions,
+            vec![Action::Redirect {
+                address: "c@example.org".into()
+            }]
+        );
+        let o = go("require \"copy\"; redirect :copy \"c@example.org\";");
+        assert_eq!(o.actions.len(), 2);
+        assert!(!o.discarded);
+    }
+
+    #[test]
+    fn redirect_duplicates_collapse() {
+        let o = go("redirect \"c@example.org\"; redirect \"c@EXAMPLE.org\";");
+        assert_eq!(o.actions.len(), 1);
+        let o = go("redirect \"C@example.org\"; redirect \"c@example.org\";");
+        assert_eq!(o.actions.len(), 2);
+    }
+
+    #[test]
+    fn redirect_limit() {
+        let four = "redirect \"a@x.org\"; redirect \"b@x.org\"; redirect \"c@x.org\"; redirect \"d@x.org\";";
+        assert_eq!(go(four).error, None);
+        let o = go(&format!("{four} redirect \"e@x.org\";"));
+        assert!(o
+            .error
+            .unwrap_or_default()
+            .contains("more than 4 redirects"));
+        assert!(o.actions.is_empty());
+        let e = Env {
+            max_redirects: 1,
+            ..env()
+        };
+        let o = run_with(
+            "redirect \"a@x.org\"; redirect \"b@x.org\";",
+            MSG,
+            &e,
+            &mut TestHost::default(),
+        );
+        assert!(o.error.is_some());
+    }
+
+    #[test]
+    fn redirect_to_a_bad_address_from_variables() {
+        let o = go("require \"variables\"; set \"a\" \"nobody\"; redirect \"${a}\";");
+        assert!(o.error.unwrap_or_default().contains("invalid address"));
+        let o = go("require \"variables\"; set \"a\" \"<x@y.org>\"; redirect \"${a}\";");
+        assert_eq!(
+            o.actions,
+            vec![Action::Redirect {
+                address: "x@y.org".into()
+            }]
+        );
+    }
+
+    #[test]
+    fn action_limit() {
+        let mut s = String::from("require \"fileinto\";");
+        for i in 0..40 {
+            s.push_str(&format!("fileinto \"F{i}\";"));
+        }
+        let o = go(&s);
+        assert!(o.error.unwrap_or_default().contains("too many actions"));
+    }
+
+    #[test]
+    fn reject_and_its_conflicts() {
+        let o = go("require \"reject\"; reject \"go away\";");
+        assert_eq!(
+            o.actions,
+            vec![Action::Reject {
+                reason: "go away".into()
+            }]
+        );
+        assert!(
+            go("require [\"reject\", \"fileinto\"]; fileinto \"W\"; reject \"x\";")
+                .error
+                .is_some()
+        );
+        assert!(go("require \"reject\"; reject \"x\"; keep;")
+            .error
+            .is_some());
+        assert!(go("require \"reject\"; reject \"x\"; redirect \"a@b.c\";")
+            .error
+            .is_some());
+        assert!(go("require \"reject\"; reject \"x\"; reject \"y\";")
+            .error
+            .is_some());
+        assert!(
+            go("require [\"reject\", \"vacation\"]; vacation \"v\"; reject \"x\";")
+                .error
+                .is_some()
+        );
+        assert_eq!(go("require \"reject\"; reject \"x\"; discard;").error, None);
+    }
+
+    #[test]
+    fn ereject_is_a_reject() {
+        let o = go("require \"ereject\"; ereject \"no\";");
+        assert_eq!(
+            o.actions,
+            vec![Action::Reject {
+                reason: "no".into()
+            }]
+        );
+    }
+
+    #[test]
+    fn if_elsif_else() {
+        let s = "require \"fileinto\"; if false { fileinto \"A\"; } elsif true { fileinto \"B\"; } else { fileinto \"C\"; }";
+        assert_eq!(folder_of(&go(s)), "B");
+        let s = "require \"fileinto\"; if false { fileinto \"A\"; } else { fileinto \"C\"; }";
+        assert_eq!(folder_of(&go(s)), "C");
+    }
+
+    #[test]
+    fn boolean_tests() {
+        assert!(plain("true"));
+        assert!(!plain("false"));
+        assert!(plain("not false"));
+        assert!(!plain("allof(true, false)"));
+        assert!(plain("anyof(false, true)"));
+        assert!(plain("allof(true, not false)"));
+    }
+
+    #[test]
+    fn size_test() {
+        let n = MSG.len();
+        assert!(plain(&format!("size :over {}", n - 1)));
+        assert!(!plain(&format!("size :over {n}")));
+        assert!(plain(&format!("size :under {}", n + 1)));
+        assert!(!plain(&format!("size :under {n}")));
+    }
+
+    #[test]
+    fn exists_test() {
+        assert!(plain("exists \"subject\""));
+        assert!(plain("exists [\"From\", \"To\"]"));
+        assert!(!plain("exists [\"From\", \"X-None\"]"));
+    }
+
+    #[test]
+    fn header_is_contains_matches() {
+        assert!(plain("header :is \"Subject\" \"hello WORLD\""));
+        assert!(!plain(
+            "header :is :comparator \"i;octet\" \"Subject\" \"hello world\""
+        ));
+        assert!(plain("header :contains \"Subject\" \"LO WO\""));
+        assert!(plain("header :matches \"Subject\" \"H*o w?rld\""));
+        assert!(!plain("header :matches \"Subject\" \"H*x\""));
+        assert!(plain(
+            "header :contains [\"X-None\", \"Subject\"] [\"zz\", \"world\"]"
+        ));
+        assert!(!plain("header :contains \"X-None\" \"\""));
+    }
+
+    #[test]
+    fn header_encoded_words_are_decoded() {
+        assert!(plain("header :is \"X-Encoded\" \"Grüße\""));
+    }
+
+    #[test]
+    fn matches_wildcards_and_escapes() {
+        let c = Comparator::AsciiCasemap;
+        assert_eq!(glob(c, "abc", "a*c"), Some(vec!["b".to_string()]));
+        assert_eq!(glob(c, "abc", "*"), Some(vec!["abc".to_string()]));
+        assert_eq!(glob(c, "", "*"), Some(vec![String::new()]));
+        assert_eq!(glob(c, "a*b", "a\\*b"), Some(vec![]));
+        assert_eq!(glob(c, "axb", "a\\*b"), None);
+        assert_eq!(glob(c, "ab", "???"), None);
+        assert_eq!(glob(c, "42", "?ello*"), None);
+        assert_eq!(
+            glob(c, "[acme] [fwd] hi", "[*] *"),
+            Some(vec!["acme".to_string(), "[fwd] hi".to_string()])
+        );
+        assert_eq!(
+            glob(c, "xaya", "*a*"),
+            Some(vec!["x".to_string(), "ya".to_string()])
+        );
+        assert_eq!(glob(Comparator::Octet, "ABC", "a*"), None);
+    }
+
+    #[test]
+    fn matches_is_linear_on_hostile_patterns() {
+        let v = "a".repeat(20_000);
+        let p = format!("{}b", "*a".repeat(200));
+        let start = std::time::Instant::now();
+        assert_eq!(glob(Comparator::Octet, &v, &p), None);
+        assert!(start.elapsed().as_secs() < 5);
+    }
+
+    #[test]
+    fn match_variables() {
+        let s = "require [\"variables\", \"fileinto\"]; if header :matches \"Subject\" \"* *\" { fileinto \"${2}-${1}-${0}\"; }";
+        assert_eq!(folder_of(&go(s)), "world-Hello-Hello world");
+    }
+
+    #[test]
+    fn match_variables_keep_their_value_when_a_match_fails() {
+        let s = "require [\"variables\", \"fileinto\"]; if header :matches \"Subject\" \"*o*\" {} \
+                 if header :matches \"Subject\" \"x*\" {} fileinto \"${1}|${2}\";";
+        assert_eq!(folder_of(&go(s)), "Hell| world");
+    }
+
+    #[test]
+    fn regex_and_groups() {
+        assert!(t("\"regex\"", "header :regex \"Subject\" \"^hello\""));
+        assert!(!t(
+            "\"regex\"",
+            "header :regex :comparator \"i;octet\" \"Subject\" \"^hello\""
+        ));
+        let s = "require [\"regex\", \"variables\", \"fileinto\"]; if header :regex \"Subject\" \"^(H[a-z]+) (w.*)$\" { fileinto \"${2}${1}\"; }";
+        assert_eq!(folder_of(&go(s)), "worldHello");
+    }
+
+    #[test]
+    fn regex_built_at_run_time() {
+        let s = "require [\"regex\", \"variables\"]; set \"p\" \"w.rld$\"; if header :regex \"Subject\" \"${p}\" { discard; }";
+        assert!(go(s).discarded);
+        let s = "require [\"regex\", \"variables\"]; set \"p\" \"(\"; if header :regex \"Subject\" \"${p}\" { discard; }";
+        assert!(go(s).error.is_some());
+    }
+
+    #[test]
+    fn ascii_numeric_comparator() {
+        let c = Comparator::AsciiNumeric;
+        assert_eq!(compare(c, "042", "42"), Ordering::Equal);
+        assert_eq!(compare(c, "9", "10"), Ordering::Less);
+        assert_eq!(compare(c, "abc", "99999"), Ordering::Greater);
+        assert_eq!(compare(c, "abc", "x"), Ordering::Equal);
+        assert_eq!(compare(c, "12abc", "12"), Ordering::Equal);
+        assert!(t(
+            "\"comparator-i;ascii-numeric\"",
+            "header :is :comparator \"i;ascii-numeric\" \"X-Number\" \"0042\""
+        ));
+    }
+
+    #[test]
+    fn casemap_and_octet_ordering() {
+        assert_eq!(
+            compare(Comparator::AsciiCasemap, "ABC", "abc"),
+            Ordering::Equal
+        );
+        assert_eq!(compare(Comparator::Octet, "ABC", "abc"), Ordering::Less);
+    }
+
+    #[test]
+    fn relational_value() {
+        let r = "\"relational\", \"comparator-i;ascii-numeric\"";
+        assert!(t(
+            r,
+            "header :value \"gt\" :comparator \"i;ascii-numeric\" \"X-Number\" \"41\""
+        ));
+        assert!(!t(
+            r,
+            "header :value \"lt\" :comparator \"i;ascii-numeric\" \"X-Number\" \"41\""
+        ));
+        assert!(t(
+            r,
+            "header :value \"ne\" :comparator \"i;ascii-numeric\" \"X-Number\" \"41\""
+        ));
+        assert!(t(
+            r,
+            "header :value \"ge\" :comparator \"i;ascii-numeric\" \"X-Number\" \"42\""
+        ));
+        assert!(t(
+            r,
+            "header :value \"le\" :comparator \"i;ascii-numeric\" \"X-Number\" \"42\""
+        ));
+        assert!(t(
+            r,
+            "header :value \"eq\" :comparator \"i;ascii-numeric\" \"X-Number\" \"42\""
+        ));
+        // Casemap compares as strings: "42" > "100".
+        assert!(t(r, "header :value \"gt\" \"X-Number\" \"100\""));
+    }
+
+    #[test]
+    fn relational_count() {
+        let r = "\"relational\", \"comparator-i;ascii-numeric\"";
+        assert!(t(
+            r,
+            "address :count \"eq\" :comparator \"i;ascii-numeric\" \"Cc\" \"2\""
+        ));
+        assert!(t(
+            r,
+            "header :count \"eq\" :comparator \"i;ascii-numeric\" \"X-None\" \"0\""
+        ));
+        assert!(t(
+            r,
+            "header :count \"ge\" :comparator \"i;ascii-numeric\" [\"To\", \"From\"] \"2\""
+        ));
+    }
+
+    #[test]
+    fn address_parts() {
+        assert!(plain("address :all \"From\" \"alice@example.com\""));
+        assert!(plain("address :localpart \"From\" \"ALICE\""));
+        assert!(plain("address :domain \"To\" \"example.net\""));
+        assert!(plain("address :is \"Cc\" \"dave@example.org\""));
+        assert!(plain("address :localpart \"Cc\" \"carol+work\""));
+        assert!(!plain("address :domain \"Subject\" \"world\""));
+    }
+
+    #[test]
+    fn subaddress_parts() {
+        assert!(t("\"subaddress\"", "address :user \"Cc\" \"dave\""));
+        let e = Env {
+            extension_delimiter: "+-".into(),
+            ..env()
+        };
+        let s = "require \"subaddress\"; if address :detail \"Cc\" \"work\" { discard; }";
+        assert!(run_with(s, MSG, &e, &mut TestHost::default()).discarded);
+        let s = "require \"subaddress\"; if address :user \"Cc\" \"carol\" { discard; }";
+        assert!(run_with(s, MSG, &e, &mut TestHost::default()).discarded);
+        // No delimiter: :detail has no value.
+        let s = "require \"subaddress\"; if address :detail :matches \"From\" \"*\" { discard; }";
+        assert!(!run_with(s, MSG, &e, &mut TestHost::default()).discarded);
+    }
+
+    #[test]
+    fn envelope_test() {
+        let r = "\"envelope\", \"subaddress\"";
+        assert!(t(r, "envelope \"from\" \"alice@example.com\""));
+        assert!(t(r, "envelope :domain \"to\" \"example.net\""));
+        assert!(t(r, "envelope :user \"to\" \"bob\""));
+        assert!(t(r, "envelope :detail \"to\" \"lists\""));
+        assert!(!t(r, "envelope :localpart \"from\" \"bob\""));
+    }
+
+    #[test]
+    fn envelope_empty_sender() {
+        let e = Env {
+            envelope_from: String::new(),
+            ..env()
+        };
+        let s = "require \"envelope\"; if envelope :all \"from\" \"\" { discard; }";
+        assert!(run_with(s, MSG, &e, &mut TestHost::default()).discarded);
+        let s = "require \"envelope\"; if envelope :domain :matches \"from\" \"*\" { discard; }";
+        assert!(!run_with(s, MSG, &e, &mut TestHost::default()).discarded);
+    }
+
+    #[test]
+    fn body_text_raw_content() {
+        let r = "\"body\"";
+        assert!(t(r, "body :contains \"BANANA\""));
+        assert!(t(r, "body :raw :contains \"secret word\""));
+        assert!(t(r, "body :content \"text\" :contains \"banana\""));
+        assert!(!t(r, "body :content \"image\" :contains \"banana\""));
+        assert!(!t(r, "body :contains \"cherry\""));
+    }
+
+    #[test]
+    fn body_multipart_decoded() {
+        let m = "Content-Type: multipart/alternative; boundary=zz\r\n\r\n--zz\r\n\
+                 Content-Type: text/plain; charset=iso-8859-1\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n\
+                 caf=E9\r\n--zz\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\n\
+                 c2VjcmV0\r\n--zz--\r\n";
+        let h = &mut TestHost::default();
+        let s = "require \"body\"; if body :text :contains \"café\" { discard; }";
+        assert!(run_with(s, m, &env(), h).discarded);
+        let s = "require \"body\"; if body :content \"application/octet-stream\" :is \"secret\" { discard; }";
+        assert!(run_with(s, m, &env(), h).discarded);
+        let s = "require \"body\"; if body :text :contains \"secret\" { discard; }";
+        assert!(!run_with(s, m, &env(), h).discarded);
+        let s = "require \"body\"; if body :raw :contains \"c2VjcmV0\" { discard; }";
+        assert!(run_with(s, m, &env(), h).discarded);
+    }
+
+    #[test]
+    fn date_parts() {
+        let (t0, z) = parse_date("Mon, 1 Jan 2024 10:00:00 +0200").unwrap_or((0, 99));
+        assert_eq!(z, 120);
+        assert_eq!(date_part(t0, 0, DatePart::Time), "08:00:00");
+        assert_eq!(date_part(t0, z, DatePart::Hour), "10");
+        assert_eq!(date_part(t0, 0, DatePart::Date), "2024-01-01");
+        assert_eq!(date_part(t0, 0, DatePart::Year), "2024");
+        assert_eq!(date_part(t0, 0, DatePart::Month), "01");
+        assert_eq!(date_part(t0, 0, DatePart::Day), "01");
+        assert_eq!(date_part(t0, 0, DatePart::Minute), "00");
+        assert_eq!(date_part(t0, 0, DatePart::Second), "00");
+        assert_eq!(date_part(t0, 0, DatePart::Weekday), "1");
+        assert_eq!(date_part(t0, 0, DatePart::Julian), "60310");
+        assert_eq!(date_part(t0, -300, DatePart::Date), "2024-01-01");
+        assert_eq!(date_part(t0, -600, DatePart::Date), "2023-12-31");
+        assert_eq!(date_part(t0, z, DatePart::Zone), "+0200");
+        assert_eq!(
+            date_part(t0, z, DatePart::Iso8601),
+            "2024-01-01T10:00:00+02:00"
+        );
+        assert_eq!(
+            date_part(t0, z, DatePart::Std11),
+            "Mon, 01 Jan 2024 10:00:00 +0200"
+        );
+    }
+
+    #[test]
+    fn date_parsing_variants() {
+        assert!(parse_date("1 Jan 2024 10:00 GMT").is_some());
+        assert_eq!(
+            parse_date("Tue, 2 Jan 24 00:00:00 EST").map(|x| x.1),
+            Some(-300)
+        );
+        assert!(parse_date("not a date").is_none());
+        assert!(parse_date("Mon, 32 Jan 2024 10:00:00 +0000").is_none());
+        assert_eq!(
+            parse_date("Thu, 1 Jan 1970 00:00:00 +0000 (UTC)"),
+            Some((0, 0))
+        );
+    }
+
+    #[test]
+    fn date_test_zones() {
+        let r = "\"date\"";
+        assert!(t(r, "date :originalzone \"Date\" \"hour\" \"10\""));
+        assert!(t(r, "date :zone \"+0000\" \"Date\" \"hour\" \"08\""));
+        // Local zone from the Env.
+        let e = Env {
+            local_offset: -60,
+            ..env()
+        };
+        let s = "require \"date\"; if date \"Date\" \"hour\" \"07\" { discard; }";
+        assert!(run_with(s, MSG, &e, &mut TestHost::default()).discarded);
+        assert!(!t(r, "date :matches \"X-None\" \"year\" \"*\""));
+    }
+
+    #[test]
+    fn currentdate_uses_the_env_clock() {
+        let r = "\"date\"";
+        assert!(t(r, "currentdate \"date\" \"2024-01-01\""));
+        assert!(t(r, "currentdate :zone \"-1100\" \"date\" \"2023-12-31\""));
+        assert!(t(
+            r,
+            "currentdate \"iso8601\" \"2024-01-01T10:00:00+00:00\""
+        ));
+    }
+
+    #[test]
+    fn set_modifiers() {
+        assert_eq!(apply_modifier(Modifier::Lower, "AbC".into()), "abc");
+        assert_eq!(apply_modifier(Modifier::Upper, "AbC".into()), "ABC");
+        assert_eq!(apply_modifier(Modifier::UpperFirst, "abc".into()), "Abc");
+        assert_eq!(apply_modifier(Modifier::LowerFirst, "ABC".into()), "aBC");
+        assert_eq!(
+            apply_modifier(Modifier::QuoteWildcard, "a*b?\\".into()),
+            "a\\*b\\?\\\\"
+        );
+        assert_eq!(apply_modifier(Modifier::Length, "Grüße".into()), "5");
+        assert_eq!(
+            apply_modifier(Modifier::EncodeUrl, "a b/ü".into()),
+            "a%20b%2F%C3%BC"
+        );
+    }
+
+    #[test]
+    fn set_applies_modifiers_in_precedence_order() {
+        let s = "require [\"variables\", \"fileinto\"]; set :length :upper \"a\" \"abc\"; fileinto \"L${a}\";";
+        assert_eq!(folder_of(&go(s)), "L3");
+        let s = "require [\"variables\", \"fileinto\"]; set :upperfirst :lower \"a\" \"wORK\"; fileinto \"${a}\";";
+        assert_eq!(folder_of(&go(s)), "Work");
+    }
+
+    #[test]
+    fn variables_names_are_case_insensitive_and_unset_is_empty() {
+        let s = "require [\"variables\", \"fileinto\"]; set \"Foo\" \"W\"; fileinto \"${FOO}${nope}x\";";
+        assert_eq!(folder_of(&go(s)), "Wx");
+    }
+
+    #[test]
+    fn variable_size_is_bounded() {
+        let mut s = String::from("require \"variables\"; set \"a\" \"0123456789abcdef\";");
+        for _ in 0..12 {
+            s.push_str("set \"a\" \"${a}${a}\";");
+        }
+        s.push_str("set :length \"n\" \"${a}\"; if string :is \"${n}\" \"4096\" { discard; }");
+        assert!(go(&s).discarded);
+        assert_eq!(truncate("ü".repeat(3000)).len(), MAX_VARIABLE_SIZE);
+    }
+
+    #[test]
+    fn string_test() {
+        let r = "\"variables\", \"relational\", \"comparator-i;ascii-numeric\"";
+        assert!(t(r, "string :is \"\" \"\""));
+        assert!(t(r, "string :contains [\"abc\", \"x\"] \"b\""));
+        assert!(t(
+            r,
+            "string :count \"eq\" :comparator \"i;ascii-numeric\" [\"a\", \"\", \"b\"] \"2\""
+        ));
+    }
+
+    #[test]
+    fn imap4flags_internal_variable() {
+        let o =
+            go("require \"imap4flags\"; addflag [\"\\\\Seen\", \"$A\"]; removeflag \"\\\\seen\";");
+        assert_eq!(o.actions, vec![store("INBOX", &["$A"], true, false)]);
+        let o = go("require \"imap4flags\"; addflag \"$A\"; setflag \"$B $C\";");
+        assert_eq!(o.actions, vec![store("INBOX", &["$B", "$C"], true, false)]);
+        let o = go("require \"imap4flags\"; addflag \"$A\"; addflag \"$a\";");
+        assert_eq!(o.actions, vec![store("INBOX", &["$A"], true, false)]);
+    }
+
+    #[test]
+    fn imap4flags_on_fileinto_and_keep() {
+        let o = go("require [\"imap4flags\", \"fileinto\"]; addflag \"$X\"; fileinto \"W\"; fileinto :flags \"$Y \\\\Seen\" \"V\";");
+        assert_eq!(
+            o.actions,
+            vec![
+                store("W", &["$X"], false, false),
+                store("V", &["$Y", "\\Seen"], false, false)
+            ]
+        );
+        let o = go("require \"imap4flags\"; keep :flags \"\\\\Flagged\";");
+        assert_eq!(o.actions, vec![store("INBOX", &["\\Flagged"], false, true)]);
+    }
+
+    #[test]
+    fn imap4flags_named_variable_and_hasflag() {
+        let r = "\"imap4flags\", \"variables\", \"relational\", \"comparator-i;ascii-numeric\"";
+        let o = go("require [\"imap4flags\", \"variables\"]; addflag \"v\" \"a b\"; removeflag \"v\" \"a\"; if hasflag \"v\" \"b\" { discard; }");
+        assert!(o.discarded);
+        assert!(!t(r, "hasflag \"\\\\Seen\""));
+        let o = go("require [\"imap4flags\", \"relational\", \"comparator-i;ascii-numeric\"]; addflag \"a b c\"; if hasflag :count \"eq\" :comparator \"i;ascii-numeric\" \"3\" { discard; }");
+        assert!(o.discarded);
+        let o = go("require \"imap4flags\"; addflag \"$Label1\"; if hasflag :contains \"label\" { discard; }");
+        assert!(o.discarded);
+    }
+
+    #[test]
+    fn implicit_keep_and_explicit_inbox_store() {
+        let o = go("require [\"copy\", \"fileinto\"]; fileinto :copy \"INBOX\";");
+        assert_eq!(o.actions, vec![store("INBOX", &[], false, false)]);
+        let o = go("require [\"copy\", \"fileinto\", \"imap4flags\"]; fileinto :copy :flags \"$A\" \"INBOX\"; addflag \"$B\";");
+        assert_eq!(o.actions.len(), 2);
+    }
+
+    #[test]
+    fn mailbox_exists_uses_the_host() {
+        let mut h = TestHost {
+            folders: vec!["Work".into()],
+            ..TestHost::default()
+        };
+        let s = "require \"mailbox\"; if mailboxexists [\"Work\", \"inbox\"] { discard; }";
+        assert!(run_with(s, MSG, &env(), &mut h).discarded);
+        let s = "require \"mailbox\"; if mailboxexists [\"Work\", \"Nope\"] { discard; }";
+        assert!(!run_with(s, MSG, &env(), &mut h).discarded);
+    }
+
+    #[test]
+    fn spamtest_scale() {
+        let msg = |score: &str| format!("X-Spam-Score: {score}\r\n\r\nx\r\n");
+        let value = |score: &str, percent: bool| {
+            let s = if percent {
+                "require [\"spamtestplus\", \"variables\", \"fileinto\"]; if spamtest :percent :matches \"*\" { fileinto \"S${1}\"; }"
+            } else {
+                "require [\"spamtest\", \"variables\", \"fileinto\"]; if spamtest :matches \"*\" { fileinto \"S${1}\"; }"
+            };
+            folder_of(&run_with(s, &msg(score), &env(), &mut TestHost::default()))
+        };
+        assert_eq!(value("0", false), "S1");
+        assert_eq!(value("-3", false), "S1");
+        assert_eq!(value("1.0", false), "S1");
+        assert_eq!(value("5.5", false), "S5");
+        assert_eq!(value("10", false), "S10");
+        assert_eq!(value("25", false), "S10");
+        assert_eq!(value("6.5", true), "S65");
+        assert_eq!(value("30", true), "S100");
+        let s = "require [\"spamtest\", \"variables\", \"fileinto\"]; if spamtest :matches \"*\" { fileinto \"S${1}\"; }";
+        assert_eq!(
+            folder_of(&run_with(
+                s,
+                "Subject: x\r\n\r\n",
+                &env(),
+                &mut TestHost::default()
+            )),
+            "S0"
+        );
+        let e = Env {
+            spam: None,
+            ..env()
+        };
+        assert_eq!(
+            folder_of(&run_with(s, MSG, &e, &mut TestHost::default())),
+            "S0"
+        );
+    }
+
+    #[test]
+    fn duplicate_uses_the_host() {
+        let mut h = TestHost::default();
+        let s = "require \"duplicate\"; if duplicate { discard; }";
+        assert!(!run_with(s, MSG, &env(), &mut h).discarded);
+        assert!(run_with(s, MSG, &env(), &mut h).discarded);
+        assert_eq!(
+            h.dup_calls[0],
+            ("\0<m1@example.com>".to_string(), None, false)
+        );
+        let s = "require \"duplicate\"; if duplicate :handle \"h\" :uniqueid \"u\" :seconds 60 :last { discard; }";
+        run_with(s, MSG, &env(), &mut h);
+        assert_eq!(h.dup_calls[2], ("h\0u".to_string(), Some(60), true));
+        let s = "require \"duplicate\"; if duplicate :header \"Subject\" { discard; }";
+        run_with(s, MSG, &env(), &mut h);
+        assert_eq!(h.dup_calls[3].0, "\0Hello world");
+    }
+
+    #[test]
+    fn duplicate_without_message_id_is_false_and_untracked() {
+        let mut h = TestHost::default();
+        let s = "require \"duplicate\"; if duplicate { discard; }";
+        assert!(!run_with(s, "Subject: x\r\n\r\n", &env(), &mut h).discarded);
+        assert!(h.dup_calls.is_empty());
+    }
+
+    #[test]
+    fn vacation_action() {
+        let o = go("require \"vacation\"; vacation :days 3 :subject \"Away\" :from \"bob@example.net\" :addresses [\"b@x.org\"] :handle \"h\" \"Back soon\";");
+        assert_eq!(
+            o.actions[0],
+            Action::Vacation(VacationReply {
+                reason: "Back soon".into(),
+                mime: false,
+                subject: Some("Away".into()),
+                from: Some("bob@example.net".into()),
+                addresses: vec!["b@x.org".into()],
+                period: Some(3 * 86400),
+                handle: Some("h".into()),
+            })
+        );
+        assert_eq!(o.actions[1], store("INBOX", &[], true, false));
+    }
+
+    #[test]
+    fn vacation_periods_and_variables() {
+        let o = go("require \"vacation-seconds\"; vacation :seconds 30 \"x\";");
+        assert!(matches!(&o.actions[0], Action::Vacation(v) if v.period == Some(30)));
+        let o = go("require \"vacation\"; vacation \"x\";");
+        assert!(matches!(&o.actions[0], Action::Vacation(v) if v.period.is_none()));
+        let o = go("require [\"vacation\", \"variables\"]; set \"s\" \"Hi\"; vacation :mime :subject \"Re: ${s}\" \"${s}\";");
+        assert!(
+            matches!(&o.actions[0], Action::Vacation(v) if v.subject.as_deref() == Some("Re: Hi") && v.mime && v.reason == "Hi")
+        );
+    }
+
+    #[test]
+    fn vacation_twice_is_an_error() {
+        assert!(go("require \"vacation\"; vacation \"x\"; vacation \"y\";")
+            .error
+            .is_some());
+    }
+
+    fn with_scripts(scripts: &[(Location, &str, &str)]) -> TestHost {
+        TestHost {
+            scripts: scripts
+                .iter()
+                .map(|(l, n, t)| (*l, n.to_string(), t.to_string()))
+                .collect(),
+            ..TestHost::default()
+        }
+    }
+
+    #[test]
+    fn include_personal_and_global() {
+        let mut h = with_scripts(&[
+            (
+                Location::Personal,
+                "a",
+                "require \"fileinto\"; fileinto \"A\";",
+            ),
+            (
+                Location::Global,
+                "a",
+                "require \"fileinto\"; fileinto \"G\";",
+            ),
+        ]);
+        let o = run_with(
+            "require \"include\"; include \"a\"; include :global \"a\";",
+            MSG,
+            &env(),
+            &mut h,
+        );
+        assert_eq!(
+            o.actions,
+            vec![store("A", &[], false, false), store("G", &[], false, false)]
+        );
+    }
+
+    #[test]
+    fn include_missing_optional_and_not() {
+        let mut h = TestHost::default();
+        let o = run_with(
+            "require \"include\"; include :optional \"x\"; discard;",
+            MSG,
+            &env(),
+            &mut h,
+        );
+        assert!(o.discarded);
+        let o = run_with("require \"include\"; include \"x\";", MSG, &env(), &mut h);
+        assert!(o.error.unwrap_or_default().contains("not found"));
+        // Even when the include would not run.
+        let o = run_with(
+            "require \"include\"; if false { include \"x\"; }",
+            MSG,
+            &env(),
+            &mut h,
+        );
+        assert!(o.error.is_some());
+    }
+
+    #[test]
+    fn include_loop_and_depth() {
+        let mut h = with_scripts(&[
+            (
+                Location::Personal,
+                "a",
+                "require \"include\"; include \"b\";",
+            ),
+            (
+                Location::Personal,
+                "b",
+                "require \"include\"; include \"a\";",
+            ),
+        ]);
+        let o = run_with("require \"include\"; include \"a\";", MSG, &env(), &mut h);
+        assert!(o.error.unwrap_or_default().contains("include loop"));
+        let chain: Vec<(Location, String, String)> = (0..15)
+            .map(|i| {
+                (
+                    Location::Personal,
+                    format!("s{i}"),
+                    format!("require \"include\"; include \"s{}\";", i + 1),
+                )
+            })
+            .collect();
+        let mut h = TestHost {
+            scripts: chain,
+            ..TestHost::default()
+        };
+        let o = run_with("require \"include\"; include \"s0\";", MSG, &env(), &mut h);
+        assert!(o.error.unwrap_or_default().contains("deeper than 10"));
+    }
+
+    #[test]
+    fn include_broken_script() {
+        let mut h = with_scripts(&[(Location::Personal, "a", "frobnicate;")]);
+        let o = run_with("require \"include\"; include \"a\";", MSG, &env(), &mut h);
+        assert!(o.error.unwrap_or_default().contains("script \"a\""));
+    }
+
+    #[test]
+    fn include_return_and_stop() {
+        let mut h = with_scripts(&[
+            (
+                Location::Personal,
+                "r",
+                "require \"include\"; return; discard;",
+            ),
+            (Location::Personal, "s", "stop;"),
+        ]);
+        let o = run_with(
+            "require \"include\"; include \"r\"; redirect \"x@y.org\";",
+            MSG,
+            &env(),
+            &mut h,
+        );
+        assert_eq!(o.actions.len(), 1);
+        let o = run_with(
+            "require \"include\"; include \"s\"; discard;",
+            MSG,
+            &env(),
+            &mut h,
+        );
+        assert_eq!(o.actions, implicit());
+    }
+
+    #[test]
+    fn include_once() {
+        let mut h = with_scripts(&[(
+            Location::Personal,
+            "a",
+            "require \"vacation\"; vacation \"x\";",
+        )]);
+        let o = run_with(
+            "require \"include\"; include :once \"a\"; include :once \"a\";",
+            MSG,
+            &env(),
+            &mut h,
+        );
+        assert_eq!(o.error, None);
+        let o = run_with(
+            "require \"include\"; include \"a\"; include \"a\";",
+            MSG,
+            &env(),
+            &mut h,
+        );
+        assert!(o.error.is_some());
+    }
+
+    #[test]
+    fn include_global_variables() {
+        let mut h = with_scripts(&[
+            (Location::Personal, "g", "require [\"include\", \"variables\", \"fileinto\"]; global \"f\"; fileinto \"${f}\"; set \"f\" \"Back\";"),
+            (Location::Personal, "l", "require [\"variables\", \"fileinto\"]; fileinto \"L${f}\";"),
+        ]);
+        let s = "require [\"include\", \"variables\", \"fileinto\"]; global \"f\"; set \"f\" \"Work\"; include \"g\"; include \"l\"; fileinto \"${f}\";";
+        let o = run_with(s, MSG, &env(), &mut h);
+        assert_eq!(
+            o.actions,
+            vec![
+                store("Work", &[], false, false),
+                store("L", &[], false, false),
+                store("Back", &[], false, false)
+            ]
+        );
+    }
+
+    #[test]
+    fn include_shares_flags() {
+        let mut h = with_scripts(&[(
+            Location::Personal,
+            "a",
+            "require \"imap4flags\"; addflag \"$I\";",
+        )]);
+        let o = run_with(
+            "require [\"include\", \"imap4flags\"]; include \"a\";",
+            MSG,
+            &env(),
+            &mut h,
+        );
+        assert_eq!(o.actions, vec![store("INBOX", &["$I"], true, false)]);
+    }
+
+    #[test]
+    fn return_in_the_main_script_stops() {
+        assert_eq!(
+            go("require \"include\"; return; discard;").actions,
+            implicit()
+        );
+    }
+
+    #[test]
+    fn an_error_empties_the_actions() {
+        let o = go("require \"fileinto\"; fileinto \"W\"; redirect \"a@b.c\"; redirect \"b@b.c\"; redirect \"c@b.c\"; redirect \"d@b.c\"; redirect \"e@b.c\";");
+        assert!(o.actions.is_empty());
+        assert!(!o.discarded);
+    }
+
+    #[test]
+    fn encoded_character_in_strings() {
+        let s = "require [\"fileinto\", \"encoded-character\"]; fileinto \"${hex:57}ork${unicode:fc}\";";
+        assert_eq!(folder_of(&go(s)), "Workü");
+    }
+
+    #[test]
+    fn no_host_has_only_inbox() {
+        let mut h = NoHost;
+        assert!(h.mailbox_exists("INBOX"));
+        assert!(!h.mailbox_exists("Work"));
+        assert!(!h.duplicate("x", None, false));
+        assert_eq!(h.include(Location::Personal, "x"), Ok(None));
+    }
+
+    #[test]
+    fn first_number_in_a_header() {
+        assert_eq!(first_number("6.5"), Some(6.5));
+        assert_eq!(first_number("score=12.25 required=5"), Some(12.25));
+        assert_eq!(first_number("no"), None);
     }
 }
