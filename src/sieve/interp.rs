@@ -422,7 +422,14 @@ impl Run<'_> {
     fn block(&mut self, stmts: &[Stmt], sc: &mut Scope) -> R<Flow> {
         for s in stmts {
             self.step()?;
-            match self.command(s, sc)? {
+            let flow = self.command(s, sc).map_err(|e| {
+                if e.starts_with("line ") {
+                    e
+                } else {
+                    format!("line {}: {e}", s.line)
+                }
+            })?;
+            match flow {
                 Flow::Next => {}
                 f => return Ok(f),
             }
@@ -1833,8 +1840,9 @@ mod tests {
     fn regex_built_at_run_time() {
         let s = "require [\"regex\", \"variables\"]; set \"p\" \"w.rld$\"; if header :regex \"Subject\" \"${p}\" { discard; }";
         assert!(go(s).discarded);
-        let s = "require [\"regex\", \"variables\"]; set \"p\" \"(\"; if header :regex \"Subject\" \"${p}\" { discard; }";
-        assert!(go(s).error.is_some());
+        let s = "require [\"regex\", \"variables\"];\nset \"p\" \"(\";\nif header :regex \"Subject\" \"${p}\" { discard; }";
+        let e = go(s).error.unwrap_or_default();
+        assert!(e.starts_with("line 3: regex \"(\""), "{e}");
     }
 
     #[test]
