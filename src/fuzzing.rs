@@ -637,7 +637,7 @@ pub fn sieve_run(data: &[u8]) {
     }
     impl Host for FuzzHost<'_> {
         fn mailbox_exists(&mut self, name: &str) -> bool {
-            name.len() % 2 == 0
+            name.len().is_multiple_of(2)
         }
         fn duplicate(&mut self, _id: &str, _seconds: Option<u64>, _last: bool) -> bool {
             self.dup
@@ -674,7 +674,7 @@ pub fn sieve_run(data: &[u8]) {
         }),
         ..Env::default()
     };
-    let dup = message.len() % 2 == 1;
+    let dup = !message.len().is_multiple_of(2);
     let a = interp::run(&program, &msg, &env, &mut FuzzHost { script, dup });
     let b = interp::run(&program, &msg, &env, &mut FuzzHost { script, dup });
     assert_eq!(a, b, "run not deterministic");
