@@ -30,6 +30,13 @@
 //! * `:count` compares the number of values (header fields, addresses,
 //!   non-empty strings for `string`, flags for `hasflag`) as a decimal
 //!   string with the key, through the comparator.
+//! * `:lower`, `:upper`, `:lowerfirst`, `:upperfirst` change ASCII letters
+//!   only (as Pigeonhole; `i;ascii-casemap` ignores other letters too).
+//! * `address`: a header value without any `local@domain` in it gives
+//!   the value itself to `:all` (and nothing to the other parts), as
+//!   RFC 5228 section 2.7.4 lets it; where some items are addresses, the
+//!   others are skipped. A local part that is not a dot-atom is quoted
+//!   again for `:all`.
 //! * Variables hold at most [`MAX_VARIABLE_SIZE`] bytes (longer values are
 //!   cut at a character boundary, as Pigeonhole's 4 KiB limit does).
 //! * `envelope "to"` is [`Env::envelope_to`] (the original recipient);
@@ -794,7 +801,19 @@ impl Run<'_> {
                 for h in headers {
                     let h = self.expand(h, sc);
                     for v in self.msg.header(&h) {
-                        for a in parse_addresses(&v) {
+                        let addrs: Vec<Address> = parse_addresses(&v)
+                            .into_iter()
+                            .filter(|a| a.domain.as_ref().is_some_and(|d| !d.is_empty()))
+                            .collect();
+                        if addrs.is_empty() {
+                            // No address in it: the value itself, for :all
+                            // only (RFC 5228 section 2.7.4).
+                            if !v.trim().is_empty() && *part == AddressPart::All {
+                                vals.push(v.trim().to_string());
+                            }
+                            continue;
+                        }
+                        for a in addrs {
                             if let Some(x) = self.address_part(&a, *part) {
                                 vals.push(x);
                             }
@@ -1103,19 +1122,19 @@ fn first_number(s: &str) -> Option<f64> {
 
 fn apply_modifier(m: Modifier, v: String) -> String {
     match m {
-        Modifier::Lower => v.to_lowercase(),
-        Modifier::Upper => v.to_uppercase(),
+        Modifier::Lower => v.to_ascii_lowercase(),
+        Modifier::Upper => v.to_ascii_uppercase(),
         Modifier::LowerFirst | Modifier::UpperFirst => {
             let mut c = v.chars();
             match c.next() {
                 None => v,
                 Some(f) => {
-                    let f: String = if m == Modifier::LowerFirst {
-                        f.to_lowercase().collect()
+                    let f = if m == Modifier::LowerFirst {
+                        f.to_ascii_lowercase()
                     } else {
-                        f.to_uppercase().collect()
+                        f.to_ascii_uppercase()
                     };
-                    f + c.as_str()
+                    format!("{f}{}", c.as_str())
                 }
             }
         }
@@ -1924,6 +1943,30 @@ mod tests {
         assert!(plain("address :is \"Cc\" \"dave@example.org\""));
         assert!(plain("address :localpart \"Cc\" \"carol+work\""));
         assert!(!plain("address :domain \"Subject\" \"world\""));
+    }
+
+    #[test]
+    fn address_header_without_addresses() {
+        let m = "To: bob\r\nBcc: undisclosed-recipients:;\r\nCc: a@b.c, bob\r\nReply-To: \"a b\"@x.org\r\n\r\n";
+        let h = &mut TestHost::default();
+        let yes = |test: &str, h: &mut TestHost| {
+            run_with(&format!("if {test} {{ discard; }}"), m, &env(), h).discarded
+        };
+        assert!(yes("address :is \"To\" \"bob\"", h));
+        assert!(!yes("address :localpart \"To\" \"bob\"", h));
+        assert!(yes("address :contains \"Bcc\" \"undisclosed\"", h));
+        assert!(!yes("address :is \"Cc\" \"bob\"", h));
+        assert!(yes("address :is \"Reply-To\" \"\\\"a b\\\"@x.org\"", h));
+        assert!(yes("address :localpart \"Reply-To\" \"a b\"", h));
+    }
+
+    #[test]
+    fn case_modifiers_change_ascii_only() {
+        assert_eq!(apply_modifier(Modifier::Upper, "köln".into()), "KöLN");
+        assert_eq!(
+            apply_modifier(Modifier::UpperFirst, "ärger".into()),
+            "ärger"
+        );
     }
 
     #[test]

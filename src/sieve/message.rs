@@ -48,10 +48,21 @@ pub struct Address {
 }
 
 impl Address {
-    /// The whole address, `local@domain`.
+    /// The whole address, `local@domain`, the local part quoted again when
+    /// it is not a dot-atom (`"a b"@example.org`), as Pigeonhole shows it.
     pub fn all(&self) -> String {
         match &self.domain {
-            Some(d) => format!("{}@{}", self.local, d),
+            Some(d) if is_dot_atom(&self.local) => format!("{}@{}", self.local, d),
+            Some(d) => {
+                let mut q = String::from("\"");
+                for c in self.local.chars() {
+                    if c == '"' || c == '\\' {
+                        q.push('\\');
+                    }
+                    q.push(c);
+                }
+                format!("{q}\"@{d}")
+            }
             None => self.local.clone(),
         }
     }
@@ -513,6 +524,17 @@ pub fn parse_addresses(value: &str) -> Vec<Address> {
     out
 }
 
+/// RFC 5322 dot-atom (with RFC 6532's UTF-8).
+fn is_dot_atom(s: &str) -> bool {
+    !s.is_empty()
+        && !s.starts_with('.')
+        && !s.ends_with('.')
+        && !s.contains("..")
+        && s.chars().all(|c| {
+            c.is_ascii_alphanumeric() || !c.is_ascii() || "!#$%&'*+-/=?^_`{|}~.".contains(c)
+        })
+}
+
 /// Split an addr-spec at its last `@` outside quotes.
 fn split_spec(spec: &str) -> Address {
     let mut in_quote = false;
@@ -599,6 +621,8 @@ mod tests {
             vec![a("j", "d.com")]
         );
         assert_eq!(parse_addresses("<@r.net:x@y.z>"), vec![a("x", "y.z")]);
+        assert_eq!(a("a b", "x.org").all(), "\"a b\"@x.org");
+        assert_eq!(a("a.b+c", "x.org").all(), "a.b+c@x.org");
     }
 
     #[test]

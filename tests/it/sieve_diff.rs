@@ -34,6 +34,11 @@
 //! * `fileinto` with a folder name that expands to nothing is a run-time
 //!   error here; Pigeonhole's plan lists a store into `""`, which fails
 //!   when executed. Either way the message ends in INBOX.
+//! * `set :encodeurl` compiles with `variables` alone here (the validator's
+//!   choice, see `sieve` module doc); Pigeonhole wants `enotify`.
+//! * `address` on a header that is not an address header (`X-Foo`) is a
+//!   compile error for Pigeonhole (RFC 5228 section 5.1 lets it restrict
+//!   the test to address headers); the validator accepts any header.
 //! * `duplicate` is false in both in a fresh run; the oracle's "track
 //!   duplicate" entry is not an action and is dropped.
 
@@ -570,6 +575,99 @@ fn cases() -> Vec<Case> {
     ] {
         v.push(case(n, s, p()));
     }
+    // ---- tricky messages ----
+    let odd = || {
+        msg(
+            "X-Trail: spaced out   \r\nX-Multi: one\r\nX-Multi: two\r\n\
+             Reply-To: alice@example.com (Alice A.), \"a b\"@example.org\r\n\
+             Bcc: undisclosed-recipients:;\r\nSender: <>\r\n\
+             X-Date-Est: Tue, 2 Jan 2024 08:00:00 EST\r\nX-Date-Nozone: 2 Jan 2024 08:00:00\r\n\
+             X-Date-Bad: yesterday\r\nX-Uni: Grüße aus Köln\r\n\
+             X-Word: =?utf-8?b?w6TDtsO8?= and =?iso-8859-1?q?=E9t=E9?=\r\n\
+             Content-Type: text/html; charset=utf-8\r\n",
+            "<html><body><p>Hello <b>there</b></p></body></html>\r\n",
+        )
+    };
+    for (n, s) in [
+        ("odd-trail", "if header :is \"X-Trail\" \"spaced out\" { discard; }"),
+        ("odd-trail-matches", "if header :matches \"X-Trail\" \"*out\" { discard; }"),
+        ("odd-multi-is", "if header :is \"X-Multi\" \"two\" { discard; }"),
+        ("odd-multi-count", "require \"relational\"; if header :count \"eq\" :comparator \"i;ascii-numeric\" \"X-Multi\" \"2\" { discard; }"),
+        ("odd-comment", "if address :is \"Reply-To\" \"alice@example.com\" { discard; }"),
+        ("odd-quoted-local", "if address :localpart \"Reply-To\" \"a b\" { discard; }"),
+        ("odd-quoted-all", "if address :all :contains \"Reply-To\" \"a b@\" { discard; }"),
+        ("odd-group-empty", "require \"relational\"; if address :count \"eq\" :comparator \"i;ascii-numeric\" \"Bcc\" \"0\" { discard; }"),
+        ("odd-group-empty-all", "if address :matches \"Bcc\" \"*\" { discard; }"),
+        ("odd-count-two-headers", "require \"relational\"; if address :count \"eq\" :comparator \"i;ascii-numeric\" [\"Reply-To\", \"From\"] \"3\" { discard; }"),
+        ("odd-date-est", "require \"date\"; if date :is :zone \"+0000\" \"X-Date-Est\" \"hour\" \"13\" { discard; }"),
+        ("odd-date-est-zone", "require \"date\"; if date :is :originalzone \"X-Date-Est\" \"zone\" \"-0500\" { discard; }"),
+        ("odd-date-bad", "require \"date\"; if date :matches \"X-Date-Bad\" \"date\" \"*\" { discard; }"),
+        ("odd-date-bad-count", "require [\"date\", \"relational\"]; if date :count \"eq\" :comparator \"i;ascii-numeric\" \"X-Date-Bad\" \"date\" \"0\" { discard; }"),
+        ("odd-uni-casemap", "if header :is \"X-Uni\" \"GRÜSSE AUS KÖLN\" { discard; }"),
+        ("odd-uni-casemap-ascii", "if header :is \"X-Uni\" \"grüße aus köln\" { discard; }"),
+        ("odd-uni-contains", "if header :contains :comparator \"i;octet\" \"X-Uni\" \"ß\" { discard; }"),
+        ("odd-uni-matches-q", "if header :matches \"X-Uni\" \"Gr??e*\" { discard; }"),
+        ("odd-word", "if header :is \"X-Word\" \"äöü and été\" { discard; }"),
+        ("odd-html-text", "require \"body\"; if body :text :contains \"Hello\" { discard; }"),
+        ("odd-html-content", "require \"body\"; if body :content \"text/html\" :contains \"<b>there\" { discard; }"),
+        ("odd-html-raw", "require \"body\"; if body :raw :contains \"<html>\" { discard; }"),
+        ("odd-value-uni", "require \"relational\"; if header :value \"gt\" \"X-Uni\" \"Grz\" { discard; }"),
+        ("odd-exists-sender", "if exists \"Sender\" { discard; }"),
+        ("odd-sender-empty-addr", "if address :all :is \"Sender\" \"\" { discard; }"),
+        ("odd-string-uni-length", "require \"variables\"; set :length \"n\" \"Grüße\"; if string :is \"${n}\" \"5\" { discard; }"),
+        ("odd-set-upper-uni", "require [\"variables\", \"fileinto\"]; set :upper \"f\" \"köln\"; fileinto \"${f}\";"),
+        ("odd-multiline-reject", "require \"reject\"; reject text:\r\nline one\r\n..dotted\r\n.\r\n;"),
+        ("odd-vacation-mime", "require \"vacation\"; vacation :days 1 :mime \"Content-Type: text/plain\r\n\r\nAway\";"),
+        ("odd-vacation-addresses", "require \"vacation\"; vacation :days 1 :addresses [\"bob@example.net\", \"b@x.org\"] \"Away\";"),
+    ] {
+        v.push(case(n, s, odd()));
+    }
+    let lf =
+        || b"From: a@example.com\nTo: bob@example.net\nSubject: lf only\n\nbody line\n".to_vec();
+    for (n, s) in [
+        (
+            "lf-subject",
+            "if header :is \"Subject\" \"lf only\" { discard; }",
+        ),
+        ("lf-size-over", "if size :over 70 { discard; }"),
+        ("lf-size-under", "if size :under 80 { discard; }"),
+        (
+            "lf-body",
+            "require \"body\"; if body :raw :is \"body line\n\" { discard; }",
+        ),
+        (
+            "lf-body-contains",
+            "require \"body\"; if body :contains \"body line\" { discard; }",
+        ),
+    ] {
+        v.push(case(n, s, lf()));
+    }
+    let bin = || {
+        msg(
+            "Content-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n",
+            "aGVsbG8gd29ybGQ=\r\n",
+        )
+    };
+    for (n, s) in [
+        (
+            "bin-text",
+            "require \"body\"; if body :text :contains \"hello\" { discard; }",
+        ),
+        (
+            "bin-content",
+            "require \"body\"; if body :content \"application\" :contains \"hello\" { discard; }",
+        ),
+        (
+            "bin-content-any",
+            "require \"body\"; if body :content \"\" :contains \"hello\" { discard; }",
+        ),
+        (
+            "bin-raw",
+            "require \"body\"; if body :raw :contains \"aGVsbG8\" { discard; }",
+        ),
+    ] {
+        v.push(case(n, s, bin()));
+    }
     // ---- compile errors agree ----
     for (n, s) in [
         ("err-unknown", "frobnicate;"),
@@ -701,6 +799,9 @@ fn norm_oracle(actions: &[OracleAction]) -> Vec<String> {
             }
             OracleAction::TrackDuplicate => {}
             OracleAction::Other(o) if o.starts_with("track duplicate") => {}
+            // The oracle's parser does not know the listing of a `:mime`
+            // vacation; the vacation itself is listed too.
+            OracleAction::Other(o) if o.starts_with("vacation line:") => {}
             OracleAction::CompileError(_) => return vec!["compile error".into()],
             OracleAction::RuntimeError(_) => return vec!["error".into()],
             OracleAction::Other(o) => {
