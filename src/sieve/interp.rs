@@ -45,6 +45,10 @@
 //! * `subaddress`: every character of [`Env::extension_delimiter`] is a
 //!   delimiter; `:user` is the local part before the first one, `:detail`
 //!   what follows it (nothing when there is none, so `:detail` fails).
+//! * `body :text`: the text/* leaves; text/html reduced to its text (tags,
+//!   `script` and `style` dropped, blanks collapsed, entities decoded; the
+//!   spacing may differ from Pigeonhole's in details).
+//! * `body` sets no match variables (RFC 5173 section 6).
 //! * `date`: every parseable instance of the header is a value (for
 //!   `Received`, the date after the last `;`); a header that does not parse
 //!   is no value. [`Zone::Local`] is [`Env::local_offset`].
@@ -878,9 +882,15 @@ impl Run<'_> {
                     BodyTransform::Text => self
                         .msg
                         .body_parts()
-                        .into_iter()
+                        .iter()
                         .filter(|p| p.content_type.starts_with("text/"))
-                        .map(|p| p.text)
+                        .map(|p| {
+                            if p.content_type == "text/html" {
+                                html_to_text(&p.text)
+                            } else {
+                                p.text.clone()
+                            }
+                        })
                         .collect(),
                     BodyTransform::Content(types) => {
                         let types: Vec<String> = types
@@ -889,7 +899,7 @@ impl Run<'_> {
                             .collect();
                         self.msg
                             .body_parts()
-                            .into_iter()
+                            .iter()
                             .filter(|p| {
                                 types.iter().any(|t| {
                                     t.is_empty()
@@ -900,11 +910,11 @@ impl Run<'_> {
                                         }
                                 })
                             })
-                            .map(|p| p.text)
+                            .map(|p| p.text.clone())
                             .collect()
                     }
                 };
-                self.matches(m, &vals, sc)?
+                self.matches_vars(m, &vals, sc, false)?
             }
             Test::Date {
                 header,
@@ -1047,6 +1057,18 @@ impl Run<'_> {
 
     /// Whether any value matches any key; sets match variables.
     fn matches(&mut self, m: &Match, vals: &[String], sc: &mut Scope) -> R<bool> {
+        self.matches_vars(m, vals, sc, true)
+    }
+
+    /// [`Self::matches`]; `set_vars` false leaves the match variables alone
+    /// (the body test, RFC 5173 section 6).
+    fn matches_vars(
+        &mut self,
+        m: &Match,
+        vals: &[String],
+        sc: &mut Scope,
+        set_vars: bool,
+    ) -> R<bool> {
         let keys: Vec<String> = m.keys.iter().map(|k| self.expand(k, sc)).collect();
         let cmp = m.comparator;
         match m.kind {
@@ -1067,7 +1089,7 @@ impl Run<'_> {
                 for v in vals {
                     for k in &keys {
                         if let Some(caps) = glob(cmp, v, k) {
-                            if sc.variables {
+                            if sc.variables && set_vars {
                                 let mut all = vec![v.clone()];
                                 all.extend(caps);
                                 sc.matches = all;
@@ -1093,7 +1115,7 @@ impl Run<'_> {
                     for p in &pats {
                         self.step()?;
                         if let Some(c) = p.regex.captures(v) {
-                            if sc.variables {
+                            if sc.variables && set_vars {
                                 sc.matches = c
                                     .iter()
                                     .map(|g| g.map_or(String::new(), |g| g.as_str().to_string()))
@@ -1107,6 +1129,102 @@ impl Run<'_> {
             }
         }
     }
+}
+
+/// The text of an HTML part for `body :text`: tags dropped (block tags
+/// separate words), the contents of `script` and `style` dropped, blank
+/// runs made one space, the common entities decoded.
+pub fn html_to_text(html: &str) -> String {
+    let mut out = String::with_capacity(html.len());
+    let mut rest = html;
+    let mut skip_until: Option<&str> = None;
+    while let Some(lt) = rest.find('<') {
+        if skip_until.is_none() {
+            out.push_str(&rest[..lt]);
+        }
+        let after = &rest[lt + 1..];
+        let Some(gt) = after.find('>') else {
+            rest = "";
+            break;
+        };
+        let tag = after[..gt].trim().to_ascii_lowercase();
+        let name: String = tag
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '/')
+            .collect();
+        match skip_until {
+            Some(end) if name == end => skip_until = None,
+            Some(_) => {}
+            None => {
+                skip_until = match name.as_str() {
+                    "script" => Some("/script"),
+                    "style" => Some("/style"),
+                    _ => None,
+                };
+                if matches!(
+                    name.as_str(),
+                    "br" | "p" | "/p" | "div" | "/div" | "tr" | "li"
+                ) {
+                    out.push(' ');
+                }
+            }
+        }
+        rest = &after[gt + 1..];
+    }
+    if skip_until.is_none() {
+        out.push_str(rest);
+    }
+    // Blank runs become one space.
+    let mut text = String::with_capacity(out.len());
+    for w in out.split_whitespace() {
+        if !text.is_empty() {
+            text.push(' ');
+        }
+        text.push_str(w);
+    }
+    decode_entities(&text)
+}
+
+fn decode_entities(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(amp) = rest.find('&') {
+        out.push_str(&rest[..amp]);
+        let after = &rest[amp + 1..];
+        let semi = after.find(';').filter(|&i| i <= 10);
+        let decoded = semi.and_then(|i| {
+            let e = &after[..i];
+            let c = match e {
+                "amp" => '&',
+                "lt" => '<',
+                "gt" => '>',
+                "quot" => '"',
+                "apos" => '\'',
+                "nbsp" => ' ',
+                _ => {
+                    let n = e.strip_prefix('#')?;
+                    let v = match n.strip_prefix(['x', 'X']) {
+                        Some(h) => u32::from_str_radix(h, 16).ok()?,
+                        None => n.parse().ok()?,
+                    };
+                    char::from_u32(v)?
+                }
+            };
+            Some((c, i + 1))
+        });
+        match decoded {
+            Some((c, used)) => {
+                out.push(c);
+                rest = &after[used..];
+            }
+            None => {
+                out.push('&');
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 fn first_number(s: &str) -> Option<f64> {
@@ -1442,7 +1560,11 @@ pub fn date_part(t: i64, z: i32, part: DatePart) -> String {
         DatePart::Time => format!("{hh:02}:{mm:02}:{ss:02}"),
         DatePart::Iso8601 => format!(
             "{y:04}-{m:02}-{d:02}T{hh:02}:{mm:02}:{ss:02}{}",
-            zone_str(z, true)
+            if z == 0 {
+                "Z".to_string()
+            } else {
+                zone_str(z, true)
+            }
         ),
         DatePart::Std11 => {
             let mon = MONTHS[(m - 1) as usize];
@@ -2055,6 +2177,7 @@ mod tests {
             date_part(t0, z, DatePart::Iso8601),
             "2024-01-01T10:00:00+02:00"
         );
+        assert_eq!(date_part(t0, 0, DatePart::Iso8601), "2024-01-01T08:00:00Z");
         assert_eq!(
             date_part(t0, z, DatePart::Std11),
             "Mon, 01 Jan 2024 10:00:00 +0200"
@@ -2096,10 +2219,7 @@ mod tests {
         let r = "\"date\"";
         assert!(t(r, "currentdate \"date\" \"2024-01-01\""));
         assert!(t(r, "currentdate :zone \"-1100\" \"date\" \"2023-12-31\""));
-        assert!(t(
-            r,
-            "currentdate \"iso8601\" \"2024-01-01T10:00:00+00:00\""
-        ));
+        assert!(t(r, "currentdate \"iso8601\" \"2024-01-01T10:00:00Z\""));
     }
 
     #[test]
@@ -2523,6 +2643,21 @@ mod tests {
         assert!(!h.mailbox_exists("Work"));
         assert!(!h.duplicate("x", None, false));
         assert_eq!(h.include(Location::Personal, "x"), Ok(None));
+    }
+
+    #[test]
+    fn body_sets_no_match_variables() {
+        let s = "require [\"body\", \"variables\", \"fileinto\"]; if body :matches \"*banana*\" { fileinto \"[${1}]\"; }";
+        assert_eq!(folder_of(&go(s)), "[]");
+    }
+
+    #[test]
+    fn html_text_for_the_body_test() {
+        assert_eq!(
+            html_to_text("<html><head><title>T</title><style>p {}</style></head><body><p>Hi <b>there</b> &amp; &#233;&#x41;</p>\r\n<script>x</script></body></html>"),
+            "T Hi there & éA"
+        );
+        assert_eq!(decode_entities("a & b &unknown; &"), "a & b &unknown; &");
     }
 
     #[test]

@@ -28,6 +28,8 @@ pub struct Message {
     headers: Vec<(String, String)>,
     body: Vec<u8>,
     size: u64,
+    /// The MIME leaves, parsed on first use.
+    parts: std::cell::OnceCell<Vec<BodyPart>>,
 }
 
 /// One MIME leaf for the body test.
@@ -76,6 +78,7 @@ impl Message {
             headers,
             body: body.to_vec(),
             size: raw.len() as u64,
+            parts: std::cell::OnceCell::new(),
         }
     }
 
@@ -108,11 +111,13 @@ impl Message {
         text_of(&self.body)
     }
 
-    /// The MIME leaves of the message, decoded.
-    pub fn body_parts(&self) -> Vec<BodyPart> {
-        let mut out = Vec::new();
-        walk(&self.headers, &self.body, 0, &mut out);
-        out
+    /// The MIME leaves of the message, decoded (parsed once).
+    pub fn body_parts(&self) -> &[BodyPart] {
+        self.parts.get_or_init(|| {
+            let mut out = Vec::new();
+            walk(&self.headers, &self.body, 0, &mut out);
+            out
+        })
     }
 }
 
