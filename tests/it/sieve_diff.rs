@@ -763,8 +763,8 @@ fn generated(v: &mut Vec<Case>) {
              --alt--\r\n",
         )
     };
-    let bodies: [(&str, fn() -> Vec<u8>); 3] = [("rich", rich), ("mp", multipart), ("html", html)];
-    for (bn, body) in bodies {
+    let bodies = [("rich", rich()), ("mp", multipart()), ("html", html())];
+    for (bn, body) in &bodies {
         for tr in [
             ":raw",
             ":text",
@@ -786,7 +786,7 @@ fn generated(v: &mut Vec<Case>) {
                 "T",
             ] {
                 let s = format!("require \"body\"; if body {tr} :contains \"{k}\" {{ discard; }}");
-                v.push(case(format!("gen-b-{bn}-{tr}-{k}"), s, body()));
+                v.push(case(format!("gen-b-{bn}-{tr}-{k}"), s, body.clone()));
             }
         }
     }
