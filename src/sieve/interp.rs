@@ -9,16 +9,18 @@
 //!   (without `:copy`), `discard` and `reject`; when still in effect at the
 //!   end it is the last action, a `Store` into INBOX with `implicit: true`
 //!   carrying the internal flag variable (imap4flags).
-//! * Repeated actions collapse (RFC 5228 section 4.? "duplicate actions"):
-//!   stores into the same folder are one store (the flags of the later
-//!   one win, `:create` if any said so), redirects to the same address are
-//!   one redirect (local part compared exactly, domain in any case); the
-//!   implicit keep collapses into an explicit store into INBOX with the same
-//!   flags (with other flags it is a second copy, as in Pigeonhole). `INBOX` is matched case-insensitively (also as the first
-//!   hierarchy level) and written `INBOX`.
-//! * `reject` together with a store, a redirect or `vacation`, a second
-//!   `reject` or a second `vacation` is a run-time error (RFC 5429 section 2.1, RFC
-//!   5230 section 4.?).
+//! * Repeated actions collapse (RFC 5228 section 2.10.3, message
+//!   uniqueness in a mailbox): stores into the same folder are one store
+//!   (the flags of the later one win, `:create` if any said so), redirects
+//!   to the same address are one redirect (local part compared exactly,
+//!   domain in any case); the implicit keep collapses into an explicit
+//!   store into INBOX with the same flags (with other flags it is a second
+//!   copy, as in Pigeonhole). `INBOX` is matched case-insensitively (also
+//!   as the first hierarchy level) and written `INBOX`.
+//! * `reject` together with a store, a redirect or `vacation` is a
+//!   run-time error (RFC 5429 section 2.1 lets an implementation refuse
+//!   these; Pigeonhole does), as are a second `reject` and a second
+//!   `vacation` (Pigeonhole alike).
 //! * Match variables (`${0}`…) are set by a successful `:matches` or
 //!   `:regex` match when `variables` is required: the first matching
 //!   (value, key) pair, values in order outside, keys inside. `:matches`
