@@ -1544,7 +1544,7 @@ fn zone_str(z: i32, colon: bool) -> String {
 
 /// A date part (RFC 5260 section 4) of the time `t` shown in zone `z`.
 pub fn date_part(t: i64, z: i32, part: DatePart) -> String {
-    let local = t + i64::from(z) * 60;
+    let local = t.saturating_add(i64::from(z) * 60);
     let days = local.div_euclid(86400);
     let secs = local.rem_euclid(86400);
     let (y, m, d) = civil_from_days(days);
@@ -2184,6 +2184,15 @@ mod tests {
             date_part(t0, z, DatePart::Std11),
             "Mon, 01 Jan 2024 10:00:00 +0200"
         );
+    }
+
+    #[test]
+    fn date_parts_at_the_ends_of_time() {
+        for t in [i64::MIN, i64::MAX, 0, -1] {
+            for p in [DatePart::Std11, DatePart::Julian, DatePart::Weekday] {
+                assert!(!date_part(t, 840, p).is_empty());
+            }
+        }
     }
 
     #[test]
