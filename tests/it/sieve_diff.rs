@@ -811,6 +811,54 @@ fn generated(v: &mut Vec<Case>) {
             }
         }
     }
+    for orig in ["bob@example.net", "Bob-Lists-X@Example.NET"] {
+        for part in [":all", ":localpart", ":domain", ":user", ":detail"] {
+            for env_part in ["from", "to"] {
+                let s = format!(
+                    "require [\"envelope\", \"subaddress\", \"variables\", \"fileinto\"]; \
+                     if envelope :matches {part} \"{env_part}\" \"*\" {{ fileinto \"E${{1}}\"; }}"
+                );
+                let mut c = case(format!("gen-e-{orig}-{part}-{env_part}"), s, plain());
+                c.original = Some(orig.into());
+                v.push(c);
+            }
+        }
+    }
+    for m in [
+        ":lower",
+        ":upper",
+        ":lowerfirst",
+        ":upperfirst",
+        ":quotewildcard",
+        ":length",
+    ] {
+        for val in ["Hello World", "a*b?c\\\\d", "", "x", "MiXeD.Case"] {
+            let s = format!(
+                "require [\"variables\", \"fileinto\"]; set {m} \"v\" \"{val}\"; fileinto \"V${{v}}\";"
+            );
+            v.push(case(format!("gen-m-{m}-{val}"), s, plain()));
+        }
+    }
+    for pat in [
+        "^[A-Z]",
+        "o w",
+        "^.{11}$",
+        "(l+)o",
+        "[[:alpha:]]+ [[:alpha:]]+",
+        "\\\\.",
+        "x|y|z",
+        "^$",
+        "(a)?(b)?Hello",
+        "l{2}",
+    ] {
+        for h in ["Subject", "From", "X-Text"] {
+            let s = format!(
+                "require [\"regex\", \"variables\", \"fileinto\"]; \
+                 if header :regex \"{h}\" \"{pat}\" {{ fileinto \"R${{1}}\"; }}"
+            );
+            v.push(case(format!("gen-r-{h}-{pat}"), s, rich()));
+        }
+    }
     let rels = ["gt", "ge", "lt", "le", "eq", "ne"];
     for r in rels {
         for (h, k, c) in [
@@ -959,6 +1007,7 @@ fn ours(c: &Case) -> Vec<String> {
 
 fn oracle(c: &Case) -> Vec<String> {
     let mut settings = c.settings.clone();
+    settings.plan_only = true;
     if c.spam {
         for (k, val) in [
             ("sieve_spamtest_status_type", "score"),
