@@ -7,9 +7,11 @@
 //!
 //! A sorted list of: `store FOLDER [flags as a sorted set]` (explicit and
 //! implicit keep alike: both go to INBOX), `redirect ADDRESS`, `reject
-//! REASON`, `vacation` with its subject, from and reason (not its period), `discard` (only when nothing is stored), `error` (a run-time
-//! error; the fallback keep is not listed) or `compile error`. The oracle's
-//! plan run is compared (what the script asks for), not its execution.
+//! REASON`, `vacation` with its subject, from and reason (not its period),
+//! `discard` (only when nothing is stored), `error` (a run-time error; the
+//! fallback keep is not listed) or `compile error`. The oracle's plan run
+//! is compared (what the script asks for), not its execution. The cases
+//! run on four threads; the whole test takes about 30 s on two cores.
 //!
 //! # Deliberate differences (not exercised by the cases)
 //!
