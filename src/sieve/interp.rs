@@ -150,10 +150,16 @@ impl Default for Env {
 
 /// What the interpreter asks of the outside world.
 pub trait Host {
-    /// Whether the folder exists (`mailboxexists`).
+    /// Whether the folder exists (`mailboxexists`); `name` as the script
+    /// gave it, `INBOX` normalised ([`normalise_folder`]).
     fn mailbox_exists(&mut self, name: &str) -> bool;
     /// Whether `id` was seen within `seconds` (None: the site's default)
-    /// before; records it (`last`: the period restarts from now).
+    /// before. The host also remembers `id` (`last`: the period restarts
+    /// from now), but should commit that only once the delivery succeeded
+    /// (RFC 7352 section 3), e.g. by collecting the ids asked about during
+    /// the run and storing them afterwards. (The brief's
+    /// `duplicate(id) -> bool`, with the period and `:last` added: the
+    /// memory is the host's, so it needs them.)
     fn duplicate(&mut self, id: &str, seconds: Option<u64>, last: bool) -> bool;
     /// The compiled script `name` at `location`; `Ok(None)` when there is
     /// none, `Err` when it does not compile or cannot be read.
