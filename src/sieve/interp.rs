@@ -157,9 +157,8 @@ pub trait Host {
     /// before. The host also remembers `id` (`last`: the period restarts
     /// from now), but should commit that only once the delivery succeeded
     /// (RFC 7352 section 3), e.g. by collecting the ids asked about during
-    /// the run and storing them afterwards. (The brief's
-    /// `duplicate(id) -> bool`, with the period and `:last` added: the
-    /// memory is the host's, so it needs them.)
+    /// the run and storing them afterwards. The period and `:last` come
+    /// along because the memory is the host's.
     fn duplicate(&mut self, id: &str, seconds: Option<u64>, last: bool) -> bool;
     /// The compiled script `name` at `location`; `Ok(None)` when there is
     /// none, `Err` when it does not compile or cannot be read.
