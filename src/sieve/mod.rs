@@ -1,8 +1,9 @@
 //! Sieve (RFC 5228 and the extensions Roundcube and Pigeonhole users rely
 //! on): the pure front end. [`compile`] takes a script's bytes and returns a
 //! typed, checked [`Program`] or one [`CompileError`] naming the line. No
-//! filesystem, clock or network: the interpreter (elsewhere) runs the
-//! program against a message and returns actions.
+//! filesystem, clock or network: the interpreter ([`interp::run`]) runs the
+//! program against a [`message::Message`] and returns the actions
+//! ([`action::Outcome`]).
 //!
 //! The pipeline: [`lex`] (bytes → tokens) → [`parse`] (tokens → the generic
 //! [`ast`], RFC 5228 section 8.2) → [`validate`] (AST → [`Program`]:
