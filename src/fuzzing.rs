@@ -619,3 +619,99 @@ pub fn sieve_compile(data: &[u8]) {
         }
     }
 }
+
+/// `sieve::interp::run` never panics on any (script, message): the input
+/// is the script, a NUL byte, then the message. When the script compiles,
+/// the run is deterministic, stays within its limits, and an error leaves
+/// no action. Every included script is the script itself (loops and the
+/// depth limit get exercised); `duplicate` answers from a fixed bit.
+pub fn sieve_run(data: &[u8]) {
+    use crate::sieve::action::Action;
+    use crate::sieve::interp::{self, Env, Host, SpamSettings};
+    use crate::sieve::message::Message;
+    use crate::sieve::{self, Location, Program};
+
+    struct FuzzHost<'a> {
+        script: &'a [u8],
+        dup: bool,
+    }
+    impl Host for FuzzHost<'_> {
+        fn mailbox_exists(&mut self, name: &str) -> bool {
+            name.len().is_multiple_of(2)
+        }
+        fn duplicate(&mut self, _id: &str, _seconds: Option<u64>, _last: bool) -> bool {
+            self.dup
+        }
+        fn include(&mut self, _l: Location, name: &str) -> Result<Option<Program>, String> {
+            if name.starts_with('m') {
+                return Ok(None);
+            }
+            sieve::compile(self.script)
+                .map(Some)
+                .map_err(|e| e.to_string())
+        }
+    }
+
+    let (script, message) = match data.iter().position(|&b| b == 0) {
+        Some(i) => (&data[..i], &data[i + 1..]),
+        None => (
+            data,
+            &b"From: a@b.c\r\nTo: d@e.f\r\nSubject: hi\r\n\r\nbody\r\n"[..],
+        ),
+    };
+    let Ok(program) = sieve::compile(script) else {
+        return;
+    };
+    let msg = Message::parse(message);
+    let env = Env {
+        envelope_from: "a@b.c".into(),
+        envelope_to: "d+x@e.f".into(),
+        extension_delimiter: "+".into(),
+        now: 1_700_000_000,
+        spam: Some(SpamSettings {
+            header: "X-Spam-Score".into(),
+            max_score: 10.0,
+        }),
+        ..Env::default()
+    };
+    let dup = !message.len().is_multiple_of(2);
+    let a = interp::run(&program, &msg, &env, &mut FuzzHost { script, dup });
+    let b = interp::run(&program, &msg, &env, &mut FuzzHost { script, dup });
+    assert_eq!(a, b, "run not deterministic");
+    if a.error.is_some() {
+        assert!(a.actions.is_empty(), "an error with actions: {a:?}");
+        assert!(!a.discarded);
+        return;
+    }
+    let redirects = a
+        .actions
+        .iter()
+        .filter(|x| matches!(x, Action::Redirect { .. }))
+        .count();
+    assert!(redirects <= env.max_redirects, "too many redirects");
+    // The implicit keep may come on top of the limit.
+    assert!(a.actions.len() <= env.max_actions + 1, "too many actions");
+    let stores = a
+        .actions
+        .iter()
+        .filter(|x| matches!(x, Action::Store { .. }))
+        .count();
+    assert!(!(a.discarded && stores > 0), "discarded yet stored");
+    for (i, x) in a.actions.iter().enumerate() {
+        match x {
+            Action::Store {
+                folder, implicit, ..
+            } => {
+                assert!(!folder.is_empty(), "empty folder");
+                if *implicit {
+                    assert_eq!(i, a.actions.len() - 1, "implicit keep not last");
+                    assert_eq!(folder, "INBOX");
+                }
+            }
+            Action::Redirect { address } => {
+                assert!(address.contains('@'), "bad redirect {address:?}");
+            }
+            Action::Reject { .. } | Action::Vacation(_) => {}
+        }
+    }
+}

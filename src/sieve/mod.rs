@@ -1,10 +1,12 @@
 //! Sieve (RFC 5228 and the extensions Roundcube and Pigeonhole users rely
 //! on): the pure front end. [`compile`] takes a script's bytes and returns a
 //! typed, checked [`Program`] or one [`CompileError`] naming the line. No
-//! filesystem, clock or network: the interpreter (elsewhere) runs the
-//! program against a message and returns actions. The exception is
-//! [`vacation`], the delivery side of the vacation action (the RFC 3834
-//! rules are pure; the once-per-period memory and qmail-queue are I/O).
+//! filesystem, clock or network: the interpreter ([`interp::run`]) runs the
+//! program against a [`message::Message`] and returns the actions
+//! ([`action::Outcome`]). The delivery side's building blocks live beside
+//! it: [`store`] (folders, flags, the script's location, the error log)
+//! and [`vacation`] (the RFC 3834 rules are pure; the once-per-period
+//! memory and qmail-queue are I/O).
 //!
 //! The pipeline: [`lex`] (bytes → tokens) → [`parse`] (tokens → the generic
 //! [`ast`], RFC 5228 section 8.2) → [`validate`] (AST → [`Program`]:
@@ -113,7 +115,9 @@
 
 pub mod action;
 pub mod ast;
+pub mod interp;
 pub mod lex;
+pub mod message;
 pub mod parse;
 pub mod store;
 pub mod vacation;

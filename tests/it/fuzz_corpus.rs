@@ -94,3 +94,8 @@ fn destination_corpus() {
 fn sieve_compile_corpus() {
     replay("sieve_compile", fuzzing::sieve_compile);
 }
+
+#[test]
+fn sieve_run_corpus() {
+    replay("sieve_run", fuzzing::sieve_run);
+}

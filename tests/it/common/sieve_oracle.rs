@@ -51,7 +51,7 @@
 //!    run applies vacation's no-reply rules (`Precedence: bulk`, own
 //!    address not in the headers, …), its `:days` memory, and the fallback
 //!    of a failed `fileinto` (missing folder) to the implicit keep. Skipped
-//!    after a compile error.
+//!    after a compile error, and when [`Settings::plan_only`] is set.
 //!
 //! `-a` is always given (the original recipient, or the recipient): without
 //! it sieve-test takes the envelope "to" from the message's headers.
@@ -180,6 +180,10 @@ pub struct Settings {
     pub extensions: Option<String>,
     /// More `plugin {}` settings (e.g. `sieve_spamtest_status_header`).
     pub plugin: Vec<(String, String)>,
+    /// Run the plan only, not the execution ([`Oracle::executed`] stays
+    /// empty, no vacation `reply_to`): half the cost, for tests that
+    /// compare the plan alone.
+    pub plan_only: bool,
 }
 
 impl Default for Settings {
@@ -191,6 +195,7 @@ impl Default for Settings {
             global_scripts: Vec::new(),
             extensions: None,
             plugin: Vec::new(),
+            plan_only: false,
         }
     }
 }
@@ -339,7 +344,7 @@ pub fn run_with(script: &[u8], message: &[u8], envelope: Envelope, settings: &Se
     let compiled = !matches!(actions.first(), Some(OracleAction::CompileError(_)));
 
     let mut executed = Executed::default();
-    if compiled {
+    if compiled && !settings.plan_only {
         let mut exec_args = args.clone();
         exec_args.push("-e".into());
         exec_args.push("-l".into());
@@ -518,10 +523,19 @@ fn compile_errors(stderr: &str) -> String {
         .join("\n")
 }
 
-/// Run-time errors: lines that start with `error: `, without it.
+/// Run-time errors: lines that start with `error: ` (or `script: line N:
+/// error: `), without that.
 fn runtime_errors(text: &str) -> String {
     text.lines()
-        .filter_map(|l| l.strip_prefix("error: "))
+        .filter_map(|l| {
+            // Also `script: line N: error: TEXT` (a conflict between
+            // actions, found when the result is checked).
+            l.strip_prefix("error: ").or_else(|| {
+                let rest = l.strip_prefix("script: line ")?;
+                let (n, msg) = rest.split_once(": error: ")?;
+                n.bytes().all(|b| b.is_ascii_digit()).then_some(msg)
+            })
+        })
         .map(strip_msgid)
         .collect::<Vec<_>>()
         .join("\n")
