@@ -263,6 +263,18 @@ fn flock_wait(file: &File, path: &str, wait: Wait) -> Result<()> {
     let Wait::Until(end) = wait else {
         return flock(file, path);
     };
+    flock_polled(file, end, Duration::from_millis(100))
+        .map_err(|errno| QuotaError::io("lock", path, errno))
+}
+
+/// An exclusive `flock` (fs4) tried until `end`, pausing between tries
+/// from 1 ms doubling up to `longest`. The error is the `flock` failure,
+/// or `ETIMEDOUT` when `end` came first.
+pub(crate) fn flock_polled(
+    file: &File,
+    end: Instant,
+    longest: Duration,
+) -> std::result::Result<(), Errno> {
     let mut pause = Duration::from_millis(1);
     loop {
         match fs4::FileExt::try_lock(file) {
@@ -273,15 +285,15 @@ fn flock_wait(file: &File, path: &str, wait: Wait) -> Result<()> {
             }
             Err(fs4::TryLockError::Error(e)) => {
                 let raw = e.raw_os_error().unwrap_or(Errno::IO.raw_os_error());
-                return Err(QuotaError::io("lock", path, Errno::from_raw_os_error(raw)));
+                return Err(Errno::from_raw_os_error(raw));
             }
         }
         let now = Instant::now();
         if now >= end {
-            return Err(QuotaError::io("lock", path, Errno::TIMEDOUT));
+            return Err(Errno::TIMEDOUT);
         }
         std::thread::sleep(pause.min(end - now));
-        pause = (pause * 2).min(Duration::from_millis(100));
+        pause = (pause * 2).min(longest);
     }
 }
 

@@ -333,18 +333,6 @@ fn same_address(a: &str, b: &str) -> bool {
     }
 }
 
-/// `local@domain`, both non-empty, no blanks, controls, `<>,;`.
-fn plausible_address(a: &str) -> bool {
-    let Some((local, domain)) = a.rsplit_once('@') else {
-        return false;
-    };
-    !local.is_empty()
-        && !domain.is_empty()
-        && !a
-            .chars()
-            .any(|c| c.is_control() || c.is_whitespace() || matches!(c, '<' | '>' | ',' | ';'))
-}
-
 impl Run<'_> {
     fn step(&mut self) -> R<()> {
         self.steps += 1;
@@ -543,7 +531,7 @@ impl Run<'_> {
                     .and_then(|x| x.strip_suffix('>'))
                     .unwrap_or(a)
                     .to_string();
-                if !plausible_address(&a) {
+                if !super::validate::plausible_address(&a) {
                     return Err(format!("line {line}: redirect: invalid address {a:?}"));
                 }
                 if !copy {

@@ -1053,26 +1053,8 @@ fn regular(file: &File, name: &str) -> Result<u64, MemoryError> {
 
 /// Exclusive `flock` (fs4), polled until `end`.
 fn flock_until(file: &File, name: &str, end: Instant) -> Result<(), MemoryError> {
-    let mut pause = Duration::from_millis(1);
-    loop {
-        match fs4::FileExt::try_lock(file) {
-            Ok(()) => return Ok(()),
-            Err(fs4::TryLockError::WouldBlock) => {}
-            Err(fs4::TryLockError::Error(e)) if e.kind() == std::io::ErrorKind::Interrupted => {
-                continue
-            }
-            Err(fs4::TryLockError::Error(e)) => {
-                let raw = e.raw_os_error().unwrap_or(Errno::IO.raw_os_error());
-                return Err(io_err("lock", name, Errno::from_raw_os_error(raw)));
-            }
-        }
-        let now = Instant::now();
-        if now >= end {
-            return Err(io_err("lock", name, Errno::TIMEDOUT));
-        }
-        std::thread::sleep(pause.min(end - now));
-        pause = (pause * 2).min(Duration::from_millis(50));
-    }
+    crate::quota::flock_polled(file, end, Duration::from_millis(50))
+        .map_err(|errno| io_err("lock", name, errno))
 }
 
 impl Held<'_, '_> {

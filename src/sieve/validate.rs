@@ -1261,7 +1261,7 @@ fn check_header_names(names: &[Str], line: u32) -> Result<(), CompileError> {
 
 /// `local@domain` with both parts non-empty, no blanks, controls or
 /// angle brackets: enough to refuse what cannot be a forwarding target.
-fn plausible_address(a: &str) -> bool {
+pub(crate) fn plausible_address(a: &str) -> bool {
     let Some((local, domain)) = a.rsplit_once('@') else {
         return false;
     };
