@@ -388,3 +388,37 @@ fn check_a_file_without_a_database() {
         assert!(out.contains("Example"), "{sub}: {out}");
     }
 }
+
+#[test]
+fn a_symlinked_script_dir_or_script_is_not_followed() {
+    let s = Site::new();
+    s.account("alice@example.com");
+    let r = s.ctl(&["sieve", "put", "alice@example.com", "f"], GOOD);
+    assert_eq!(r.code, Some(0), "{r:?}");
+    // A script that is a symlink (to a file outside) is neither read nor
+    // activated.
+    let outside = s.dir.path().join("outside.sieve");
+    fs::write(&outside, OTHER).unwrap();
+    let dir = home(&s).join("sieve");
+    std::os::unix::fs::symlink(&outside, dir.join("evil.sieve")).unwrap();
+    for cmd in ["get", "activate"] {
+        let r = s.ctl(&["sieve", cmd, "alice@example.com", "evil"], b"");
+        assert_eq!(r.code, Some(1), "{cmd}: {r:?}");
+        assert!(r.stdout.is_empty(), "{cmd}: {r:?}");
+    }
+    let l = json(&s, &["sieve", "list", "alice@example.com"]);
+    assert_eq!(
+        names(&l),
+        [("f".to_string(), false)],
+        "symlinks are not listed"
+    );
+    // sieve/ itself a symlink: put refuses and writes nothing there.
+    let elsewhere = s.dir.path().join("elsewhere");
+    fs::create_dir(&elsewhere).unwrap();
+    fs::remove_dir_all(&dir).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, &dir).unwrap();
+    let r = s.ctl(&["sieve", "put", "alice@example.com", "g"], GOOD);
+    assert_eq!(r.code, Some(1), "{r:?}");
+    assert!(r.stderr.contains("not a directory"), "{r:?}");
+    assert_eq!(fs::read_dir(&elsewhere).unwrap().count(), 0);
+}
