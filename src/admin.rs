@@ -33,6 +33,7 @@ mod check;
 mod dryrun;
 mod explain;
 mod purge;
+pub mod sieve;
 mod usage;
 
 pub use asuser::as_mail_user;

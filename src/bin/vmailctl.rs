@@ -110,6 +110,9 @@ Examples:
         #[arg(long)]
         recalc: bool,
     },
+    /// Sieve scripts of an account (ManageSieve's layout), and checking a script
+    #[command(subcommand)]
+    Sieve(SieveCmd),
     /// Check the installation: configuration, database, schema, mail root, qmail-queue
     #[command(after_help = "\
 One line per check; exit 1 if any fails.
@@ -427,6 +430,78 @@ Example:
     List { domain: Option<String> },
 }
 
+#[derive(Subcommand)]
+enum SieveCmd {
+    /// Compile a script file and report the first error (needs no database)
+    #[command(after_help = "\
+Prints 'FILE: ok' and exits 0, or prints 'FILE: line N: what is wrong' and
+exits 1. The compiler is the one vdeliver uses.
+
+Examples:
+  vmailctl sieve check roundcube.sieve
+  vmailctl sieve check - < filters.sieve")]
+    Check {
+        /// The script ('-' for standard input)
+        file: PathBuf,
+    },
+    /// List an account's scripts, marking the active one
+    #[command(after_help = "\
+Scripts are HOME/sieve/NAME.sieve, HOME being the directory holding the
+Maildir; the active one is the symlink HOME/.dovecot.sieve, as Dovecot's
+ManageSieve keeps them.
+
+Example:
+  vmailctl sieve list alice@example.com --json")]
+    List { address: String },
+    /// Print a script
+    #[command(
+        after_help = "Example:\n  vmailctl sieve get alice@example.com roundcube > roundcube.sieve"
+    )]
+    Get { address: String, name: String },
+    /// Store a script (compiled first; a script that does not compile is refused)
+    #[command(after_help = "\
+Reads FILE, or standard input when FILE is '-' or not given. A script that
+does not compile is refused (exit 1) and nothing is written. Replacing the
+active script changes what runs at the next delivery.
+
+Examples:
+  vmailctl sieve put alice@example.com filters filters.sieve
+  vmailctl sieve put alice@example.com filters - < filters.sieve")]
+    Put {
+        address: String,
+        name: String,
+        /// The script ('-' or absent: standard input)
+        file: Option<PathBuf>,
+    },
+    /// Make a script the active one (the .dovecot.sieve symlink)
+    #[command(after_help = "\
+Refused when the script does not exist or does not compile, or when
+.dovecot.sieve is a regular file (written by hand; it would be lost).
+
+Example:
+  vmailctl sieve activate alice@example.com filters")]
+    Activate { address: String, name: String },
+    /// Run no script (removes the .dovecot.sieve symlink)
+    #[command(after_help = "\
+A regular file .dovecot.sieve is refused: it is not a managed script.
+
+Example:
+  vmailctl sieve deactivate alice@example.com")]
+    Deactivate { address: String },
+    /// Delete a script (the active one only with --force)
+    #[command(after_help = "\
+Examples:
+  vmailctl sieve delete alice@example.com old
+  vmailctl sieve delete alice@example.com filters --force")]
+    Delete {
+        address: String,
+        name: String,
+        /// Delete the active script too, deactivating it (no script runs)
+        #[arg(long)]
+        force: bool,
+    },
+}
+
 fn parse_size(s: &str) -> Result<i64, String> {
     admin::parse_size(s).map_err(|e| e.to_string())
 }
@@ -441,6 +516,8 @@ struct Report {
     json: serde_json::Value,
     /// 0, or 1 for a result that is itself a failure (a failed check).
     code: u8,
+    /// Bytes to print as they are instead of `text` (a script).
+    raw: Option<Vec<u8>>,
 }
 
 impl Report {
@@ -449,6 +526,7 @@ impl Report {
             text: text.into(),
             json: serde_json::to_value(json)?,
             code: 0,
+            raw: None,
         })
     }
 }
@@ -463,6 +541,13 @@ fn main() -> ExitCode {
                     "{}",
                     serde_json::to_string_pretty(&r.json).unwrap_or_default()
                 );
+            } else if let Some(raw) = &r.raw {
+                use std::io::Write as _;
+                let mut out = std::io::stdout().lock();
+                if let Err(e) = out.write_all(raw).and_then(|()| out.flush()) {
+                    eprintln!("vmailctl: standard output: {e}");
+                    return ExitCode::from(1);
+                }
             } else if !r.text.is_empty() {
                 println!("{}", r.text.trim_end_matches('\n'));
             }
@@ -504,6 +589,7 @@ fn run(cli: Cli) -> anyhow::Result<Report> {
             let cfg = load(&path)?;
             return explain(&cfg, address);
         }
+        Command::Sieve(SieveCmd::Check { file }) => return sieve_check(file),
         _ => {}
     }
     let cfg = load(&path)?;
@@ -519,12 +605,31 @@ fn run(cli: Cli) -> anyhow::Result<Report> {
         }
         _ => None,
     };
+    // A script to put is read (and compiled) before the database is asked.
+    let script = match &cli.command {
+        Command::Sieve(SieveCmd::Put { name, file, .. }) => {
+            let bytes = read_input(file.as_deref())?;
+            admin::sieve::script_name(name)?;
+            if let Err(e) = vdeliver::sieve::compile(&bytes) {
+                return Err(AdminError::Conflict(format!(
+                    "{}: {e}; not stored",
+                    shown_input(file.as_deref())
+                ))
+                .into());
+            }
+            Some(bytes)
+        }
+        _ => None,
+    };
     let mut client = db::connect(&cfg.database, "vmailctl")
         .map_err(|e| AdminError::Failed(format!("cannot reach the database: {e}")))?;
     let c = &mut client;
     let rules = deliver::rules(&cfg, None).map_err(|f| AdminError::Failed(f.text))?;
     match cli.command {
-        Command::Check { .. } | Command::Resolve { .. } | Command::Explain { .. } => {
+        Command::Check { .. }
+        | Command::Resolve { .. }
+        | Command::Explain { .. }
+        | Command::Sieve(SieveCmd::Check { .. }) => {
             unreachable!("handled above")
         }
         Command::Migrate => {
@@ -543,6 +648,7 @@ fn run(cli: Cli) -> anyhow::Result<Report> {
         Command::Catchall(cmd) => catchall(c, &rules, cmd),
         Command::Relocated(cmd) => relocated(c, &rules, cmd),
         Command::Quota { address, recalc } => quota(c, &cfg, &address, recalc),
+        Command::Sieve(cmd) => sieve(c, &cfg, cmd, script),
     }
 }
 
@@ -1156,4 +1262,181 @@ fn check(path: &Path, user: Option<&str>) -> anyhow::Result<Report> {
     let mut rep = Report::new(t, json!({"ok": ok, "checks": checks}))?;
     rep.code = if ok { 0 } else { 1 };
     Ok(rep)
+}
+
+/// How an input file is named in messages: its path, or `-`.
+fn shown_input(file: Option<&Path>) -> String {
+    match file {
+        None => "-".to_string(),
+        Some(p) => p.display().to_string(),
+    }
+}
+
+/// A script from FILE, or standard input for `-` or none; at most
+/// [`vdeliver::sieve::MAX_SCRIPT_SIZE`] bytes.
+fn read_input(file: Option<&Path>) -> anyhow::Result<Vec<u8>> {
+    use std::io::Read as _;
+    let max = vdeliver::sieve::MAX_SCRIPT_SIZE;
+    let shown = shown_input(file);
+    let reader: Box<dyn std::io::Read> = match file {
+        None => Box::new(std::io::stdin().lock()),
+        Some(p) if p.as_os_str() == "-" => Box::new(std::io::stdin().lock()),
+        Some(p) => Box::new(
+            std::fs::File::open(p).map_err(|e| AdminError::Failed(format!("{shown}: {e}")))?,
+        ),
+    };
+    let mut bytes = Vec::new();
+    reader
+        .take(max as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| AdminError::Failed(format!("{shown}: {e}")))?;
+    if bytes.len() > max {
+        return Err(AdminError::Failed(format!("{shown}: larger than {max} bytes")).into());
+    }
+    Ok(bytes)
+}
+
+fn sieve_check(file: &Path) -> anyhow::Result<Report> {
+    let shown = file.display().to_string();
+    let bytes = read_input(Some(file))?;
+    let (t, v, code) = match vdeliver::sieve::compile(&bytes) {
+        Ok(_) => (
+            format!("{shown}: ok"),
+            json!({"file": shown, "ok": true}),
+            0,
+        ),
+        Err(e) => (
+            format!("{shown}: {e}"),
+            json!({"file": shown, "ok": false, "line": e.line(), "error": e.message()}),
+            1,
+        ),
+    };
+    let mut rep = Report::new(t, v)?;
+    rep.code = code;
+    Ok(rep)
+}
+
+fn active_text(a: &admin::sieve::Active) -> String {
+    use admin::sieve::Active;
+    match a {
+        Active::None => "no script is active".into(),
+        Active::Script(n) => format!("active: {n}"),
+        Active::File => format!(
+            "active: {} is a regular file (not managed by ManageSieve or vmailctl)",
+            vdeliver::sieve::store::SCRIPT_LINK
+        ),
+        Active::Other(w) => format!("active: {} is {w}", vdeliver::sieve::store::SCRIPT_LINK),
+    }
+}
+
+fn sieve(
+    c: &mut postgres::Client,
+    cfg: &Config,
+    cmd: SieveCmd,
+    script: Option<Vec<u8>>,
+) -> anyhow::Result<Report> {
+    use admin::sieve::{self as s, Active, SieveHome};
+    let mut home = |address: &str| -> anyhow::Result<SieveHome> {
+        let a = admin::account_show(c, address)?;
+        Ok(SieveHome::new(a.address, a.maildir)?)
+    };
+    let root = &cfg.mail.root;
+    match cmd {
+        SieveCmd::Check { .. } => unreachable!("handled before the database"),
+        SieveCmd::List { address } => {
+            let h = home(&address)?;
+            let l = s::list(root, &h)?;
+            let mut t: String = l
+                .scripts
+                .iter()
+                .map(|x| {
+                    format!(
+                        "{} {}  ({} bytes)\n",
+                        if x.active { "*" } else { " " },
+                        x.name,
+                        x.bytes
+                    )
+                })
+                .collect();
+            t += &active_text(&l.active);
+            Report::new(
+                t,
+                json!({"address": h.address, "home": h.home, "scripts": l.scripts, "active": l.active}),
+            )
+        }
+        SieveCmd::Get { address, name } => {
+            let h = home(&address)?;
+            let bytes = s::get(root, &h, &name)?;
+            let text = String::from_utf8_lossy(&bytes).into_owned();
+            let mut rep = Report::new(
+                String::new(),
+                json!({"address": h.address, "name": name, "script": text}),
+            )?;
+            rep.raw = Some(bytes);
+            Ok(rep)
+        }
+        SieveCmd::Put { address, name, .. } => {
+            let h = home(&address)?;
+            let bytes = script.context("no script was read")?;
+            let p = s::put(root, &h, &name, &bytes)?;
+            Report::new(
+                format!(
+                    "{} script {:?} of {} ({} bytes){}",
+                    if p.replaced { "replaced" } else { "stored" },
+                    p.name,
+                    h.address,
+                    p.bytes,
+                    if p.active {
+                        "; it is the active script"
+                    } else {
+                        ""
+                    }
+                ),
+                json!({"address": h.address, "home": h.home, "put": p}),
+            )
+        }
+        SieveCmd::Activate { address, name } => {
+            let h = home(&address)?;
+            let before = s::activate(root, &h, &name)?;
+            let was = match &before {
+                Active::Script(n) if *n == name => " (it already was)".to_string(),
+                Active::Script(n) => format!(" (was {n:?})"),
+                _ => String::new(),
+            };
+            Report::new(
+                format!("script {name:?} of {} is active{was}", h.address),
+                json!({"address": h.address, "active": name, "before": before}),
+            )
+        }
+        SieveCmd::Deactivate { address } => {
+            let h = home(&address)?;
+            let before = s::deactivate(root, &h)?;
+            let t = match &before {
+                Active::Script(n) => format!("deactivated script {n:?} of {}", h.address),
+                _ => format!("no script of {} was active", h.address),
+            };
+            Report::new(t, json!({"address": h.address, "before": before}))
+        }
+        SieveCmd::Delete {
+            address,
+            name,
+            force,
+        } => {
+            let h = home(&address)?;
+            let d = s::delete(root, &h, &name, force)?;
+            Report::new(
+                format!(
+                    "deleted script {:?} of {}{}",
+                    d.name,
+                    h.address,
+                    if d.deactivated {
+                        " (it was active: no script runs now)"
+                    } else {
+                        ""
+                    }
+                ),
+                json!({"address": h.address, "deleted": d}),
+            )
+        }
+    }
 }

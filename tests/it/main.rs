@@ -13,6 +13,7 @@ mod pgbouncer;
 mod quota;
 mod reliability;
 mod routing;
+mod sieve_ctl;
 mod sieve_diff;
 mod sieve_oracle;
 mod vacation;
