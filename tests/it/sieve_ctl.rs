@@ -30,11 +30,7 @@ fn script_file(s: &Site, name: &str, text: &[u8]) -> PathBuf {
 }
 
 fn json(s: &Site, args: &[&str]) -> Value {
-    let mut a = args.to_vec();
-    a.push("--json");
-    let r = s.ctl(&a, b"");
-    assert_eq!(r.code, Some(0), "vmailctl {a:?}: {r:?}");
-    serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("{a:?}: {e}: {}", r.stdout))
+    s.ctl_json(args)
 }
 
 fn names(list: &Value) -> Vec<(String, bool)> {

@@ -16,13 +16,8 @@ use std::process::{Command, Stdio};
 
 const MSG: &[u8] = b"From: bob@remote.org\nSubject: vmailctl\n\nHello.\n";
 
-/// Run vmailctl with `--json`, expecting exit 0, and parse stdout.
 fn json(s: &Site, args: &[&str]) -> Value {
-    let mut a = args.to_vec();
-    a.push("--json");
-    let r = s.ctl(&a, b"");
-    assert_eq!(r.code, Some(0), "vmailctl {a:?}: {r:?}");
-    serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("{a:?}: {e}: {}", r.stdout))
+    s.ctl_json(args)
 }
 
 /// Run vmailctl expecting exit `code`; returns stderr.

@@ -236,6 +236,15 @@ impl Site {
         child.wait_with_output().unwrap().into()
     }
 
+    /// Run vmailctl with `--json`, expecting exit 0, and parse stdout.
+    pub fn ctl_json(&self, args: &[&str]) -> serde_json::Value {
+        let mut a = args.to_vec();
+        a.push("--json");
+        let r = self.ctl(&a, b"");
+        assert_eq!(r.code, Some(0), "vmailctl {a:?}: {r:?}");
+        serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("{a:?}: {e}: {}", r.stdout))
+    }
+
     pub fn ctl_ok(&self, args: &[&str]) -> String {
         let r = self.ctl(args, b"");
         assert_eq!(r.code, Some(0), "vmailctl {args:?}: {r:?}");
