@@ -148,7 +148,8 @@ SELECT domain_id, local_part, '{}', '{}', '{}'
 -- refused rather than silently dropped.
 CREATE FUNCTION vdeliver_routes_guard() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    IF pg_trigger_depth() < 2 THEN
+    IF pg_trigger_depth() < 2
+       AND current_setting('vdeliver.resync', true) IS DISTINCT FROM 'on' THEN
         RAISE EXCEPTION 'vdeliver_routes is kept by triggers from aliases and relocated'
             USING ERRCODE = 'insufficient_privilege',
                   HINT = 'change aliases or relocated (vmailctl alias, vmailctl relocated) instead';
@@ -159,6 +160,83 @@ CREATE TRIGGER routes_guard BEFORE INSERT OR UPDATE OR DELETE ON vdeliver_routes
     FOR EACH ROW EXECUTE FUNCTION vdeliver_routes_guard();
 CREATE TRIGGER routes_guard_truncate BEFORE TRUNCATE ON vdeliver_routes
     FOR EACH STATEMENT EXECUTE FUNCTION vdeliver_routes_guard();
+
+-- Drift: the copies disagree with the tables they copy only when the
+-- triggers did not run (a load with session_replication_role = replica,
+-- pg_restore --disable-triggers, ALTER TABLE … DISABLE TRIGGER).
+-- vdeliver_drift() counts the rows in error: accounts whose
+-- vdeliver_aliased is wrong, domains whose catch-all copies are wrong,
+-- and addresses whose vdeliver_routes row is missing, stale or wrong.
+-- `vmailctl check` reports it; vdeliver_resync(), which `vmailctl
+-- migrate` runs, rewrites exactly those rows and returns how many.
+CREATE FUNCTION vdeliver_drift_accounts() RETURNS SETOF accounts
+LANGUAGE sql STABLE AS $$
+    SELECT * FROM accounts a
+     WHERE a.vdeliver_aliased IS DISTINCT FROM EXISTS (
+           SELECT 1 FROM aliases al
+            WHERE al.domain_id = a.domain_id AND al.local_part = a.local_part)
+$$;
+CREATE FUNCTION vdeliver_drift_domains() RETURNS SETOF domains
+LANGUAGE sql STABLE AS $$
+    SELECT * FROM domains d
+     WHERE d.vdeliver_catchalls IS DISTINCT FROM coalesce(
+           (SELECT array_agg(destination ORDER BY destination)
+              FROM catchalls c WHERE c.domain_id = d.id), '{}')
+        OR d.vdeliver_catchall_domains
+           IS DISTINCT FROM (vdeliver_targets(d.vdeliver_catchalls)).domains
+        OR d.vdeliver_catchall_locals
+           IS DISTINCT FROM (vdeliver_targets(d.vdeliver_catchalls)).locals
+$$;
+CREATE FUNCTION vdeliver_drift_routes(OUT domain_id bigint, OUT local_part text)
+RETURNS SETOF record LANGUAGE sql STABLE AS $$
+    SELECT coalesce(k.domain_id, r.domain_id), coalesce(k.local_part, r.local_part)
+      FROM (SELECT al.domain_id, al.local_part FROM aliases al
+            UNION SELECT x.domain_id, x.local_part FROM relocated x) k
+      FULL JOIN vdeliver_routes r
+        ON r.domain_id = k.domain_id AND r.local_part = k.local_part
+     WHERE k.domain_id IS NULL OR r.domain_id IS NULL
+        OR r.aliases IS DISTINCT FROM coalesce(
+           (SELECT array_agg(destination ORDER BY destination) FROM aliases a
+             WHERE a.domain_id = r.domain_id AND a.local_part = r.local_part), '{}')
+        OR r.relocated IS DISTINCT FROM (
+           SELECT new_address FROM relocated x
+            WHERE x.domain_id = r.domain_id AND x.local_part = r.local_part)
+        OR r.target_domains IS DISTINCT FROM (vdeliver_targets(r.aliases)).domains
+        OR r.target_locals IS DISTINCT FROM (vdeliver_targets(r.aliases)).locals
+$$;
+CREATE FUNCTION vdeliver_drift() RETURNS bigint LANGUAGE sql STABLE AS $$
+    SELECT (SELECT count(*) FROM vdeliver_drift_accounts())
+         + (SELECT count(*) FROM vdeliver_drift_domains())
+         + (SELECT count(*) FROM vdeliver_drift_routes())
+$$;
+CREATE FUNCTION vdeliver_resync() RETURNS bigint LANGUAGE plpgsql AS $$
+DECLARE
+    n bigint;
+    fixed bigint := 0;
+BEGIN
+    -- The BEFORE triggers recompute whatever these statements write.
+    UPDATE accounts SET vdeliver_aliased = NOT vdeliver_aliased
+     WHERE id IN (SELECT id FROM vdeliver_drift_accounts());
+    GET DIAGNOSTICS n = ROW_COUNT;
+    fixed := fixed + n;
+    UPDATE domains SET vdeliver_catchalls = '{}'
+     WHERE id IN (SELECT id FROM vdeliver_drift_domains());
+    GET DIAGNOSTICS n = ROW_COUNT;
+    fixed := fixed + n;
+    PERFORM set_config('vdeliver.resync', 'on', true);
+    CREATE TEMP TABLE vdeliver_resync_keys ON COMMIT DROP AS
+        SELECT * FROM vdeliver_drift_routes();
+    DELETE FROM vdeliver_routes r USING vdeliver_resync_keys k
+     WHERE r.domain_id = k.domain_id AND r.local_part = k.local_part;
+    INSERT INTO vdeliver_routes (domain_id, local_part, aliases, target_domains, target_locals)
+    SELECT k.domain_id, k.local_part, '{}', '{}', '{}'
+      FROM vdeliver_resync_keys k JOIN domains d ON d.id = k.domain_id;
+    SELECT count(*) INTO n FROM vdeliver_resync_keys;
+    fixed := fixed + n;
+    DROP TABLE vdeliver_resync_keys;
+    PERFORM set_config('vdeliver.resync', 'off', true);
+    RETURN fixed;
+END $$;
 
 -- vdeliver_route(domains, local parts): for each pair asked, its facts,
 -- and the facts of each pair its aliases' literal destinations name (or,

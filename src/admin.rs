@@ -337,6 +337,23 @@ pub fn migrate(client: &mut Client) -> Result<(i32, i32)> {
     Ok((before, schema::current_version()))
 }
 
+/// Rewrite the lookup's trigger-kept copies that disagree with the tables
+/// they copy (triggers that did not run during a load); returns how many
+/// rows were wrong. Changes nothing when they agree.
+pub fn resync(client: &mut Client) -> Result<i64> {
+    let mut tx = client.transaction()?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&schema::LOCK_KEY])?;
+    let n: i64 = tx.query_one("SELECT vdeliver_resync()", &[])?.get(0);
+    tx.commit()?;
+    Ok(n)
+}
+
+/// How many rows of the lookup's trigger-kept copies disagree with the
+/// tables they copy.
+pub fn drift(client: &mut Client) -> Result<i64> {
+    Ok(client.query_one("SELECT vdeliver_drift()", &[])?.get(0))
+}
+
 /// The schema version recorded in the database (0 when never migrated).
 pub fn schema_version(client: &mut Client) -> Result<i32> {
     let exists: bool = client

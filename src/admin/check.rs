@@ -121,7 +121,22 @@ pub fn check(path: &Path, user: Option<&str>) -> Vec<Check> {
             out.push(pass("database", "reachable".into()));
             let want = schema::current_version();
             out.push(match super::schema_version(&mut client) {
-                Ok(v) if v == want => pass("schema", format!("at version {v}, the current one")),
+                Ok(v) if v == want => match super::drift(&mut client) {
+                    Ok(0) => pass(
+                        "schema",
+                        format!("at version {v}, the current one; the lookup's copies agree"),
+                    ),
+                    Ok(n) => fail(
+                        "schema",
+                        format!(
+                            "at version {v}, but {n} {} of the lookup's trigger-kept copies \
+                             disagree with the tables they copy (triggers disabled during a \
+                             load?): run vmailctl migrate, which repairs them",
+                            if n == 1 { "row" } else { "rows" }
+                        ),
+                    ),
+                    Err(e) => fail("schema", e.to_string()),
+                },
                 Ok(v) if v < want => fail(
                     "schema",
                     format!("at version {v}, this vdeliver needs {want}: run vmailctl migrate"),

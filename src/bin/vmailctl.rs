@@ -634,12 +634,22 @@ fn run(cli: Cli) -> anyhow::Result<Report> {
         }
         Command::Migrate => {
             let (before, after) = admin::migrate(c)?;
-            let text = if before == after {
+            let repaired = admin::resync(c)?;
+            let mut text = if before == after {
                 format!("schema is at version {after}, nothing to do")
             } else {
                 format!("schema migrated from version {before} to {after}")
             };
-            Report::new(text, json!({"before": before, "after": after}))
+            if repaired > 0 {
+                text += &format!(
+                    "; repaired {repaired} {} of the lookup's copies (their triggers had not run)",
+                    if repaired == 1 { "row" } else { "rows" }
+                );
+            }
+            Report::new(
+                text,
+                json!({"before": before, "after": after, "repaired": repaired}),
+            )
         }
         Command::Domain(cmd) => domain(c, &cfg, &rules, cmd),
         Command::AliasDomain(cmd) => alias_domain(c, &rules, cmd),

@@ -623,3 +623,64 @@ fn concurrent_alias_changes_on_one_address_both_reach_the_route() {
         .get(0);
     assert_eq!(aliases, ["bob@example.com", "carol@example.com"]);
 }
+
+/// Triggers that did not run (a load with `session_replication_role =
+/// replica`) leave the lookup's copies behind the tables: `vmailctl
+/// check` says so, and `vmailctl migrate` repairs exactly those rows, after
+/// which delivery follows the aliases again and hand writes to
+/// vdeliver_routes are still refused.
+#[test]
+fn drift_from_disabled_triggers_is_reported_and_repaired_by_migrate() {
+    let s = Site::new();
+    s.account("alice@example.com");
+    s.account("bob@example.com");
+    s.ctl_ok(&["alias", "add", "old@example.com", "bob@example.com"]);
+    let mut c = client(&s);
+    let ex = "(SELECT id FROM domains WHERE name = 'example.com')";
+    c.batch_execute(&format!(
+        "SET session_replication_role = replica;
+         INSERT INTO aliases (domain_id, local_part, destination)
+              VALUES ({ex}, 'alice', 'bob@example.com'), ({ex}, 'team', 'alice@example.com');
+         INSERT INTO catchalls (domain_id, destination) VALUES ({ex}, 'bob@example.com');
+         INSERT INTO relocated (domain_id, local_part, new_address)
+              VALUES ({ex}, 'gone', 'gone@new.example');
+         DELETE FROM aliases WHERE local_part = 'old';
+         SET session_replication_role = DEFAULT;"
+    ))
+    .unwrap();
+    // alice's flag, the domain's catch-alls, and the routes of alice,
+    // team, gone (missing) and old (stale).
+    assert_eq!(copies_wrong(&mut c), 6);
+    let r = s.ctl(&["check"], b"");
+    assert_ne!(r.code, Some(0), "{r:?}");
+    assert!(
+        r.stdout
+            .contains("6 rows of the lookup's trigger-kept copies"),
+        "{r:?}"
+    );
+    let out = s.ctl_ok(&["migrate"]);
+    assert!(out.contains("repaired 6 rows"), "{out}");
+    assert_eq!(copies_wrong(&mut c), 0);
+    let out = s.ctl_ok(&["migrate"]);
+    assert!(!out.contains("repaired"), "{out}");
+    let r = s.ctl(&["check"], b"");
+    assert!(r.stdout.contains("the lookup's copies agree"), "{r:?}");
+    // Delivery follows the repaired copies: alice's alias, the catch-all,
+    // the relocated address.
+    let r = s.deliver("alice@example.com", "x@remote.org", MSG);
+    assert_eq!(r.code, Some(0), "{r:?}");
+    let r = s.deliver("nobody@example.com", "x@remote.org", MSG);
+    assert_eq!(r.code, Some(0), "{r:?}");
+    assert_eq!(s.files("example.com/bob/Maildir/", "new").len(), 2);
+    assert!(s.files("example.com/alice/Maildir/", "new").is_empty());
+    let r = s.deliver("gone@example.com", "x@remote.org", MSG);
+    assert_eq!(r.code, Some(100), "{r:?}");
+    let e = c
+        .batch_execute("DELETE FROM vdeliver_routes")
+        .expect_err("a hand write after a repair");
+    assert!(
+        e.as_db_error()
+            .is_some_and(|d| d.message().contains("kept by triggers")),
+        "{e}"
+    );
+}
