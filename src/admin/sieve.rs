@@ -596,3 +596,112 @@ mod tests {
         assert!(SieveHome::new("a@example.com".into(), "example.com/a/".into()).is_err());
     }
 }
+
+// ---------------------------------------------------------------- dry run
+
+/// What `vmailctl resolve ADDRESS --message FILE` shows for one mailbox:
+/// the account's active script run against the message, nothing done
+/// (like Pigeonhole's `sieve-test`).
+#[derive(Debug, Clone, Serialize)]
+pub struct ScriptRun {
+    /// `no home` (a Maildir layout without one), `no script`, `does not
+    /// compile`, `error` or `ran`.
+    pub status: String,
+    /// The actions, one line each, in the order the script made them.
+    pub actions: Vec<String>,
+    /// The compile or run-time error, when there is one.
+    pub error: Option<String>,
+}
+
+/// Run the active script of the account whose Maildir is `maildir`
+/// (relative to `root`) against `message`. Folders are looked for in that
+/// Maildir; `include` is not followed by the dry run (it says so);
+/// `duplicate` is always "not seen".
+pub fn dry_run(
+    root: &Path,
+    maildir: &str,
+    message: &[u8],
+    env: &crate::sieve::interp::Env,
+) -> Result<ScriptRun> {
+    use crate::sieve::{action::Action, interp, message::Message, store};
+    let done = |status: &str, actions: Vec<String>, error: Option<String>| ScriptRun {
+        status: status.into(),
+        actions,
+        error,
+    };
+    let Some(home) = home_of(maildir) else {
+        return Ok(done("no home", Vec::new(), None));
+    };
+    let script = super::as_mail_user(root, |root| {
+        let root = MailRoot::open(root).map_err(|e| io("mail root", e))?;
+        store::active_script(&root, &home).map_err(AdminError::Failed)
+    })?;
+    let Some(script) = script else {
+        return Ok(done("no script", Vec::new(), None));
+    };
+    let program = match crate::sieve::compile(&script) {
+        Ok(p) => p,
+        Err(e) => return Ok(done("does not compile", Vec::new(), Some(e.to_string()))),
+    };
+    struct DryHost(std::path::PathBuf);
+    impl interp::Host for DryHost {
+        fn mailbox_exists(&mut self, name: &str) -> bool {
+            match store::folder_dir_name(name) {
+                Ok(d) if d.is_empty() => true,
+                Ok(d) => std::fs::symlink_metadata(self.0.join(d)).is_ok_and(|m| m.is_dir()),
+                Err(_) => false,
+            }
+        }
+        fn duplicate(&mut self, _id: &str, _seconds: Option<u64>, _last: bool) -> bool {
+            false
+        }
+        fn include(
+            &mut self,
+            _location: crate::sieve::Location,
+            name: &str,
+        ) -> std::result::Result<Option<crate::sieve::Program>, String> {
+            Err(format!("include {name:?}: not followed by the dry run"))
+        }
+    }
+    let mut host = DryHost(root.join(maildir));
+    let outcome = interp::run(&program, &Message::parse(message), env, &mut host);
+    if let Some(e) = outcome.error {
+        return Ok(done(
+            "error",
+            vec!["keep into INBOX (the script failed; vdeliver keeps the message)".into()],
+            Some(e),
+        ));
+    }
+    let mut lines: Vec<String> = outcome
+        .actions
+        .iter()
+        .map(|a| match a {
+            Action::Store {
+                folder,
+                flags,
+                implicit,
+                ..
+            } => {
+                let how = if *implicit { "implicit keep" } else { "store" };
+                let flags = if flags.is_empty() {
+                    String::new()
+                } else {
+                    format!(" flags {}", flags.join(" "))
+                };
+                format!("{how} into {folder}{flags}")
+            }
+            Action::Redirect { address } => format!("redirect to {address}"),
+            Action::Reject { reason } => format!("reject: {reason}"),
+            Action::Vacation(v) => format!(
+                "vacation reply{}",
+                v.subject
+                    .as_deref()
+                    .map_or(String::new(), |s| format!(" {s:?}"))
+            ),
+        })
+        .collect();
+    if outcome.discarded {
+        lines.push("discard".into());
+    }
+    Ok(done("ran", lines, None))
+}

@@ -74,10 +74,15 @@ Prints the resolution (alias steps, extension, catch-all), the Maildirs with
 their quota, the remote forwards, and the exit code and line vdeliver would
 give. Exit 0 when vdeliver would deliver, 1 when it would bounce or defer.
 
+With --message FILE, each account's active Sieve script is also run
+against that message and its actions shown (nothing is stored or sent; an
+include is not followed). Delivery does not run the scripts yet.
+
 Examples:
   vmailctl resolve alice@example.com
   vmailctl resolve alice-lists@example.com --sender bob@remote.org
-  vmailctl resolve nobody@example.com --fallback delete")]
+  vmailctl resolve nobody@example.com --fallback delete
+  vmailctl resolve alice@example.com --message mail.eml")]
     Resolve {
         address: String,
         /// Envelope sender [default: <>]
@@ -87,6 +92,10 @@ Examples:
         /// (bounce-no-mailbox, delete, an address, a Maildir path)
         #[arg(long, value_name = "ARG")]
         fallback: Option<String>,
+        /// Also run each account's active Sieve script against this message
+        /// (a file, or - for standard input) and show its actions
+        #[arg(long, value_name = "FILE")]
+        message: Option<PathBuf>,
     },
     /// The server's plan of each statement vdeliver sends for ADDRESS
     #[command(after_help = "\
@@ -581,9 +590,20 @@ fn run(cli: Cli) -> anyhow::Result<Report> {
             address,
             sender,
             fallback,
+            message,
         } => {
             let cfg = load(&path)?;
-            return resolve(&cfg, address, sender.as_deref(), fallback.as_deref());
+            let message = match message {
+                Some(m) => Some(read_input(Some(m))?),
+                None => None,
+            };
+            return resolve(
+                &cfg,
+                address,
+                sender.as_deref(),
+                fallback.as_deref(),
+                message.as_deref(),
+            );
         }
         Command::Explain { address } => {
             let cfg = load(&path)?;
@@ -1154,6 +1174,7 @@ fn resolve(
     address: &str,
     sender: Option<&str>,
     fallback: Option<&str>,
+    message: Option<&[u8]>,
 ) -> anyhow::Result<Report> {
     if !address.contains('@') {
         return Err(AdminError::Invalid(format!("bad address {address:?}: no '@'")).into());
@@ -1204,12 +1225,39 @@ fn resolve(
     if let Some(d) = &r.discard {
         t += &format!("discard:    {d}\n");
     }
+    let mut sieve = Vec::new();
+    if let Some(msg) = message {
+        let env = vdeliver::sieve::interp::Env {
+            envelope_from: r.sender.clone(),
+            envelope_to: r.recipient.clone(),
+            extension_delimiter: cfg.mail.extension_delimiter.clone(),
+            now: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX)),
+            ..Default::default()
+        };
+        for m in &r.mailboxes {
+            let run = admin::sieve::dry_run(&cfg.mail.root, &m.maildir, msg, &env)?;
+            t += &format!("sieve:      {} ({}): {}\n", m.owner, m.maildir, run.status);
+            if let Some(e) = &run.error {
+                t += &format!("            {e}\n");
+            }
+            for a in &run.actions {
+                t += &format!("            {a}\n");
+            }
+            sieve.push(json!({"owner": m.owner, "maildir": m.maildir, "run": run}));
+        }
+    }
     t += &format!("vdeliver would exit {}: {}", r.exit, r.line);
     for n in &r.notes {
         t += &format!("\nnote: {n}");
     }
     let code = if r.exit == 0 || r.exit == 99 { 0 } else { 1 };
-    let mut rep = Report::new(t, &r)?;
+    let mut v = serde_json::to_value(&r)?;
+    if message.is_some() {
+        v["sieve"] = json!(sieve);
+    }
+    let mut rep = Report::new(t, v)?;
     rep.code = code;
     Ok(rep)
 }

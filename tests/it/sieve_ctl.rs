@@ -418,3 +418,105 @@ fn a_symlinked_script_dir_or_script_is_not_followed() {
     assert!(r.stderr.contains("not a directory"), "{r:?}");
     assert_eq!(fs::read_dir(&elsewhere).unwrap().count(), 0);
 }
+
+/// `vmailctl resolve ADDRESS --message FILE` runs the account's active
+/// script against the message and shows its actions, as Pigeonhole's
+/// sieve-test does, storing nothing: through an alias too, for each
+/// account it reaches.
+#[test]
+fn resolve_with_a_message_shows_what_the_active_script_would_do() {
+    let s = Site::new();
+    s.account("alice@example.com");
+    s.account("bob@example.com");
+    s.ctl_ok(&["alias", "add", "team@example.com", "alice@example.com"]);
+    s.ctl_ok(&["alias", "add", "team@example.com", "bob@example.com"]);
+    let script = script_file(
+        &s,
+        "s.sieve",
+        b"require [\"fileinto\", \"imap4flags\", \"copy\"];\n\
+          if header :contains \"subject\" \"[rust]\" {\n\
+            fileinto :flags \"\\\\Seen\" \"Lists.rust\";\n\
+            redirect :copy \"archive@remote.example\";\n\
+          }\n",
+    );
+    s.ctl_ok(&[
+        "sieve",
+        "put",
+        "alice@example.com",
+        "f",
+        script.to_str().unwrap(),
+    ]);
+    s.ctl_ok(&["sieve", "activate", "alice@example.com", "f"]);
+    let listy = script_file(
+        &s,
+        "m1.eml",
+        b"From: x@remote.example\nTo: team@example.com\nSubject: [rust] 1.90\n\nhi\n",
+    );
+    let plain = script_file(
+        &s,
+        "m2.eml",
+        b"From: x@remote.example\nTo: team@example.com\nSubject: lunch\n\nhi\n",
+    );
+    let before = fs::read_dir(s.root.join("example.com"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    let out = s.ctl_ok(&[
+        "resolve",
+        "team@example.com",
+        "--message",
+        listy.to_str().unwrap(),
+    ]);
+    assert!(
+        out.contains("sieve:      alice@example.com (example.com/alice/Maildir/): ran"),
+        "{out}"
+    );
+    assert!(out.contains("store into Lists.rust flags \\Seen"), "{out}");
+    assert!(out.contains("redirect to archive@remote.example"), "{out}");
+    assert!(
+        out.contains("sieve:      bob@example.com (example.com/bob/Maildir/): no script"),
+        "{out}"
+    );
+    let out = s.ctl_ok(&[
+        "resolve",
+        "alice@example.com",
+        "--message",
+        plain.to_str().unwrap(),
+    ]);
+    assert!(out.contains("implicit keep into INBOX"), "{out}");
+    assert!(!out.contains("Lists.rust"), "{out}");
+    let v = json(
+        &s,
+        &[
+            "resolve",
+            "alice@example.com",
+            "--message",
+            listy.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(v["sieve"][0]["run"]["status"], "ran", "{v}");
+    assert_eq!(
+        v["sieve"][0]["run"]["actions"][1], "redirect to archive@remote.example",
+        "{v}"
+    );
+    // Nothing stored, no folder made.
+    assert!(!s
+        .root
+        .join("example.com/alice/Maildir/.Lists.rust")
+        .exists());
+    assert_eq!(
+        fs::read_dir(s.root.join("example.com"))
+            .map(|d| d.count())
+            .unwrap_or(0),
+        before
+    );
+    // A script broken by hand since it was activated: said, not fatal.
+    fs::write(s.root.join(HOME).join("sieve/f.sieve"), BROKEN).unwrap();
+    let out = s.ctl_ok(&[
+        "resolve",
+        "alice@example.com",
+        "--message",
+        plain.to_str().unwrap(),
+    ]);
+    assert!(out.contains("does not compile"), "{out}");
+    assert!(out.contains("line 2:"), "{out}");
+}
