@@ -235,6 +235,7 @@ fn resolution(c: &mut Criterion) {
             active: true,
             quota_bytes: None,
             quota_messages: None,
+            junk: None,
         }),
         ..LocalFacts::default()
     };

@@ -22,6 +22,121 @@ pub struct Config {
     pub forward: Forward,
     pub password: Password,
     pub quota: Quota,
+    pub sieve: Sieve,
+    pub junk: Junk,
+}
+
+/// Users' Sieve scripts ([`crate::sieve`]) and the site's own around them.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Sieve {
+    /// Run the account's active script (`<home>/.dovecot.sieve`) and the
+    /// global ones. `false`: no script is looked for or run.
+    pub enabled: bool,
+    /// Admin scripts (absolute paths) run before the user's, in order,
+    /// each while the implicit keep is still in effect (as Pigeonhole's
+    /// `sieve_before`). They are read and compiled when the configuration
+    /// is loaded: a missing or broken one is a configuration error.
+    pub before: Vec<PathBuf>,
+    /// Admin scripts run after the user's (Pigeonhole's `sieve_after`),
+    /// only while the implicit keep is still in effect.
+    pub after: Vec<PathBuf>,
+    /// Directory of the scripts `include :global` names (`NAME.sieve`);
+    /// none: `include :global` finds nothing.
+    pub global_dir: Option<PathBuf>,
+    /// Most redirects one delivery makes (the rest are errors).
+    pub max_redirects: usize,
+    /// Most actions one run makes.
+    pub max_actions: usize,
+    /// `fileinto` a missing folder creates it, as if `:create` were given
+    /// (Dovecot's `lda_mailbox_autocreate`). Off: the message is kept in
+    /// INBOX and the error logged (Pigeonhole's default).
+    pub create_folders: bool,
+    /// The vacation period when the script gives none (RFC 5230: 7 days).
+    #[serde(with = "duration")]
+    pub vacation_default_period: Duration,
+    /// The shortest period a script may ask for (`:seconds` included).
+    #[serde(with = "duration")]
+    pub vacation_min_period: Duration,
+    /// The longest period.
+    #[serde(with = "duration")]
+    pub vacation_max_period: Duration,
+    /// The compiled `before` scripts, read by [`load`].
+    #[serde(skip)]
+    pub before_programs: Vec<GlobalScript>,
+    /// The compiled `after` scripts, read by [`load`].
+    #[serde(skip)]
+    pub after_programs: Vec<GlobalScript>,
+}
+
+/// An admin script from the configuration, compiled.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GlobalScript {
+    pub path: PathBuf,
+    pub program: std::sync::Arc<crate::sieve::Program>,
+}
+
+impl Default for Sieve {
+    fn default() -> Sieve {
+        Sieve {
+            enabled: true,
+            before: Vec::new(),
+            after: Vec::new(),
+            global_dir: None,
+            max_redirects: 4,
+            max_actions: 32,
+            create_folders: false,
+            vacation_default_period: Duration::from_secs(7 * 86_400),
+            vacation_min_period: Duration::from_secs(86_400),
+            vacation_max_period: Duration::from_secs(90 * 86_400),
+            before_programs: Vec::new(),
+            after_programs: Vec::new(),
+        }
+    }
+}
+
+/// Filing spam into a Junk folder by the scanner's verdict, without a
+/// script.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Junk {
+    /// The site's default; an account's `junk` column (set with
+    /// `vmailctl account junk`) overrides it either way.
+    pub enabled: bool,
+    /// The folder (Maildir++ name, `.Junk` on disk).
+    pub folder: String,
+    /// Verdict headers, `"Name: value"`: the message is spam when the
+    /// topmost instance of the header `Name` begins with the word `value`
+    /// (compared without case; the word ends at a blank, `,` or `;`).
+    pub verdict: Vec<String>,
+    /// The header holding the scanner's score (`spamtest`).
+    pub score_header: String,
+    /// The score that maps to 10, "certainly spam", on RFC 5235's scale.
+    pub score_max: f64,
+}
+
+impl Default for Junk {
+    fn default() -> Junk {
+        Junk {
+            enabled: false,
+            folder: "Junk".into(),
+            verdict: ["X-Spam-Flag: YES", "X-Spam-Status: Yes", "X-Spam: Yes"]
+                .map(String::from)
+                .to_vec(),
+            score_header: "X-Spam-Score".into(),
+            score_max: 10.0,
+        }
+    }
+}
+
+impl Junk {
+    /// The verdict headers as (name, word).
+    pub fn verdicts(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.verdict.iter().filter_map(|v| {
+            let (name, word) = v.split_once(':')?;
+            Some((name.trim(), word.trim()))
+        })
+    }
 }
 
 /// How `vmailctl` hashes the passwords it stores.
@@ -211,6 +326,8 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
     if let Some(t) = cfg.quota.warning_template.clone() {
         cfg.quota.warning = Some(load_template(path, &t)?);
     }
+    cfg.sieve.before_programs = load_scripts(path, "sieve.before", &cfg.sieve.before)?;
+    cfg.sieve.after_programs = load_scripts(path, "sieve.after", &cfg.sieve.after)?;
     Ok(cfg)
 }
 
@@ -229,6 +346,31 @@ fn load_template(
     let bytes = std::fs::read(template).map_err(|e| err(format!("cannot read: {e}")))?;
     let text = String::from_utf8(bytes).map_err(|_| err("is not UTF-8".into()))?;
     crate::quota::warning::parse(&text).map_err(err)
+}
+
+/// Read and compile the admin scripts of `key`: a broken one is a
+/// configuration error (mail waits), never a surprise at delivery.
+fn load_scripts(
+    path: &Path,
+    key: &str,
+    scripts: &[PathBuf],
+) -> Result<Vec<GlobalScript>, ConfigError> {
+    scripts
+        .iter()
+        .map(|s| {
+            let err = |what: String| ConfigError {
+                path: path.to_path_buf(),
+                key: Some(key.into()),
+                what: crate::outcome::one_line(&format!("{}: {what}", s.display())),
+            };
+            let bytes = std::fs::read(s).map_err(|e| err(format!("cannot read: {e}")))?;
+            let program = crate::sieve::compile(&bytes).map_err(|e| err(e.to_string()))?;
+            Ok(GlobalScript {
+                path: s.clone(),
+                program: std::sync::Arc::new(program),
+            })
+        })
+        .collect()
 }
 
 /// Parse and check configuration text; `path` only names it in errors.
@@ -311,6 +453,66 @@ impl Config {
         }
         if self.quota.lock_timeout.is_zero() {
             return Err(("quota.lock_timeout", "must be more than 0s".into()));
+        }
+        for (key, list) in [
+            ("sieve.before", &self.sieve.before),
+            ("sieve.after", &self.sieve.after),
+        ] {
+            if let Some(p) = list.iter().find(|p| !p.is_absolute()) {
+                return Err((key, format!("{} must be an absolute path", p.display())));
+            }
+        }
+        if let Some(d) = &self.sieve.global_dir {
+            if !d.is_absolute() {
+                return Err(("sieve.global_dir", "must be an absolute path".into()));
+            }
+        }
+        if self.sieve.max_actions == 0 {
+            return Err(("sieve.max_actions", "must be at least 1".into()));
+        }
+        let s = &self.sieve;
+        if s.vacation_min_period > s.vacation_max_period {
+            return Err((
+                "sieve.vacation_min_period",
+                "is longer than sieve.vacation_max_period".into(),
+            ));
+        }
+        if s.vacation_default_period < s.vacation_min_period
+            || s.vacation_default_period > s.vacation_max_period
+        {
+            return Err((
+                "sieve.vacation_default_period",
+                "is outside sieve.vacation_min_period to sieve.vacation_max_period".into(),
+            ));
+        }
+        check_folder_name(&self.junk.folder)
+            .map_err(|w| ("junk.folder", format!("{:?} {w}", self.junk.folder)))?;
+        for v in &self.junk.verdict {
+            let ok = v.split_once(':').is_some_and(|(n, w)| {
+                let n = n.trim();
+                !n.is_empty()
+                    && n.bytes().all(|b| b.is_ascii_graphic() && b != b':')
+                    && !w.trim().is_empty()
+                    && !w.trim().contains(char::is_whitespace)
+            });
+            if !ok {
+                return Err((
+                    "junk.verdict",
+                    format!("{v:?} is not \"Header-Name: word\""),
+                ));
+            }
+        }
+        if self.junk.score_header.is_empty()
+            || !self
+                .junk
+                .score_header
+                .bytes()
+                .all(|b| b.is_ascii_graphic() && b != b':')
+        {
+            return Err(("junk.score_header", "is not a header name".into()));
+        }
+        if !(self.junk.score_max.is_finite() && self.junk.score_max > 0.0) {
+            return Err(("junk.score_max", "must be a number above 0".into()));
         }
         Ok(())
     }
@@ -440,6 +642,86 @@ mod tests {
             }
             assert!(shown.contains(want_what), "{text:?}: {shown}");
         }
+    }
+
+    #[test]
+    fn sieve_and_junk_sections() {
+        let c = p(r#"
+            [sieve]
+            enabled = false
+            max_redirects = 2
+            create_folders = true
+            vacation_min_period = "1h"
+            [junk]
+            enabled = true
+            folder = "Spam"
+            verdict = ["X-Spam-Flag: YES"]
+            score_header = "X-Rspamd-Score"
+            score_max = 15.0
+        "#)
+        .unwrap();
+        assert!(!c.sieve.enabled && c.sieve.create_folders);
+        assert_eq!(c.sieve.max_redirects, 2);
+        assert_eq!(c.sieve.vacation_min_period, Duration::from_secs(3600));
+        assert_eq!(c.junk.folder, "Spam");
+        assert_eq!(
+            c.junk.verdicts().collect::<Vec<_>>(),
+            vec![("X-Spam-Flag", "YES")]
+        );
+        let d = Config::default();
+        assert!(d.sieve.enabled && !d.junk.enabled);
+        assert_eq!(d.junk.verdicts().count(), 3);
+        // (text, the key named)
+        for (text, key) in [
+            ("[sieve]\nbefore = [\"rel.sieve\"]", "sieve.before"),
+            ("[sieve]\nafter = [\"x.sieve\"]", "sieve.after"),
+            ("[sieve]\nglobal_dir = \"g\"", "sieve.global_dir"),
+            ("[sieve]\nmax_actions = 0", "sieve.max_actions"),
+            (
+                "[sieve]\nvacation_min_period = \"100d\"",
+                "sieve.vacation_min_period",
+            ),
+            (
+                "[sieve]\nvacation_default_period = \"1h\"",
+                "sieve.vacation_default_period",
+            ),
+            ("[junk]\nfolder = \".Junk\"", "junk.folder"),
+            ("[junk]\nverdict = [\"X-Spam-Flag\"]", "junk.verdict"),
+            ("[junk]\nverdict = [\"X-Spam: yes please\"]", "junk.verdict"),
+            ("[junk]\nscore_header = \"X Score\"", "junk.score_header"),
+            ("[junk]\nscore_max = 0.0", "junk.score_max"),
+        ] {
+            let e = p(&format!("[database]\nurl = \"host=/x\"\n{text}")).unwrap_err();
+            assert_eq!(e.key.as_deref(), Some(key), "{text}: {e}");
+        }
+    }
+
+    #[test]
+    fn global_scripts_are_compiled_by_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = dir.path().join("good.sieve");
+        let bad = dir.path().join("bad.sieve");
+        std::fs::write(&good, "require \"fileinto\"; fileinto \"Lists\";").unwrap();
+        std::fs::write(&bad, "require \"nosuch\";").unwrap();
+        let conf = dir.path().join("config.toml");
+        let write = |before: &Path| {
+            std::fs::write(
+                &conf,
+                format!("[sieve]\nbefore = [{:?}]\n", before.display().to_string()),
+            )
+            .unwrap()
+        };
+        write(&good);
+        let c = load(&conf).unwrap();
+        assert_eq!(c.sieve.before_programs.len(), 1);
+        assert_eq!(c.sieve.before_programs[0].path, good);
+        write(&bad);
+        let e = load(&conf).unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("sieve.before"));
+        assert!(e.to_string().contains("nosuch"), "{e}");
+        write(&dir.path().join("missing.sieve"));
+        let e = load(&conf).unwrap_err();
+        assert!(e.to_string().contains("cannot read"), "{e}");
     }
 
     #[test]

@@ -581,6 +581,7 @@ fn account_columns(
         active,
         quota_bytes,
         quota_messages,
+        junk: None,
     })
 }
 

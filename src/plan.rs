@@ -65,6 +65,9 @@ pub struct AccountFacts {
     /// 0 = unlimited.
     pub quota_bytes: Option<i64>,
     pub quota_messages: Option<i64>,
+    /// The account's own Junk routing setting (`accounts.junk`); `None`:
+    /// the site's (`junk.enabled`).
+    pub junk: Option<bool>,
 }
 
 /// What exists for one local part in one domain.
@@ -144,6 +147,14 @@ pub struct Mailbox {
     pub folder: Option<String>,
     pub quota_bytes: Option<i64>,
     pub quota_messages: Option<i64>,
+    /// See [`AccountFacts::junk`]; `None` for a fallback Maildir.
+    pub junk: Option<bool>,
+    /// The addresses walked to reach this mailbox (folded `local@domain`,
+    /// as addressed: the recipient first, then the aliases' destinations,
+    /// the last being the address whose account this is, in the domain it
+    /// was addressed in). A vacation reply counts them among the user's
+    /// own addresses. Empty for a fallback Maildir.
+    pub via: Vec<String>,
 }
 
 /// Where the message goes.
@@ -380,6 +391,8 @@ impl Walk<'_> {
             folder,
             quota_bytes: acc.quota_bytes,
             quota_messages: acc.quota_messages,
+            junk: acc.junk,
+            via: chain.to_vec(),
         };
         self.trace(chain, format!("mailbox {owner}"));
         if self
@@ -416,6 +429,8 @@ impl Walk<'_> {
                     folder: None,
                     quota_bytes: None,
                     quota_messages: None,
+                    junk: None,
+                    via: Vec::new(),
                 };
                 if self.seen_boxes.insert((normal_path(rel), None)) {
                     self.plan.mailboxes.push(mb);

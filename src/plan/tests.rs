@@ -54,6 +54,7 @@ impl World {
             active: true,
             quota_bytes: None,
             quota_messages: None,
+            junk: None,
         });
     }
 
