@@ -17,4 +17,5 @@ mod sieve_ctl;
 mod sieve_diff;
 mod sieve_oracle;
 mod vacation;
+mod vacation_ctl;
 mod vmailctl;
