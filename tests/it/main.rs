@@ -18,4 +18,5 @@ mod sieve_delivery;
 mod sieve_diff;
 mod sieve_oracle;
 mod vacation;
+mod vacation_ctl;
 mod vmailctl;
