@@ -520,7 +520,16 @@ fn store_filtered(
         envelope_to: msg.delivered_to.to_string(),
         extension_delimiter: cfg.mail.extension_delimiter.clone(),
         now,
-        local_offset: 0,
+        local_offset: if filters
+            .iter()
+            .any(|f| !matches!(f.personal, filter::Personal::None))
+            || !cfg.sieve.before_programs.is_empty()
+            || !cfg.sieve.after_programs.is_empty()
+        {
+            filter::local_offset(now)
+        } else {
+            0
+        },
         spam: Some(crate::sieve::interp::SpamSettings {
             header: cfg.junk.score_header.clone(),
             max_score: cfg.junk.score_max,

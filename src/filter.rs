@@ -461,9 +461,67 @@ pub fn record_duplicates(
     None
 }
 
+/// The machine's zone offset at `now`, in minutes east of UTC (`$TZ`, else
+/// `/etc/localtime`), for `date`/`currentdate` without `:zone`: read only
+/// when a script runs. A zone that cannot be read is UTC.
+pub fn local_offset(now: i64) -> i32 {
+    let zone = match std::env::var("TZ") {
+        Ok(tz) if !tz.is_empty() => tz::TimeZone::from_posix_tz(&tz),
+        _ => tz::TimeZone::local(),
+    };
+    zone.ok()
+        .and_then(|z| z.find_local_time_type(now).ok().map(|t| t.ut_offset() / 60))
+        .unwrap_or(0)
+}
+
 /// Seconds since the epoch.
 pub fn now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spam_verdict_reads_the_topmost_instance_and_the_first_word() {
+        let junk = Junk::default();
+        // (message, spam)
+        let cases: [(&str, bool); 8] = [
+            ("X-Spam-Flag: YES\n\nx", true),
+            ("X-Spam-Flag: yes\n\nx", true),
+            ("X-Spam-Status: Yes, score=7.2 required=5.0\n\nx", true),
+            ("X-Spam-Status: No, score=0.1\n\nx", false),
+            ("X-Spam: Yes\n\nx", true),
+            ("X-Spam-Flag: YESTERDAY\n\nx", false),
+            ("X-Spam-Flag: NO\nX-Spam-Flag: YES\n\nx", false),
+            ("Subject: X-Spam-Flag: YES\n\nX-Spam-Flag: YES\n", false),
+        ];
+        for (m, want) in cases {
+            assert_eq!(
+                spam_verdict(&Message::parse(m.as_bytes()), &junk),
+                want,
+                "{m:?}"
+            );
+        }
+        let custom = Junk {
+            verdict: vec!["X-Verdict: spam".into()],
+            ..Junk::default()
+        };
+        let m = Message::parse(b"X-Verdict: Spam; 9.1\nX-Spam-Flag: YES\n\nx");
+        assert!(spam_verdict(&m, &custom));
+        let m = Message::parse(b"X-Verdict: ham\nX-Spam-Flag: YES\n\nx");
+        assert!(
+            !spam_verdict(&m, &custom),
+            "only the configured headers count"
+        );
+    }
+
+    #[test]
+    fn addresses_fold_as_the_plan_does() {
+        assert_eq!(fold_address("Sales@Example.COM"), "sales@example.com");
+        assert_eq!(fold_address("nodomain"), "nodomain");
+    }
 }

@@ -1480,7 +1480,7 @@ fn vacation(
     use admin::sieve::SieveHome;
     use admin::vacation::{self as v, Previous, State};
     let a = admin::account_show(c, &args.address)?;
-    let h = SieveHome::new(a.address, a.maildir)?;
+    let h = SieveHome::new(a.address, a.maildir)?.with_folders(&cfg.mail.folders);
     let root = &cfg.mail.root;
     let previous_text = |p: &Option<Previous>| match p {
         Some(Previous::Script(n)) => format!("script {n:?}"),

@@ -529,3 +529,34 @@ fn a_reject_in_a_fan_out_does_not_bounce_what_others_took() {
     assert!(messages(&s, "").is_empty());
     assert_eq!(s.files("example.com/bob/Maildir/", "new").len(), 1);
 }
+
+#[test]
+fn currentdate_without_a_zone_uses_the_machines_zone() {
+    let s = Site::new();
+    s.account("alice@example.com");
+    script(
+        &s,
+        "alice@example.com",
+        "require [\"date\", \"fileinto\", \"mailbox\"];\n\
+         if currentdate \"zone\" \"+0530\" { fileinto :create \"India\"; }",
+    );
+    // A POSIX TZ string needs no zone files.
+    let mut env = qmail_env("alice@example.com", "bob@remote.org");
+    env.push(("TZ".into(), "IST-5:30".into()));
+    let r: Run = s
+        .command(&env, &[])
+        .stdin(s.message_file(&msg("tz", "")))
+        .output()
+        .unwrap()
+        .into();
+    assert_eq!(r.stdout, format!("delivered to {ALICE}.India/\n"), "{r:?}");
+    env.retain(|(k, _)| k != "TZ");
+    env.push(("TZ".into(), "UTC0".into()));
+    let r: Run = s
+        .command(&env, &[])
+        .stdin(s.message_file(&msg("tz2", "")))
+        .output()
+        .unwrap()
+        .into();
+    assert_eq!(r.stdout, format!("delivered to {ALICE}\n"), "{r:?}");
+}
