@@ -9,6 +9,7 @@
 //!     [--accounts 10000] [--per-domain 100] [--aliases ACCOUNTS/100]
 //!     [--case plain|extension|alias|catchall] [--concurrency 1]
 //!     [--pgbouncer] [--compare-minimal] [--block 100] [--seed 1]
+//!     [--typical] [--sieve-rules N [--compare-sieve]]
 //!     [--vdeliver PATH]
 //!     [--config /etc/vdeliver/config.toml --to a@example.com,b@example.com]
 //! ```
@@ -35,6 +36,25 @@
 //! vdeliver / floor of the wall time per delivery as the median and the
 //! min–max over the block pairs, and the peak RSS of one delivery of each.
 //! When run as root both sides run as `nobody` through `setpriv`, alike.
+//!
+//! Sieve (issue 12): `--typical` sends the typical 4 KB message of
+//! `vdeliver::sieve::testgen` (three `Received`, `DKIM-Signature`,
+//! From/To/Cc, `multipart/alternative` with text and HTML) instead of the
+//! filler of `--size`. `--sieve-rules N` (N > 0; implies `--typical`, and
+//! refuses `--size` and `--config`) gives every account delivered to an
+//! active script of N rules in the shape Roundcube's managesieve plugin
+//! writes, stored and activated as `vmailctl sieve put` and `activate` do
+//! (`<home>/sieve/roundcube.sieve`, `<home>/.dovecot.sieve` -> it), none
+//! of which matches the message: it still goes to INBOX by the implicit
+//! keep, after every rule was evaluated. `--compare-sieve` (with
+//! `--sieve-rules`) alternates, as `--compare-minimal` does, blocks of
+//! deliveries to accounts with that script and blocks to other accounts
+//! without one (the same binary and message; both sides' accounts get the
+//! script stored, and before each block the `.dovecot.sieve` links of the
+//! block's accounts are switched on or off by renaming them, outside the
+//! timed part), and prints the ratio with / without of the wall time per
+//! delivery. After the run, no account's home may hold a
+//! `.dovecot.sieve.log` (a script that failed).
 
 // The test harness's throwaway PostgreSQL and PgBouncer, reused (not its
 // `site` module, which needs the test binaries' paths).
@@ -78,6 +98,12 @@ struct Opts {
     pgbouncer: bool,
     compare_minimal: bool,
     block: usize,
+    /// The typical 4 KB message instead of filler.
+    typical: bool,
+    /// Rules in each account's active script; 0: no script.
+    sieve_rules: usize,
+    compare_sieve: bool,
+    size_given: bool,
     seed: u64,
     config: Option<PathBuf>,
     to: Vec<String>,
@@ -90,7 +116,8 @@ fn usage(why: &str) -> ! {
     eprintln!(
         "usage: load [--messages N] [--size BYTES|Nk|Nm] [--accounts M] [--per-domain P] \
          [--aliases A] [--case plain|extension|alias|catchall] [--concurrency C] [--pgbouncer] \
-         [--compare-minimal] [--block B] [--seed S] [--vdeliver PATH] \
+         [--compare-minimal] [--block B] [--seed S] [--typical] \
+         [--sieve-rules N [--compare-sieve]] [--vdeliver PATH] \
          [--config PATH --to ADDR,ADDR...]"
     );
     exit(2)
@@ -117,6 +144,10 @@ fn opts() -> Opts {
         pgbouncer: false,
         compare_minimal: false,
         block: 100,
+        typical: false,
+        sieve_rules: 0,
+        compare_sieve: false,
+        size_given: false,
         seed: 1,
         config: None,
         to: Vec::new(),
@@ -133,7 +164,10 @@ fn opts() -> Opts {
         };
         match a.as_str() {
             "--messages" => o.messages = num(val(), "--messages"),
-            "--size" => o.size = parse_size(&val()).unwrap_or_else(|| usage("bad --size")),
+            "--size" => {
+                o.size = parse_size(&val()).unwrap_or_else(|| usage("bad --size"));
+                o.size_given = true;
+            }
             "--accounts" => o.accounts = num(val(), "--accounts"),
             "--per-domain" => o.per_domain = num(val(), "--per-domain"),
             "--aliases" => o.aliases = Some(num(val(), "--aliases")),
@@ -146,6 +180,9 @@ fn opts() -> Opts {
             "--seed" => o.seed = num(val(), "--seed") as u64,
             "--pgbouncer" => o.pgbouncer = true,
             "--compare-minimal" => o.compare_minimal = true,
+            "--typical" => o.typical = true,
+            "--sieve-rules" => o.sieve_rules = num(val(), "--sieve-rules"),
+            "--compare-sieve" => o.compare_sieve = true,
             "--config" => o.config = Some(PathBuf::from(val())),
             "--to" => o.to = val().split(',').map(str::to_string).collect(),
             "--vdeliver" => o.vdeliver = Some(PathBuf::from(val())),
@@ -164,6 +201,24 @@ fn opts() -> Opts {
     }
     if o.config.is_some() && o.to.is_empty() {
         usage("--config needs --to with existing accounts");
+    }
+    if o.sieve_rules > 0 {
+        if o.config.is_some() {
+            usage("--sieve-rules writes scripts into the accounts' homes; not with --config");
+        }
+        if o.size_given {
+            usage("--sieve-rules sends the typical 4 KB message (--typical); not with --size");
+        }
+        o.typical = true;
+    }
+    if o.typical && o.size_given {
+        usage("--typical sends the typical 4 KB message; not with --size");
+    }
+    if o.compare_sieve && o.sieve_rules == 0 {
+        usage("--compare-sieve needs --sieve-rules N (N > 0)");
+    }
+    if o.compare_sieve && o.compare_minimal {
+        usage("--compare-sieve and --compare-minimal are separate runs");
     }
     if o.config.is_some() && o.case != Case::Plain {
         usage("with --config the addresses of --to are delivered to as they are (--case plain)");
@@ -399,13 +454,19 @@ fn main() {
     let vdeliver_src = o.vdeliver.clone().unwrap_or_else(|| sibling("vdeliver"));
     let vdeliver_bin = runnable_copy(&vdeliver_src, &setup.bin_dir);
     let msg_file = setup.bin_dir.join("message");
-    let mut msg = b"From: load@example.org\nTo: load@example.com\nSubject: load test\n\n".to_vec();
-    while msg.len() < o.size {
-        msg.extend_from_slice(
-            b"The quick brown fox jumps over the lazy dog. 0123456789 abcdefghijklmnopqrstuvwxyz\n",
-        );
-    }
-    msg.truncate(o.size.max(64));
+    let msg = if o.typical {
+        vdeliver::sieve::testgen::message(None).0
+    } else {
+        let mut msg =
+            b"From: load@example.org\nTo: load@example.com\nSubject: load test\n\n".to_vec();
+        while msg.len() < o.size {
+            msg.extend_from_slice(
+                b"The quick brown fox jumps over the lazy dog. 0123456789 abcdefghijklmnopqrstuvwxyz\n",
+            );
+        }
+        msg.truncate(o.size.max(64));
+        msg
+    };
     fs::write(&msg_file, &msg).unwrap();
     fs::set_permissions(&msg_file, fs::Permissions::from_mode(0o644)).unwrap();
 
@@ -429,15 +490,18 @@ fn main() {
                 .collect(),
         }
     };
+    let compare = o.compare_minimal || o.compare_sieve;
     let mut rng = Rng(o.seed);
     let vd_targets = Arc::new(targets(&mut rng));
-    let min_targets = Arc::new(if o.compare_minimal {
+    // The other side's: the floor's, or those of the deliveries without a
+    // script.
+    let other_targets = Arc::new(if compare {
         targets(&mut rng)
     } else {
         Vec::new()
     });
     if let Some(site) = &setup.site {
-        for t in vd_targets.iter().chain(min_targets.iter()) {
+        for t in vd_targets.iter().chain(other_targets.iter()) {
             setup.precreate_maildir(&t.maildir);
         }
         println!(
@@ -453,10 +517,32 @@ fn main() {
             made.as_secs_f64()
         );
     }
+    // Sieve: every account either side delivers to gets the script (each
+    // once), as the mail user; with --compare-sieve the links are switched
+    // per block below.
+    if o.sieve_rules > 0 {
+        let script = vdeliver::sieve::testgen::roundcube_script(o.sieve_rules);
+        let t0 = Instant::now();
+        let mut done = std::collections::HashSet::new();
+        for t in vd_targets.iter().chain(other_targets.iter()) {
+            if done.insert(t.maildir.clone()) {
+                setup.install_script(&t.address, &t.maildir, script.as_bytes());
+            }
+        }
+        println!(
+            "sieve: a {}-rule Roundcube filter set ({} bytes) active in {} accounts' homes, \
+             stored in {:.1} s; no rule matches the message",
+            o.sieve_rules,
+            script.len(),
+            done.len(),
+            t0.elapsed().as_secs_f64()
+        );
+    }
     println!(
-        "{} messages of {} bytes, case {}, to random addresses, {} at a time{}",
+        "{} messages of {} bytes{}, case {}, to random addresses, {} at a time{}",
         o.messages,
         msg.len(),
+        if o.typical { " (typical)" } else { "" },
         o.case.name(),
         o.concurrency,
         if o.pgbouncer {
@@ -466,50 +552,72 @@ fn main() {
         }
     );
 
-    let config = setup.config.clone();
-    let bin = vdeliver_bin.clone();
-    let tv = vd_targets.clone();
-    let vdeliver_cmd: Cmd = Arc::new(move |i| {
-        let mut c = command_as_unprivileged(&bin);
-        delivery_env(&mut c, &tv[i].address, &config);
-        c
-    });
+    let vdeliver_for = |targets: &Arc<Vec<Target>>| -> Cmd {
+        let config = setup.config.clone();
+        let bin = vdeliver_bin.clone();
+        let tv = targets.clone();
+        Arc::new(move |i| {
+            let mut c = command_as_unprivileged(&bin);
+            delivery_env(&mut c, &tv[i].address, &config);
+            c
+        })
+    };
+    let vdeliver_cmd = vdeliver_for(&vd_targets);
     // The floor: the same environment, and the final account named on its
     // command line (for an alias or a catch-all it looks up the account
     // the message ends in, with its one plain statement).
     let min_bin = o
         .compare_minimal
         .then(|| runnable_copy(&sibling("minimal_deliver"), &setup.bin_dir));
-    let minimal_cmd: Option<Cmd> = min_bin.clone().map(|min_bin| {
-        let (root, url, config) = (setup.root.clone(), setup.url.clone(), setup.config.clone());
-        let tm = min_targets.clone();
-        Arc::new(move |i: usize| {
-            let t = &tm[i];
-            let mut c = command_as_unprivileged(&min_bin);
-            c.arg(&root).arg(&url).arg(&t.account.0).arg(&t.account.1);
-            delivery_env(&mut c, &t.address, &config);
-            c
-        }) as Cmd
-    });
-
-    // With --compare-minimal the two alternate in blocks (of 100), the
-    // order swapped every block, so that a change in the machine's load
-    // touches both alike; each pair of blocks gives one ratio.
-    let block = if o.compare_minimal {
-        o.block
-    } else {
-        o.messages
+    let other_cmd: Option<Cmd> = match &min_bin {
+        Some(min_bin) => {
+            let min_bin = min_bin.clone();
+            let (root, url, config) = (setup.root.clone(), setup.url.clone(), setup.config.clone());
+            let tm = other_targets.clone();
+            Some(Arc::new(move |i: usize| {
+                let t = &tm[i];
+                let mut c = command_as_unprivileged(&min_bin);
+                c.arg(&root).arg(&url).arg(&t.account.0).arg(&t.account.1);
+                delivery_env(&mut c, &t.address, &config);
+                c
+            }) as Cmd)
+        }
+        None if o.compare_sieve => Some(vdeliver_for(&other_targets)),
+        None => None,
     };
+    let (vd_label, other_label) = if o.compare_sieve {
+        ("script", "no script")
+    } else if o.sieve_rules > 0 {
+        ("script", "")
+    } else {
+        ("vdeliver", "floor")
+    };
+    // With --compare-sieve, the links of a block's accounts are switched
+    // before it runs (an account may be on both sides).
+    let switch = |targets: &[Target], on: bool| {
+        if o.compare_sieve {
+            for t in targets {
+                setup.switch_script(&t.maildir, on);
+            }
+        }
+    };
+
+    // With --compare-minimal or --compare-sieve the two sides alternate in
+    // blocks (of 100), the order swapped every block, so that a change in
+    // the machine's load touches both alike; each pair of blocks gives one
+    // ratio.
+    let block = if compare { o.block } else { o.messages };
     let mut vd = Result::default();
-    let mut min = Result::default();
+    let mut other = Result::default();
     let mut ratios = Vec::new();
     let mut done = 0;
     let mut b = 0;
     while done < o.messages {
         let n = block.min(o.messages - done);
         let run_vd = || {
+            switch(&vd_targets[done..done + n], true);
             run(
-                "vdeliver",
+                vd_label,
                 done,
                 n,
                 o.concurrency,
@@ -517,53 +625,76 @@ fn main() {
                 vdeliver_cmd.clone(),
             )
         };
-        match &minimal_cmd {
+        match &other_cmd {
             Some(cmd) => {
-                let run_min = || run("floor", done, n, o.concurrency, &msg_file, cmd.clone());
+                let run_other = || {
+                    switch(&other_targets[done..done + n], false);
+                    run(other_label, done, n, o.concurrency, &msg_file, cmd.clone())
+                };
                 let (v, m) = if b % 2 == 0 {
                     let v = run_vd();
-                    (v, run_min())
+                    (v, run_other())
                 } else {
-                    let m = run_min();
+                    let m = run_other();
                     (run_vd(), m)
                 };
                 let per = |r: &Result| r.wall.as_secs_f64() / r.latencies.len().max(1) as f64;
                 ratios.push(per(&v) / per(&m));
                 vd.add(v);
-                min.add(m);
+                other.add(m);
             }
             None => vd.add(run_vd()),
         }
         done += n;
         b += 1;
     }
-    report("vdeliver", &vd);
+    report(vd_label, &vd);
     let t0 = &vd_targets[0];
+    switch(std::slice::from_ref(t0), true);
     let rss_vdeliver = rss_of(&vdeliver_bin, &[], &t0.address, &setup.config, &msg_file);
-    if let Some(min_bin) = &min_bin {
-        report("floor", &min);
+    if other_cmd.is_some() {
+        report(other_label, &other);
         let per = |r: &Result| r.wall.as_secs_f64() / r.latencies.len().max(1) as f64;
-        let t = &min_targets[0];
-        let fargs: Vec<&std::ffi::OsStr> = vec![
-            setup.root.as_os_str(),
-            setup.url.as_ref(),
-            t.account.0.as_ref(),
-            t.account.1.as_ref(),
-        ];
-        let rss_min = rss_of(min_bin, &fargs, &t.address, &setup.config, &msg_file);
+        let t = &other_targets[0];
+        let rss_other = match &min_bin {
+            Some(min_bin) => {
+                let fargs: Vec<&std::ffi::OsStr> = vec![
+                    setup.root.as_os_str(),
+                    setup.url.as_ref(),
+                    t.account.0.as_ref(),
+                    t.account.1.as_ref(),
+                ];
+                rss_of(min_bin, &fargs, &t.address, &setup.config, &msg_file)
+            }
+            None => {
+                switch(std::slice::from_ref(t), false);
+                rss_of(&vdeliver_bin, &[], &t.address, &setup.config, &msg_file)
+            }
+        };
         let lo = ratios.iter().copied().fold(f64::INFINITY, f64::min);
         let hi = ratios.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let what = if o.compare_sieve {
+            format!(
+                "with a {}-rule script / without (wall time per delivery",
+                o.sieve_rules
+            )
+        } else {
+            "vdeliver / floor (wall time per delivery".to_string()
+        };
         println!(
-            "vdeliver / floor (wall time per delivery, {} alternating blocks of {}): \
+            "{what}, {} alternating blocks of {}): \
              median {:.3}, min {:.3}, max {:.3}; whole run {:.3}",
             ratios.len(),
             block,
             median(&mut ratios),
             lo,
             hi,
-            per(&vd) / per(&min)
+            per(&vd) / per(&other)
         );
-        println!("peak RSS of one delivery: vdeliver {rss_vdeliver} KiB, floor {rss_min} KiB");
+        println!(
+            "peak RSS of one delivery: {vd_label} {rss_vdeliver} KiB, \
+             {other_label} {rss_other} KiB"
+        );
     } else {
         println!("peak RSS of one vdeliver process: {rss_vdeliver} KiB");
     }
@@ -571,11 +702,11 @@ fn main() {
     // end in (the RSS probes add one each to the first targets').
     if setup.site.is_some() {
         let mut want: std::collections::HashMap<&str, usize> = Default::default();
-        for t in vd_targets.iter().chain(min_targets.iter()) {
+        for t in vd_targets.iter().chain(other_targets.iter()) {
             *want.entry(&t.maildir).or_default() += 1;
         }
         *want.entry(&vd_targets[0].maildir).or_default() += 1;
-        if let Some(t) = min_targets.first() {
+        if let Some(t) = other_targets.first() {
             *want.entry(&t.maildir).or_default() += 1;
         }
         let wrong = want
@@ -588,8 +719,23 @@ fn main() {
             println!("{wrong} Maildirs do not hold the messages sent to them");
             exit(1);
         }
+        // A script that failed leaves its error in the home's log.
+        if o.sieve_rules > 0 {
+            let failed: Vec<(&str, String)> = want
+                .keys()
+                .filter_map(|m| setup.sieve_log(m).map(|l| (*m, l)))
+                .collect();
+            if let Some((m, log)) = failed.first() {
+                println!(
+                    "{} homes hold a Sieve error log; {m}: {}",
+                    failed.len(),
+                    log.trim()
+                );
+                exit(1);
+            }
+        }
     }
-    if vd.failures > 0 || min.failures > 0 {
+    if vd.failures > 0 || other.failures > 0 {
         exit(1);
     }
 }
