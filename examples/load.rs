@@ -9,7 +9,7 @@
 //!     [--accounts 10000] [--per-domain 100] [--aliases ACCOUNTS/100]
 //!     [--case plain|extension|alias|catchall] [--concurrency 1]
 //!     [--pgbouncer] [--compare-minimal] [--block 100] [--seed 1]
-//!     [--typical] [--sieve-rules N [--compare-sieve]]
+//!     [--typical] [--sieve-rules N [--compare-sieve]] [--compare-binary PATH]
 //!     [--vdeliver PATH]
 //!     [--config /etc/vdeliver/config.toml --to a@example.com,b@example.com]
 //! ```
@@ -55,6 +55,11 @@
 //! timed part), and prints the ratio with / without of the wall time per
 //! delivery. After the run, no account's home may hold a
 //! `.dovecot.sieve.log` (a script that failed).
+//!
+//! `--compare-binary PATH` alternates blocks the same way between this
+//! vdeliver and another build of it (e.g. one from before a change, to
+//! measure what a delivery without a script pays for the script lookup),
+//! each to its own random addresses, and prints the ratio this / other.
 
 // The test harness's throwaway PostgreSQL and PgBouncer, reused (not its
 // `site` module, which needs the test binaries' paths).
@@ -103,6 +108,8 @@ struct Opts {
     /// Rules in each account's active script; 0: no script.
     sieve_rules: usize,
     compare_sieve: bool,
+    /// Another vdeliver build to alternate with.
+    compare_binary: Option<PathBuf>,
     size_given: bool,
     seed: u64,
     config: Option<PathBuf>,
@@ -117,7 +124,7 @@ fn usage(why: &str) -> ! {
         "usage: load [--messages N] [--size BYTES|Nk|Nm] [--accounts M] [--per-domain P] \
          [--aliases A] [--case plain|extension|alias|catchall] [--concurrency C] [--pgbouncer] \
          [--compare-minimal] [--block B] [--seed S] [--typical] \
-         [--sieve-rules N [--compare-sieve]] [--vdeliver PATH] \
+         [--sieve-rules N [--compare-sieve]] [--compare-binary PATH] [--vdeliver PATH] \
          [--config PATH --to ADDR,ADDR...]"
     );
     exit(2)
@@ -147,6 +154,7 @@ fn opts() -> Opts {
         typical: false,
         sieve_rules: 0,
         compare_sieve: false,
+        compare_binary: None,
         size_given: false,
         seed: 1,
         config: None,
@@ -183,6 +191,7 @@ fn opts() -> Opts {
             "--typical" => o.typical = true,
             "--sieve-rules" => o.sieve_rules = num(val(), "--sieve-rules"),
             "--compare-sieve" => o.compare_sieve = true,
+            "--compare-binary" => o.compare_binary = Some(PathBuf::from(val())),
             "--config" => o.config = Some(PathBuf::from(val())),
             "--to" => o.to = val().split(',').map(str::to_string).collect(),
             "--vdeliver" => o.vdeliver = Some(PathBuf::from(val())),
@@ -217,8 +226,17 @@ fn opts() -> Opts {
     if o.compare_sieve && o.sieve_rules == 0 {
         usage("--compare-sieve needs --sieve-rules N (N > 0)");
     }
-    if o.compare_sieve && o.compare_minimal {
-        usage("--compare-sieve and --compare-minimal are separate runs");
+    if [
+        o.compare_sieve,
+        o.compare_minimal,
+        o.compare_binary.is_some(),
+    ]
+    .iter()
+    .filter(|&&c| c)
+    .count()
+        > 1
+    {
+        usage("--compare-sieve, --compare-minimal and --compare-binary are separate runs");
     }
     if o.config.is_some() && o.case != Case::Plain {
         usage("with --config the addresses of --to are delivered to as they are (--case plain)");
@@ -490,7 +508,7 @@ fn main() {
                 .collect(),
         }
     };
-    let compare = o.compare_minimal || o.compare_sieve;
+    let compare = o.compare_minimal || o.compare_sieve || o.compare_binary.is_some();
     let mut rng = Rng(o.seed);
     let vd_targets = Arc::new(targets(&mut rng));
     // The other side's: the floor's, or those of the deliveries without a
@@ -552,9 +570,16 @@ fn main() {
         }
     );
 
-    let vdeliver_for = |targets: &Arc<Vec<Target>>| -> Cmd {
+    // The other build, copied under its own name beside this one.
+    let other_bin = o.compare_binary.as_ref().map(|p| {
+        let dir = setup.bin_dir.join("other");
+        fs::create_dir_all(&dir).expect("mkdir");
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).expect("chmod");
+        runnable_copy(p, &dir)
+    });
+    let vdeliver_for = |bin: &Path, targets: &Arc<Vec<Target>>| -> Cmd {
         let config = setup.config.clone();
-        let bin = vdeliver_bin.clone();
+        let bin = bin.to_path_buf();
         let tv = targets.clone();
         Arc::new(move |i| {
             let mut c = command_as_unprivileged(&bin);
@@ -562,7 +587,7 @@ fn main() {
             c
         })
     };
-    let vdeliver_cmd = vdeliver_for(&vd_targets);
+    let vdeliver_cmd = vdeliver_for(&vdeliver_bin, &vd_targets);
     // The floor: the same environment, and the final account named on its
     // command line (for an alias or a catch-all it looks up the account
     // the message ends in, with its one plain statement).
@@ -582,11 +607,13 @@ fn main() {
                 c
             }) as Cmd)
         }
-        None if o.compare_sieve => Some(vdeliver_for(&other_targets)),
-        None => None,
+        None if o.compare_sieve => Some(vdeliver_for(&vdeliver_bin, &other_targets)),
+        None => other_bin.as_ref().map(|b| vdeliver_for(b, &other_targets)),
     };
     let (vd_label, other_label) = if o.compare_sieve {
         ("script", "no script")
+    } else if o.compare_binary.is_some() {
+        ("vdeliver", "other")
     } else if o.sieve_rules > 0 {
         ("script", "")
     } else {
@@ -668,7 +695,8 @@ fn main() {
             }
             None => {
                 switch(std::slice::from_ref(t), false);
-                rss_of(&vdeliver_bin, &[], &t.address, &setup.config, &msg_file)
+                let bin = other_bin.as_ref().unwrap_or(&vdeliver_bin);
+                rss_of(bin, &[], &t.address, &setup.config, &msg_file)
             }
         };
         let lo = ratios.iter().copied().fold(f64::INFINITY, f64::min);
@@ -678,6 +706,8 @@ fn main() {
                 "with a {}-rule script / without (wall time per delivery",
                 o.sieve_rules
             )
+        } else if let Some(p) = &o.compare_binary {
+            format!("vdeliver / {} (wall time per delivery", p.display())
         } else {
             "vdeliver / floor (wall time per delivery".to_string()
         };
