@@ -92,9 +92,19 @@ pub struct SieveHome {
     pub address: String,
     pub maildir: String,
     pub home: String,
+    /// The folders a Maildir made here gets (`mail.folders`), as a first
+    /// delivery would make them.
+    #[serde(skip)]
+    pub folders: Vec<String>,
 }
 
 impl SieveHome {
+    /// Make a missing Maildir with these folders (`mail.folders`).
+    pub fn with_folders(mut self, folders: &[String]) -> SieveHome {
+        self.folders = folders.to_vec();
+        self
+    }
+
     /// The home of the account whose Maildir is `maildir`.
     pub fn new(address: String, maildir: String) -> Result<SieveHome> {
         let home = home_of(&maildir).ok_or_else(|| {
@@ -107,6 +117,7 @@ impl SieveHome {
             address,
             maildir,
             home,
+            folders: Vec::new(),
         })
     }
 }
@@ -185,7 +196,7 @@ fn open_or_make_home(root: &MailRoot, h: &SieveHome) -> Result<OwnedFd> {
     if let Some(fd) = open_home(root, h)? {
         return Ok(fd);
     }
-    root.maildir(&h.maildir, &[])
+    root.maildir(&h.maildir, &h.folders)
         .map_err(|e: MaildirError| io(&format!("create Maildir {}", h.maildir), e))?;
     open_home(root, h)?
         .ok_or_else(|| AdminError::Failed(format!("home {} is still missing", h.home)))

@@ -1396,7 +1396,7 @@ fn sieve(
     use admin::sieve::{self as s, Active, SieveHome};
     let mut home = |address: &str| -> anyhow::Result<SieveHome> {
         let a = admin::account_show(c, address)?;
-        Ok(SieveHome::new(a.address, a.maildir)?)
+        Ok(SieveHome::new(a.address, a.maildir)?.with_folders(&cfg.mail.folders))
     };
     let root = &cfg.mail.root;
     match cmd {

@@ -14,6 +14,7 @@ mod quota;
 mod reliability;
 mod routing;
 mod sieve_ctl;
+mod sieve_delivery;
 mod sieve_diff;
 mod sieve_oracle;
 mod vacation;
