@@ -54,7 +54,9 @@
 //! block's accounts are switched on or off by renaming them, outside the
 //! timed part), and prints the ratio with / without of the wall time per
 //! delivery. After the run, no account's home may hold a
-//! `.dovecot.sieve.log` (a script that failed).
+//! `.dovecot.sieve.log` (a script that failed), and a message matching
+//! the set's discard rule (with at least 5 rules) must be discarded, which
+//! shows the scripts ran.
 //!
 //! `--compare-binary PATH` alternates blocks the same way between this
 //! vdeliver and another build of it (e.g. one from before a change, to
@@ -748,6 +750,33 @@ fn main() {
         if wrong > 0 {
             println!("{wrong} Maildirs do not hold the messages sent to them");
             exit(1);
+        }
+        // Proof that the scripts ran: a message matching the set's discard
+        // rule (rule 4, by envelope sender) is discarded.
+        if o.sieve_rules > 4 {
+            let (raw, env) = vdeliver::sieve::testgen::message(Some(4));
+            let probe = setup.bin_dir.join("message-rule4");
+            fs::write(&probe, raw).unwrap();
+            fs::set_permissions(&probe, fs::Permissions::from_mode(0o644)).unwrap();
+            let t = &vd_targets[0];
+            switch(std::slice::from_ref(t), true);
+            let mut c = command_as_unprivileged(&vdeliver_bin);
+            c.env_clear()
+                .envs(qmail_env(&t.address, &env.envelope_from))
+                .env("VDELIVER_CONFIG", &setup.config);
+            let out = c
+                .stdin(fs::File::open(&probe).unwrap())
+                .output()
+                .expect("run vdeliver");
+            let line = String::from_utf8_lossy(&out.stdout);
+            if !out.status.success() || !line.contains("discard") {
+                println!("the script did not run: rule 4's message gave {line:?}");
+                exit(1);
+            }
+            println!(
+                "sieve: a message matching rule 4 was discarded ({})",
+                line.trim()
+            );
         }
         // A script that failed leaves its error in the home's log.
         if o.sieve_rules > 0 {
