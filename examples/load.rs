@@ -9,6 +9,7 @@
 //!     [--accounts 10000] [--per-domain 100] [--aliases ACCOUNTS/100]
 //!     [--case plain|extension|alias|catchall] [--concurrency 1]
 //!     [--pgbouncer] [--compare-minimal] [--block 100] [--seed 1]
+//!     [--typical] [--sieve-rules N [--compare-sieve]] [--compare-binary PATH]
 //!     [--vdeliver PATH]
 //!     [--config /etc/vdeliver/config.toml --to a@example.com,b@example.com]
 //! ```
@@ -35,6 +36,32 @@
 //! vdeliver / floor of the wall time per delivery as the median and the
 //! min–max over the block pairs, and the peak RSS of one delivery of each.
 //! When run as root both sides run as `nobody` through `setpriv`, alike.
+//!
+//! Sieve (issue 12): `--typical` sends the typical 4 KB message of
+//! `vdeliver::sieve::testgen` (three `Received`, `DKIM-Signature`,
+//! From/To/Cc, `multipart/alternative` with text and HTML) instead of the
+//! filler of `--size`. `--sieve-rules N` (N > 0; implies `--typical`, and
+//! refuses `--size` and `--config`) gives every account delivered to an
+//! active script of N rules in the shape Roundcube's managesieve plugin
+//! writes, stored and activated as `vmailctl sieve put` and `activate` do
+//! (`<home>/sieve/roundcube.sieve`, `<home>/.dovecot.sieve` -> it), none
+//! of which matches the message: it still goes to INBOX by the implicit
+//! keep, after every rule was evaluated. `--compare-sieve` (with
+//! `--sieve-rules`) alternates, as `--compare-minimal` does, blocks of
+//! deliveries to accounts with that script and blocks to other accounts
+//! without one (the same binary and message; both sides' accounts get the
+//! script stored, and before each block the `.dovecot.sieve` links of the
+//! block's accounts are switched on or off by renaming them, outside the
+//! timed part), and prints the ratio with / without of the wall time per
+//! delivery. After the run, no account's home may hold a
+//! `.dovecot.sieve.log` (a script that failed), and a message matching
+//! the set's discard rule (with at least 5 rules) must be discarded, which
+//! shows the scripts ran.
+//!
+//! `--compare-binary PATH` alternates blocks the same way between this
+//! vdeliver and another build of it (e.g. one from before a change, to
+//! measure what a delivery without a script pays for the script lookup),
+//! each to its own random addresses, and prints the ratio this / other.
 
 // The test harness's throwaway PostgreSQL and PgBouncer, reused (not its
 // `site` module, which needs the test binaries' paths).
@@ -78,6 +105,14 @@ struct Opts {
     pgbouncer: bool,
     compare_minimal: bool,
     block: usize,
+    /// The typical 4 KB message instead of filler.
+    typical: bool,
+    /// Rules in each account's active script; 0: no script.
+    sieve_rules: usize,
+    compare_sieve: bool,
+    /// Another vdeliver build to alternate with.
+    compare_binary: Option<PathBuf>,
+    size_given: bool,
     seed: u64,
     config: Option<PathBuf>,
     to: Vec<String>,
@@ -90,7 +125,8 @@ fn usage(why: &str) -> ! {
     eprintln!(
         "usage: load [--messages N] [--size BYTES|Nk|Nm] [--accounts M] [--per-domain P] \
          [--aliases A] [--case plain|extension|alias|catchall] [--concurrency C] [--pgbouncer] \
-         [--compare-minimal] [--block B] [--seed S] [--vdeliver PATH] \
+         [--compare-minimal] [--block B] [--seed S] [--typical] \
+         [--sieve-rules N [--compare-sieve]] [--compare-binary PATH] [--vdeliver PATH] \
          [--config PATH --to ADDR,ADDR...]"
     );
     exit(2)
@@ -117,6 +153,11 @@ fn opts() -> Opts {
         pgbouncer: false,
         compare_minimal: false,
         block: 100,
+        typical: false,
+        sieve_rules: 0,
+        compare_sieve: false,
+        compare_binary: None,
+        size_given: false,
         seed: 1,
         config: None,
         to: Vec::new(),
@@ -133,7 +174,10 @@ fn opts() -> Opts {
         };
         match a.as_str() {
             "--messages" => o.messages = num(val(), "--messages"),
-            "--size" => o.size = parse_size(&val()).unwrap_or_else(|| usage("bad --size")),
+            "--size" => {
+                o.size = parse_size(&val()).unwrap_or_else(|| usage("bad --size"));
+                o.size_given = true;
+            }
             "--accounts" => o.accounts = num(val(), "--accounts"),
             "--per-domain" => o.per_domain = num(val(), "--per-domain"),
             "--aliases" => o.aliases = Some(num(val(), "--aliases")),
@@ -146,6 +190,10 @@ fn opts() -> Opts {
             "--seed" => o.seed = num(val(), "--seed") as u64,
             "--pgbouncer" => o.pgbouncer = true,
             "--compare-minimal" => o.compare_minimal = true,
+            "--typical" => o.typical = true,
+            "--sieve-rules" => o.sieve_rules = num(val(), "--sieve-rules"),
+            "--compare-sieve" => o.compare_sieve = true,
+            "--compare-binary" => o.compare_binary = Some(PathBuf::from(val())),
             "--config" => o.config = Some(PathBuf::from(val())),
             "--to" => o.to = val().split(',').map(str::to_string).collect(),
             "--vdeliver" => o.vdeliver = Some(PathBuf::from(val())),
@@ -164,6 +212,33 @@ fn opts() -> Opts {
     }
     if o.config.is_some() && o.to.is_empty() {
         usage("--config needs --to with existing accounts");
+    }
+    if o.sieve_rules > 0 {
+        if o.config.is_some() {
+            usage("--sieve-rules writes scripts into the accounts' homes; not with --config");
+        }
+        if o.size_given {
+            usage("--sieve-rules sends the typical 4 KB message (--typical); not with --size");
+        }
+        o.typical = true;
+    }
+    if o.typical && o.size_given {
+        usage("--typical sends the typical 4 KB message; not with --size");
+    }
+    if o.compare_sieve && o.sieve_rules == 0 {
+        usage("--compare-sieve needs --sieve-rules N (N > 0)");
+    }
+    if [
+        o.compare_sieve,
+        o.compare_minimal,
+        o.compare_binary.is_some(),
+    ]
+    .iter()
+    .filter(|&&c| c)
+    .count()
+        > 1
+    {
+        usage("--compare-sieve, --compare-minimal and --compare-binary are separate runs");
     }
     if o.config.is_some() && o.case != Case::Plain {
         usage("with --config the addresses of --to are delivered to as they are (--case plain)");
@@ -399,13 +474,19 @@ fn main() {
     let vdeliver_src = o.vdeliver.clone().unwrap_or_else(|| sibling("vdeliver"));
     let vdeliver_bin = runnable_copy(&vdeliver_src, &setup.bin_dir);
     let msg_file = setup.bin_dir.join("message");
-    let mut msg = b"From: load@example.org\nTo: load@example.com\nSubject: load test\n\n".to_vec();
-    while msg.len() < o.size {
-        msg.extend_from_slice(
-            b"The quick brown fox jumps over the lazy dog. 0123456789 abcdefghijklmnopqrstuvwxyz\n",
-        );
-    }
-    msg.truncate(o.size.max(64));
+    let msg = if o.typical {
+        vdeliver::sieve::testgen::message(None).0
+    } else {
+        let mut msg =
+            b"From: load@example.org\nTo: load@example.com\nSubject: load test\n\n".to_vec();
+        while msg.len() < o.size {
+            msg.extend_from_slice(
+                b"The quick brown fox jumps over the lazy dog. 0123456789 abcdefghijklmnopqrstuvwxyz\n",
+            );
+        }
+        msg.truncate(o.size.max(64));
+        msg
+    };
     fs::write(&msg_file, &msg).unwrap();
     fs::set_permissions(&msg_file, fs::Permissions::from_mode(0o644)).unwrap();
 
@@ -429,15 +510,18 @@ fn main() {
                 .collect(),
         }
     };
+    let compare = o.compare_minimal || o.compare_sieve || o.compare_binary.is_some();
     let mut rng = Rng(o.seed);
     let vd_targets = Arc::new(targets(&mut rng));
-    let min_targets = Arc::new(if o.compare_minimal {
+    // The other side's: the floor's, or those of the deliveries without a
+    // script.
+    let other_targets = Arc::new(if compare {
         targets(&mut rng)
     } else {
         Vec::new()
     });
     if let Some(site) = &setup.site {
-        for t in vd_targets.iter().chain(min_targets.iter()) {
+        for t in vd_targets.iter().chain(other_targets.iter()) {
             setup.precreate_maildir(&t.maildir);
         }
         println!(
@@ -453,10 +537,32 @@ fn main() {
             made.as_secs_f64()
         );
     }
+    // Sieve: every account either side delivers to gets the script (each
+    // once), as the mail user; with --compare-sieve the links are switched
+    // per block below.
+    if o.sieve_rules > 0 {
+        let script = vdeliver::sieve::testgen::roundcube_script(o.sieve_rules);
+        let t0 = Instant::now();
+        let mut done = std::collections::HashSet::new();
+        for t in vd_targets.iter().chain(other_targets.iter()) {
+            if done.insert(t.maildir.clone()) {
+                setup.install_script(&t.address, &t.maildir, script.as_bytes());
+            }
+        }
+        println!(
+            "sieve: a {}-rule Roundcube filter set ({} bytes) active in {} accounts' homes, \
+             stored in {:.1} s; no rule matches the message",
+            o.sieve_rules,
+            script.len(),
+            done.len(),
+            t0.elapsed().as_secs_f64()
+        );
+    }
     println!(
-        "{} messages of {} bytes, case {}, to random addresses, {} at a time{}",
+        "{} messages of {} bytes{}, case {}, to random addresses, {} at a time{}",
         o.messages,
         msg.len(),
+        if o.typical { " (typical)" } else { "" },
         o.case.name(),
         o.concurrency,
         if o.pgbouncer {
@@ -466,50 +572,81 @@ fn main() {
         }
     );
 
-    let config = setup.config.clone();
-    let bin = vdeliver_bin.clone();
-    let tv = vd_targets.clone();
-    let vdeliver_cmd: Cmd = Arc::new(move |i| {
-        let mut c = command_as_unprivileged(&bin);
-        delivery_env(&mut c, &tv[i].address, &config);
-        c
+    // The other build, copied under its own name beside this one.
+    let other_bin = o.compare_binary.as_ref().map(|p| {
+        let dir = setup.bin_dir.join("other");
+        fs::create_dir_all(&dir).expect("mkdir");
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).expect("chmod");
+        runnable_copy(p, &dir)
     });
+    let vdeliver_for = |bin: &Path, targets: &Arc<Vec<Target>>| -> Cmd {
+        let config = setup.config.clone();
+        let bin = bin.to_path_buf();
+        let tv = targets.clone();
+        Arc::new(move |i| {
+            let mut c = command_as_unprivileged(&bin);
+            delivery_env(&mut c, &tv[i].address, &config);
+            c
+        })
+    };
+    let vdeliver_cmd = vdeliver_for(&vdeliver_bin, &vd_targets);
     // The floor: the same environment, and the final account named on its
     // command line (for an alias or a catch-all it looks up the account
     // the message ends in, with its one plain statement).
     let min_bin = o
         .compare_minimal
         .then(|| runnable_copy(&sibling("minimal_deliver"), &setup.bin_dir));
-    let minimal_cmd: Option<Cmd> = min_bin.clone().map(|min_bin| {
-        let (root, url, config) = (setup.root.clone(), setup.url.clone(), setup.config.clone());
-        let tm = min_targets.clone();
-        Arc::new(move |i: usize| {
-            let t = &tm[i];
-            let mut c = command_as_unprivileged(&min_bin);
-            c.arg(&root).arg(&url).arg(&t.account.0).arg(&t.account.1);
-            delivery_env(&mut c, &t.address, &config);
-            c
-        }) as Cmd
-    });
-
-    // With --compare-minimal the two alternate in blocks (of 100), the
-    // order swapped every block, so that a change in the machine's load
-    // touches both alike; each pair of blocks gives one ratio.
-    let block = if o.compare_minimal {
-        o.block
-    } else {
-        o.messages
+    let other_cmd: Option<Cmd> = match &min_bin {
+        Some(min_bin) => {
+            let min_bin = min_bin.clone();
+            let (root, url, config) = (setup.root.clone(), setup.url.clone(), setup.config.clone());
+            let tm = other_targets.clone();
+            Some(Arc::new(move |i: usize| {
+                let t = &tm[i];
+                let mut c = command_as_unprivileged(&min_bin);
+                c.arg(&root).arg(&url).arg(&t.account.0).arg(&t.account.1);
+                delivery_env(&mut c, &t.address, &config);
+                c
+            }) as Cmd)
+        }
+        None if o.compare_sieve => Some(vdeliver_for(&vdeliver_bin, &other_targets)),
+        None => other_bin.as_ref().map(|b| vdeliver_for(b, &other_targets)),
     };
+    let (vd_label, other_label) = if o.compare_sieve {
+        ("script", "no script")
+    } else if o.compare_binary.is_some() {
+        ("vdeliver", "other")
+    } else if o.sieve_rules > 0 {
+        ("script", "")
+    } else {
+        ("vdeliver", "floor")
+    };
+    // With --compare-sieve, the links of a block's accounts are switched
+    // before it runs (an account may be on both sides).
+    let switch = |targets: &[Target], on: bool| {
+        if o.compare_sieve {
+            for t in targets {
+                setup.switch_script(&t.maildir, on);
+            }
+        }
+    };
+
+    // With --compare-minimal or --compare-sieve the two sides alternate in
+    // blocks (of 100), the order swapped every block, so that a change in
+    // the machine's load touches both alike; each pair of blocks gives one
+    // ratio.
+    let block = if compare { o.block } else { o.messages };
     let mut vd = Result::default();
-    let mut min = Result::default();
+    let mut other = Result::default();
     let mut ratios = Vec::new();
     let mut done = 0;
     let mut b = 0;
     while done < o.messages {
         let n = block.min(o.messages - done);
         let run_vd = || {
+            switch(&vd_targets[done..done + n], true);
             run(
-                "vdeliver",
+                vd_label,
                 done,
                 n,
                 o.concurrency,
@@ -517,53 +654,79 @@ fn main() {
                 vdeliver_cmd.clone(),
             )
         };
-        match &minimal_cmd {
+        match &other_cmd {
             Some(cmd) => {
-                let run_min = || run("floor", done, n, o.concurrency, &msg_file, cmd.clone());
+                let run_other = || {
+                    switch(&other_targets[done..done + n], false);
+                    run(other_label, done, n, o.concurrency, &msg_file, cmd.clone())
+                };
                 let (v, m) = if b % 2 == 0 {
                     let v = run_vd();
-                    (v, run_min())
+                    (v, run_other())
                 } else {
-                    let m = run_min();
+                    let m = run_other();
                     (run_vd(), m)
                 };
                 let per = |r: &Result| r.wall.as_secs_f64() / r.latencies.len().max(1) as f64;
                 ratios.push(per(&v) / per(&m));
                 vd.add(v);
-                min.add(m);
+                other.add(m);
             }
             None => vd.add(run_vd()),
         }
         done += n;
         b += 1;
     }
-    report("vdeliver", &vd);
+    report(vd_label, &vd);
     let t0 = &vd_targets[0];
+    switch(std::slice::from_ref(t0), true);
     let rss_vdeliver = rss_of(&vdeliver_bin, &[], &t0.address, &setup.config, &msg_file);
-    if let Some(min_bin) = &min_bin {
-        report("floor", &min);
+    if other_cmd.is_some() {
+        report(other_label, &other);
         let per = |r: &Result| r.wall.as_secs_f64() / r.latencies.len().max(1) as f64;
-        let t = &min_targets[0];
-        let fargs: Vec<&std::ffi::OsStr> = vec![
-            setup.root.as_os_str(),
-            setup.url.as_ref(),
-            t.account.0.as_ref(),
-            t.account.1.as_ref(),
-        ];
-        let rss_min = rss_of(min_bin, &fargs, &t.address, &setup.config, &msg_file);
+        let t = &other_targets[0];
+        let rss_other = match &min_bin {
+            Some(min_bin) => {
+                let fargs: Vec<&std::ffi::OsStr> = vec![
+                    setup.root.as_os_str(),
+                    setup.url.as_ref(),
+                    t.account.0.as_ref(),
+                    t.account.1.as_ref(),
+                ];
+                rss_of(min_bin, &fargs, &t.address, &setup.config, &msg_file)
+            }
+            None => {
+                switch(std::slice::from_ref(t), false);
+                let bin = other_bin.as_ref().unwrap_or(&vdeliver_bin);
+                rss_of(bin, &[], &t.address, &setup.config, &msg_file)
+            }
+        };
         let lo = ratios.iter().copied().fold(f64::INFINITY, f64::min);
         let hi = ratios.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let what = if o.compare_sieve {
+            format!(
+                "with a {}-rule script / without (wall time per delivery",
+                o.sieve_rules
+            )
+        } else if let Some(p) = &o.compare_binary {
+            format!("vdeliver / {} (wall time per delivery", p.display())
+        } else {
+            "vdeliver / floor (wall time per delivery".to_string()
+        };
         println!(
-            "vdeliver / floor (wall time per delivery, {} alternating blocks of {}): \
+            "{what}, {} alternating blocks of {}): \
              median {:.3}, min {:.3}, max {:.3}; whole run {:.3}",
             ratios.len(),
             block,
             median(&mut ratios),
             lo,
             hi,
-            per(&vd) / per(&min)
+            per(&vd) / per(&other)
         );
-        println!("peak RSS of one delivery: vdeliver {rss_vdeliver} KiB, floor {rss_min} KiB");
+        println!(
+            "peak RSS of one delivery: {vd_label} {rss_vdeliver} KiB, \
+             {other_label} {rss_other} KiB"
+        );
     } else {
         println!("peak RSS of one vdeliver process: {rss_vdeliver} KiB");
     }
@@ -571,11 +734,11 @@ fn main() {
     // end in (the RSS probes add one each to the first targets').
     if setup.site.is_some() {
         let mut want: std::collections::HashMap<&str, usize> = Default::default();
-        for t in vd_targets.iter().chain(min_targets.iter()) {
+        for t in vd_targets.iter().chain(other_targets.iter()) {
             *want.entry(&t.maildir).or_default() += 1;
         }
         *want.entry(&vd_targets[0].maildir).or_default() += 1;
-        if let Some(t) = min_targets.first() {
+        if let Some(t) = other_targets.first() {
             *want.entry(&t.maildir).or_default() += 1;
         }
         let wrong = want
@@ -588,8 +751,50 @@ fn main() {
             println!("{wrong} Maildirs do not hold the messages sent to them");
             exit(1);
         }
+        // Proof that the scripts ran: a message matching the set's discard
+        // rule (rule 4, by envelope sender) is discarded.
+        if o.sieve_rules > 4 {
+            let (raw, env) = vdeliver::sieve::testgen::message(Some(4));
+            let probe = setup.bin_dir.join("message-rule4");
+            fs::write(&probe, raw).unwrap();
+            fs::set_permissions(&probe, fs::Permissions::from_mode(0o644)).unwrap();
+            let t = &vd_targets[0];
+            switch(std::slice::from_ref(t), true);
+            let mut c = command_as_unprivileged(&vdeliver_bin);
+            c.env_clear()
+                .envs(qmail_env(&t.address, &env.envelope_from))
+                .env("VDELIVER_CONFIG", &setup.config);
+            let out = c
+                .stdin(fs::File::open(&probe).unwrap())
+                .output()
+                .expect("run vdeliver");
+            let line = String::from_utf8_lossy(&out.stdout);
+            if !out.status.success() || !line.contains("discard") {
+                println!("the script did not run: rule 4's message gave {line:?}");
+                exit(1);
+            }
+            println!(
+                "sieve: a message matching rule 4 was discarded ({})",
+                line.trim()
+            );
+        }
+        // A script that failed leaves its error in the home's log.
+        if o.sieve_rules > 0 {
+            let failed: Vec<(&str, String)> = want
+                .keys()
+                .filter_map(|m| setup.sieve_log(m).map(|l| (*m, l)))
+                .collect();
+            if let Some((m, log)) = failed.first() {
+                println!(
+                    "{} homes hold a Sieve error log; {m}: {}",
+                    failed.len(),
+                    log.trim()
+                );
+                exit(1);
+            }
+        }
     }
-    if vd.failures > 0 || min.failures > 0 {
+    if vd.failures > 0 || other.failures > 0 {
         exit(1);
     }
 }

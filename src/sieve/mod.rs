@@ -120,6 +120,8 @@ pub mod lex;
 pub mod message;
 pub mod parse;
 pub mod store;
+#[doc(hidden)]
+pub mod testgen;
 pub mod vacation;
 pub mod validate;
 

@@ -331,6 +331,66 @@ impl Setup {
     }
 }
 
+/// The name the benches and `examples/load.rs` give the script they
+/// install (`<home>/sieve/roundcube.sieve`).
+pub const SCRIPT_NAME: &str = "roundcube";
+
+/// Where [`Setup::switch_script`] keeps the active script's symlink while
+/// it is switched off (a name delivery never looks at).
+const SCRIPT_LINK_OFF: &str = ".dovecot.sieve.off";
+
+impl Setup {
+    /// Give the account at `address`, whose Maildir is `maildir` (made
+    /// beforehand), the active Sieve script `script`, stored and activated
+    /// as the mail user by the code behind `vmailctl sieve put` and
+    /// `activate`: `<home>/sieve/roundcube.sieve` and the symlink
+    /// `<home>/.dovecot.sieve` to it, as ManageSieve leaves them.
+    pub fn install_script(&self, address: &str, maildir: &str, script: &[u8]) {
+        use vdeliver::admin::sieve::{activate, put, SieveHome};
+        let h = SieveHome::new(address.to_string(), maildir.to_string())
+            .unwrap_or_else(|e| panic!("{address}: {e}"));
+        put(&self.root, &h, SCRIPT_NAME, script).unwrap_or_else(|e| panic!("sieve put: {e}"));
+        activate(&self.root, &h, SCRIPT_NAME).unwrap_or_else(|e| panic!("sieve activate: {e}"));
+        let link = self
+            .root
+            .join(&h.home)
+            .join(vdeliver::sieve::store::SCRIPT_LINK);
+        assert_eq!(
+            fs::read_link(&link).ok(),
+            Some(PathBuf::from(format!("sieve/{SCRIPT_NAME}.sieve"))),
+            "{}",
+            link.display()
+        );
+    }
+
+    /// Switch the active script of an account made by
+    /// [`Setup::install_script`] off (its symlink renamed aside, so the
+    /// home is as one without a script: delivery finds no `.dovecot.sieve`)
+    /// or on again. Idempotent; the rename keeps the link and its owner.
+    pub fn switch_script(&self, maildir: &str, on: bool) {
+        let home = vdeliver::sieve::store::home_of(maildir)
+            .unwrap_or_else(|| panic!("{maildir} has no home"));
+        let home = self.root.join(home);
+        let link = home.join(vdeliver::sieve::store::SCRIPT_LINK);
+        let off = home.join(SCRIPT_LINK_OFF);
+        let (from, to) = if on { (off, link) } else { (link, off) };
+        match fs::rename(&from, &to) {
+            Ok(()) => {}
+            // Already switched that way.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && to.symlink_metadata().is_ok() => {
+            }
+            Err(e) => panic!("rename {} to {}: {e}", from.display(), to.display()),
+        }
+    }
+
+    /// Whether Sieve wrote an error log in the home of `maildir`
+    /// (`<home>/.dovecot.sieve.log`): a script that failed.
+    pub fn sieve_log(&self, maildir: &str) -> Option<String> {
+        let home = vdeliver::sieve::store::home_of(maildir)?;
+        fs::read_to_string(self.root.join(home).join(vdeliver::sieve::store::LOG_FILE)).ok()
+    }
+}
+
 fn mkdir_unpriv(dir: &Path) {
     match fs::create_dir(dir) {
         Ok(()) => {
