@@ -41,7 +41,7 @@ fn migrate_upgrades_a_version_1_database_in_place() {
              SELECT id, 'team', 'alice@example.com' FROM domains;",
     )
     .unwrap();
-    // vdeliver needs version 3: before the upgrade it defers (a database
+    // vdeliver needs version 4: before the upgrade it defers (a database
     // error: the columns it reads are missing) and loses nothing.
     let r = s.deliver("alice@example.com", "bob@remote.org", MSG);
     assert_eq!(r.code, Some(111), "{r:?}");
@@ -49,7 +49,7 @@ fn migrate_upgrades_a_version_1_database_in_place() {
     assert!(r.stdout.contains("does not exist"), "{r:?}");
     let out = s.ctl_ok(&["migrate"]);
     assert!(
-        out.contains("from version 1 to 3"),
+        out.contains("from version 1 to 4"),
         "vmailctl migrate said: {out}"
     );
     let out = s.ctl_ok(&["migrate"]);
