@@ -383,6 +383,19 @@ fn trigger_kept_copies_stay_right_under_direct_sql_and_vmailctl() {
 /// Resolve `to` (`local@domain`) round trip by round trip with
 /// `statement`, as delivery does: the outcome and the number of trips.
 fn resolve_by(c: &mut Client, statement: &str, to: &str) -> (String, usize) {
+    let (r, trips) = plan_by(c, statement, to);
+    match r {
+        Ok(p) => (format!("{:?} {:?}", p.mailboxes, p.remote), trips),
+        Err(f) => (f, trips),
+    }
+}
+
+/// [`resolve_by`]'s plan itself (or the failure, in words).
+fn plan_by(
+    c: &mut Client,
+    statement: &str,
+    to: &str,
+) -> (Result<vdeliver::plan::Plan, String>, usize) {
     use vdeliver::plan::{self, Step};
     let (local, domain) = to.rsplit_once('@').unwrap();
     let rcpt = vdeliver::recipient::Recipient {
@@ -399,8 +412,8 @@ fn resolve_by(c: &mut Client, statement: &str, to: &str) -> (String, usize) {
     for trip in 1..=10 {
         vdeliver::db::fetch_with(c, statement, &ask, &mut facts).unwrap();
         match plan::resolve(&rcpt, &facts, &rules) {
-            Err(f) => return (format!("{f:?}"), trip),
-            Ok(Step::Done(p)) => return (format!("{:?} {:?}", p.mailboxes, p.remote), trip),
+            Err(f) => return (Err(format!("{f:?}")), trip),
+            Ok(Step::Done(p)) => return (Ok(p), trip),
             Ok(Step::Need(more)) => {
                 ask = more
                     .into_iter()
@@ -497,8 +510,12 @@ fn route_resolves_as_the_function_does() {
     s.ctl_ok(&["catchall", "add", "sixth.org", "BOB@example.com"]);
     s.ctl_ok(&["catchall", "add", "sixth.org", "carol@example.com"]);
     let mut c = client(&s);
+    // Junk routing on, off and the site's default (NULL) among the
+    // accounts, so that every comparison below covers the column too.
     c.batch_execute(
-        "UPDATE accounts SET active = false WHERE local_part = 'off';
+        "UPDATE accounts SET junk = true WHERE local_part IN ('alice', 'carol', 'off');
+         UPDATE accounts SET junk = false WHERE local_part IN ('bob', 'dave');
+         UPDATE accounts SET active = false WHERE local_part = 'off';
          INSERT INTO relocated (domain_id, local_part, new_address)
              SELECT id, 'gone', 'gone@new.example' FROM domains WHERE name = 'example.com';",
     )
@@ -549,16 +566,88 @@ fn route_resolves_as_the_function_does() {
         ("x@unknown.example", "function"),
         // The plain row.
         ("alice@example.com", "f"),
+        ("bob@example.com", "f"),
         ("off@example.com", "f"),
     ];
+    let mut junk_seen = std::collections::BTreeSet::new();
     for (to, part) in cases {
         assert_eq!(answered_by(&mut c, to), part, "{to}: answered by");
         let (got, trips) = resolve_by(&mut c, vdeliver::db::FETCH, to);
         let (want, function_trips) = resolve_by(&mut c, vdeliver::db::FETCH_FUNCTION, to);
         assert_eq!(got, want, "{to}");
+        for j in ["junk: Some(true)", "junk: Some(false)", "junk: None"] {
+            if got.contains(j) {
+                junk_seen.insert((part, j));
+            }
+        }
         assert!(trips <= function_trips, "{to}: {trips} > {function_trips}");
         if part == "p" && !["pct@example.com", "someone@fourth.org"].contains(&to) {
             assert_eq!(trips, 1, "{to}: {got}");
+        }
+    }
+    // Each layer answered accounts with junk on and off.
+    for part in ["f", "p", "function"] {
+        for j in ["junk: Some(true)", "junk: Some(false)"] {
+            assert!(
+                junk_seen.contains(&(part, j)),
+                "no case answered by {part} with {j}: {junk_seen:?}"
+            );
+        }
+    }
+}
+
+/// An account's Junk routing setting (`accounts.junk`, schema version 4)
+/// reaches the plan's mailbox whichever layer of the statement answers:
+/// the plain row, vdeliver_route (an extension, an alias, a catch-all)
+/// and vdeliver_lookup (an alias domain, a chain of aliases), as
+/// vdeliver_lookup alone reads it.
+#[test]
+fn junk_setting_reaches_the_mailbox_through_every_layer() {
+    let s = Site::new();
+    let accounts = [("yes", Some(true)), ("no", Some(false)), ("dflt", None)];
+    s.ctl_ok(&["alias-domain", "add", "alias.example", "example.com"]);
+    for (local, _) in accounts {
+        s.account(&format!("{local}@example.com"));
+        let to = format!("{local}@example.com");
+        s.ctl_ok(&["alias", "add", &format!("to-{local}@example.com"), &to]);
+        s.ctl_ok(&[
+            "alias",
+            "add",
+            &format!("chain-{local}@example.com"),
+            &format!("to-{local}@example.com"),
+        ]);
+        let catch = format!("catch-{local}.example");
+        s.ctl_ok(&["domain", "add", &catch]);
+        s.ctl_ok(&["catchall", "add", &catch, &to]);
+    }
+    let mut c = client(&s);
+    c.batch_execute(
+        "UPDATE accounts SET junk = true WHERE local_part = 'yes';
+         UPDATE accounts SET junk = false WHERE local_part = 'no';",
+    )
+    .unwrap();
+    for (local, want) in accounts {
+        let owner = format!("{local}@example.com");
+        for (to, part) in [
+            (format!("{local}@example.com"), "f"),
+            (format!("{local}-tag@example.com"), "p"),
+            (format!("to-{local}@example.com"), "p"),
+            (format!("anyone@catch-{local}.example"), "p"),
+            (format!("{local}@alias.example"), "function"),
+            (format!("chain-{local}@example.com"), "function"),
+        ] {
+            assert_eq!(answered_by(&mut c, &to), part, "{to}: answered by");
+            for statement in [vdeliver::db::FETCH, vdeliver::db::FETCH_FUNCTION] {
+                let plan = plan_by(&mut c, statement, &to)
+                    .0
+                    .unwrap_or_else(|f| panic!("{to}: {f}"));
+                let got: Vec<(&str, Option<bool>)> = plan
+                    .mailboxes
+                    .iter()
+                    .map(|m| (m.owner.as_str(), m.junk))
+                    .collect();
+                assert_eq!(got, [(owner.as_str(), want)], "{to}");
+            }
         }
     }
 }
