@@ -1,7 +1,8 @@
 //! The delivery lookup on the server (issue 11): the function
 //! `vdeliver_lookup` of schema version 2, its fast path for a plain
-//! account, the upgrade of a version-1 database in place, and
-//! `vmailctl explain`.
+//! account, the upgrade of a version-1 and of a populated version-3
+//! database in place, the account's Junk setting (version 4, issue 12)
+//! through every layer, and `vmailctl explain`.
 
 use crate::common::pg::Pg;
 use crate::common::site::Site;
