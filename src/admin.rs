@@ -989,13 +989,17 @@ pub struct Account {
     pub effective_quota_bytes: Option<i64>,
     pub effective_quota_messages: Option<i64>,
     pub created_at: String,
+    /// Its own Junk routing setting (`accounts.junk`): on, off, or `None`
+    /// to follow the site's default (`junk.enabled`, which the database
+    /// does not know).
+    pub junk: Option<bool>,
 }
 
 const ACCOUNT_SELECT: &str = "\
 SELECT a.local_part, d.name, a.maildir, a.active, d.active, a.password_hash,
        a.quota_bytes, a.quota_messages,
        coalesce(a.quota_bytes, d.quota_bytes), coalesce(a.quota_messages, d.quota_messages),
-       a.created_at::text
+       a.created_at::text, a.junk
   FROM accounts a JOIN domains d ON d.id = a.domain_id";
 
 fn account_row(r: &postgres::Row) -> Account {
@@ -1019,6 +1023,7 @@ fn account_row(r: &postgres::Row) -> Account {
         effective_quota_bytes: r.get(8),
         effective_quota_messages: r.get(9),
         created_at: r.get(10),
+        junk: r.get(11),
     }
 }
 
@@ -1271,6 +1276,15 @@ pub fn account_quota(
             &[&bytes, &messages],
         )?
     };
+    account_show(client, &addr)
+}
+
+/// Set an account's own Junk routing (`Some(true)` on, `Some(false)`
+/// off), or with `None` let it follow the site's default again. It
+/// changes where a message lands inside the account, never whether it is
+/// delivered, so nothing is refused.
+pub fn account_junk(client: &mut Client, raw: &str, junk: Option<bool>) -> Result<Account> {
+    let addr = account_update(client, raw, "junk = $3", &[&junk])?;
     account_show(client, &addr)
 }
 

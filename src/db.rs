@@ -291,6 +291,11 @@ pub fn connect(cfg: &config::Database, application: &str) -> Result<Client, DbEr
 /// triggers are recomputed from the tables they copy on every change,
 /// vmailctl's or direct SQL's.
 ///
+/// Every layer returns an account with the same columns, its own Junk
+/// routing setting (`accounts.junk`, schema version 4,
+/// `migrations/0004_junk.sql`; NULL: the site's default) among them, so
+/// [`AccountFacts::junk`] is filled whichever layer answers.
+///
 /// Destinations are case-folded there exactly as
 /// [`crate::recipient::fold_local`] folds them: ASCII `A`–`Z` only, with
 /// `translate()`, never `lower()`, whose result depends on the database's
@@ -299,12 +304,12 @@ pub fn connect(cfg: &config::Database, application: &str) -> Result<Client, DbEr
 /// An unnamed statement, no session state: PgBouncer in transaction mode
 /// and a read-only hot standby both serve it.
 pub const FETCH: &str = "\
-SELECT f.maildir, f.active, f.qb, f.qm, f.dname, f.dactive, f.dcatchalls, w.*
+SELECT f.maildir, f.active, f.qb, f.qm, f.junk, f.dname, f.dactive, f.dcatchalls, w.*
   FROM (VALUES (1)) AS o(x)
   LEFT JOIN LATERAL (
     SELECT a.maildir, a.active,
            coalesce(a.quota_bytes, m.quota_bytes) AS qb,
-           coalesce(a.quota_messages, m.quota_messages) AS qm,
+           coalesce(a.quota_messages, m.quota_messages) AS qm, a.junk,
            m.name AS dname, m.active AS dactive, m.vdeliver_catchalls AS dcatchalls
       FROM domains m JOIN accounts a ON a.domain_id = m.id
      WHERE m.name = $1[1] AND a.local_part = $2[1]
@@ -315,27 +320,29 @@ SELECT f.maildir, f.active, f.qb, f.qm, f.dname, f.dactive, f.dcatchalls, w.*
 /// row shape), for tests that compare the faster paths' answers with it.
 #[doc(hidden)]
 pub const FETCH_FUNCTION: &str = "\
-SELECT NULL::text, NULL::boolean, NULL::bigint, NULL::bigint, NULL::text, NULL::boolean,
-       NULL::text[],
+SELECT NULL::text, NULL::boolean, NULL::bigint, NULL::bigint, NULL::boolean, NULL::text,
+       NULL::boolean, NULL::text[],
        NULL::text, NULL::text, NULL::text, NULL::boolean, NULL::bigint, NULL::bigint,
-       NULL::text, NULL::boolean, NULL::text[], NULL::text[], NULL::text,
+       NULL::boolean, NULL::text, NULL::boolean, NULL::text[], NULL::text[], NULL::text,
        NULL::text, NULL::text, NULL::text, NULL::boolean, NULL::bigint, NULL::bigint,
-       NULL::text, NULL::boolean, NULL::text[], NULL::boolean,
-       l.kind, l.dom, l.loc, l.val, l.flag, l.qb, l.qm
+       NULL::boolean, NULL::text, NULL::boolean, NULL::text[], NULL::boolean,
+       l.kind, l.dom, l.loc, l.val, l.flag, l.qb, l.qm, l.junk
   FROM vdeliver_lookup($1, $2) l";
 
 /// The first column of each part of [`FETCH`]'s rows: the plain account
-/// (`maildir, active, qb, qm, dname, dactive, dcatchalls`), the pair
-/// asked (`dom, loc`, then the same seven, then `aliases, relocated`),
-/// the destination (`dom, loc`, the same seven, `more`), and
-/// `vdeliver_lookup`'s fact (`kind, dom, loc, val, flag, qb, qm`).
+/// (`maildir, active, qb, qm, junk, dname, dactive, dcatchalls`), the
+/// pair asked (`dom, loc`, then the same eight, then `aliases,
+/// relocated`), the destination (`dom, loc`, the same eight, `more`), and
+/// `vdeliver_lookup`'s fact (`kind, dom, loc, val, flag, qb, qm, junk`).
+/// An account's columns are always `maildir, active, qb, qm, junk` in
+/// that order ([`account_columns`]), its domain's the three after them.
 pub const F: usize = 0;
 /// See [`F`].
-pub const P: usize = 7;
+pub const P: usize = 8;
 /// See [`F`].
-pub const T: usize = 18;
+pub const T: usize = 20;
 /// See [`F`].
-pub const L: usize = 28;
+pub const L: usize = 31;
 
 /// Ask about `pairs` in one round trip and add the answers to `facts`.
 pub fn fetch(
@@ -379,7 +386,7 @@ pub fn fetch_with(
             col::<Option<String>>(r, F, "lookup: reading accounts.maildir").map_err(bad)?
         {
             let (d, l) = pairs.first().cloned().unwrap_or_default();
-            let domain = domain_columns(r, F + 4).map_err(bad)?;
+            let domain = domain_columns(r, F + 5).map_err(bad)?;
             let account = account_columns(r, F, maildir).map_err(bad)?;
             facts.domains.insert(d.clone(), Some(domain));
             facts.locals.entry((d, l)).or_default().account = Some(account);
@@ -414,17 +421,17 @@ fn pair_columns(
     facts: &mut Facts,
 ) -> Result<(), (&'static str, postgres::Error)> {
     let dom: Option<String> = col(r, P, "lookup: reading the domain")?;
-    let dname: Option<&str> = col(r, P + 6, "lookup: reading domains.name")?;
+    let dname: Option<&str> = col(r, P + 7, "lookup: reading domains.name")?;
     if let (Some(dom), Some(_)) = (dom, dname) {
         let loc: String = col(r, P + 1, "lookup: reading the local part")?;
-        let domain = domain_columns(r, P + 6)?;
+        let domain = domain_columns(r, P + 7)?;
         let maildir: Option<String> = col(r, P + 2, "lookup: reading accounts.maildir")?;
         let account = match maildir {
             Some(m) => Some(account_columns(r, P + 2, m)?),
             None => None,
         };
-        let aliases: Option<Vec<String>> = col(r, P + 9, "lookup: aliases.destination is NULL")?;
-        let relocated: Option<String> = col(r, P + 10, "lookup: reading relocated.new_address")?;
+        let aliases: Option<Vec<String>> = col(r, P + 10, "lookup: aliases.destination is NULL")?;
+        let relocated: Option<String> = col(r, P + 11, "lookup: reading relocated.new_address")?;
         facts.domains.insert(dom.clone(), Some(domain));
         facts.asked.insert((dom.clone(), loc.clone()));
         let has_aliases = aliases.as_ref().is_some_and(|a| !a.is_empty());
@@ -441,13 +448,13 @@ fn pair_columns(
             }
         }
     }
-    let more: Option<bool> = col(r, T + 9, "lookup: reading the destination")?;
+    let more: Option<bool> = col(r, T + 10, "lookup: reading the destination")?;
     if more == Some(false) {
         let dom: String = col(r, T, "lookup: reading the destination's domain")?;
         let loc: String = col(r, T + 1, "lookup: reading the destination's local part")?;
         let maildir: String = col(r, T + 2, "lookup: accounts.maildir is NULL")?;
         let account = account_columns(r, T + 2, maildir)?;
-        let domain = domain_columns(r, T + 6)?;
+        let domain = domain_columns(r, T + 7)?;
         facts.domains.insert(dom.clone(), Some(domain));
         facts.asked.insert((dom.clone(), loc.clone()));
         facts.locals.entry((dom, loc)).or_default().account = Some(account);
@@ -559,7 +566,9 @@ fn add_row(r: &postgres::Row, facts: &mut Facts) -> Result<(), (&'static str, po
 }
 
 /// An account whose Maildir (column `i`) is `maildir`: its active flag
-/// and effective quotas follow (`i + 1` to `i + 3`).
+/// and effective quotas follow (`i + 1` to `i + 3`), then its own Junk
+/// routing setting (`i + 4`, `accounts.junk`: NULL is the site's
+/// default, not an error).
 fn account_columns(
     r: &postgres::Row,
     i: usize,
@@ -581,7 +590,7 @@ fn account_columns(
         active,
         quota_bytes,
         quota_messages,
-        junk: None,
+        junk: col(r, i + 4, "lookup: reading accounts.junk")?,
     })
 }
 

@@ -15,6 +15,7 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         include_str!("../migrations/0002_lookup_function.sql"),
     ),
     (3, "routes", include_str!("../migrations/0003_routes.sql")),
+    (4, "junk", include_str!("../migrations/0004_junk.sql")),
 ];
 
 /// The version a fully migrated database is at.

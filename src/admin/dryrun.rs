@@ -67,6 +67,12 @@ pub struct Target {
     /// Current usage of the account's Maildir (`None` when it could not
     /// be read).
     pub usage: Option<super::Usage>,
+    /// The account's own Junk routing setting (`accounts.junk`; `None`:
+    /// the site's default, and always for a fallback Maildir).
+    pub junk: Option<bool>,
+    /// Whether Junk routing applies here: the own setting, else the
+    /// site's `junk.enabled`.
+    pub effective_junk: bool,
 }
 
 /// The whole answer.
@@ -239,6 +245,7 @@ fn on_disk(
                 stored.push(t.delivers_to.clone());
                 t.usage =
                     super::usage(cfg, &mb.maildir, mb.quota_bytes, mb.quota_messages, false).ok();
+                t.effective_junk = mb.junk.unwrap_or(cfg.junk.enabled);
                 run.mailboxes.push(t);
             }
             Err(f) => {
@@ -252,6 +259,8 @@ fn on_disk(
                     quota_bytes: mb.quota_bytes,
                     quota_messages: mb.quota_messages,
                     usage: None,
+                    junk: mb.junk,
+                    effective_junk: mb.junk.unwrap_or(cfg.junk.enabled),
                 });
                 first_problem.get_or_insert(f);
             }
@@ -452,6 +461,9 @@ fn target(
         quota_bytes: mb.quota_bytes,
         quota_messages: mb.quota_messages,
         usage: None,
+        junk: mb.junk,
+        // The caller knows the site's default.
+        effective_junk: false,
     })
 }
 

@@ -363,6 +363,42 @@ Example:
     /// Deliver to a disabled account again
     #[command(after_help = "Example:\n  vmailctl account enable alice@example.com")]
     Enable { address: String },
+    /// Junk routing for this account: on, off, or the site's default
+    #[command(after_help = "\
+With Junk routing on, a message the spam scanner's verdict header marks as
+spam goes to the account's Junk folder ([junk] folder) instead of INBOX,
+unless the account's own Sieve script files it elsewhere. 'default' (or
+'inherit') follows the site's junk.enabled again.
+
+Examples:
+  vmailctl account junk alice@example.com on
+  vmailctl account junk alice@example.com off
+  vmailctl account junk alice@example.com default")]
+    Junk {
+        address: String,
+        #[arg(value_enum)]
+        setting: JunkSetting,
+    },
+}
+
+/// `vmailctl account junk`'s setting, stored in `accounts.junk`.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum JunkSetting {
+    On,
+    Off,
+    #[value(alias = "inherit")]
+    Default,
+}
+
+impl JunkSetting {
+    /// The column's value: NULL follows the site's default.
+    fn column(self) -> Option<bool> {
+        match self {
+            JunkSetting::On => Some(true),
+            JunkSetting::Off => Some(false),
+            JunkSetting::Default => None,
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -966,10 +1002,29 @@ fn alias_domain(
     }
 }
 
-fn account_text(a: &admin::Account) -> String {
+/// An account's Junk routing, as `account show` and `resolve` print it:
+/// `on (own)`, `off (site default)`, …
+fn junk_text(own: Option<bool>, site: bool) -> String {
+    let on_off = |b: bool| if b { "on" } else { "off" };
+    match own {
+        Some(b) => format!("{} (own)", on_off(b)),
+        None => format!("{} (site default, junk.enabled)", on_off(site)),
+    }
+}
+
+/// An account as `--json` prints it: its columns, and the Junk routing
+/// that applies (its own, else the site's), which the database does not
+/// know.
+fn account_json(a: &admin::Account, site_junk: bool) -> anyhow::Result<serde_json::Value> {
+    let mut v = serde_json::to_value(a)?;
+    v["effective_junk"] = json!(a.junk.unwrap_or(site_junk));
+    Ok(v)
+}
+
+fn account_text(a: &admin::Account, site_junk: bool) -> String {
     format!(
         "account:        {}\nactive:         {}{}\nMaildir:        {}\npassword:       {}\n\
-         quota:          {} ({}), {} messages ({})\ncreated:        {}",
+         quota:          {} ({}), {} messages ({})\njunk:           {}\ncreated:        {}",
         a.address,
         yes_no(a.active),
         if a.domain_active {
@@ -993,6 +1048,7 @@ fn account_text(a: &admin::Account) -> String {
         } else {
             "domain default"
         },
+        junk_text(a.junk, site_junk),
         a.created_at
     )
 }
@@ -1046,20 +1102,41 @@ fn account(
                 .iter()
                 .map(|a| {
                     format!(
-                        "{}{}  {}  quota {}/{} msgs\n",
+                        "{}{}  {}  quota {}/{} msgs{}\n",
                         a.address,
                         if a.active { "" } else { "  (disabled)" },
                         a.maildir,
                         human_limit(a.effective_quota_bytes),
-                        human_count(a.effective_quota_messages)
+                        human_count(a.effective_quota_messages),
+                        // Only an account's own setting: the site's
+                        // default is said once, in the configuration.
+                        match a.junk {
+                            Some(true) => "  junk on",
+                            Some(false) => "  junk off",
+                            None => "",
+                        }
                     )
                 })
                 .collect();
-            Report::new(t, v)
+            let json = v
+                .iter()
+                .map(|a| account_json(a, cfg.junk.enabled))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            Report::new(t, json)
         }
         AccountCmd::Show { address } => {
             let a = admin::account_show(c, &address)?;
-            Report::new(account_text(&a), a)
+            Report::new(
+                account_text(&a, cfg.junk.enabled),
+                account_json(&a, cfg.junk.enabled)?,
+            )
+        }
+        AccountCmd::Junk { address, setting } => {
+            let a = admin::account_junk(c, &address, setting.column())?;
+            Report::new(
+                account_text(&a, cfg.junk.enabled),
+                account_json(&a, cfg.junk.enabled)?,
+            )
         }
         AccountCmd::Password { address, .. } => {
             let hash = password_hash.context("no password was read")?;
@@ -1076,7 +1153,10 @@ fn account(
             inherit,
         } => {
             let a = admin::account_quota(c, &address, bytes, messages, inherit)?;
-            Report::new(account_text(&a), a)
+            Report::new(
+                account_text(&a, cfg.junk.enabled),
+                account_json(&a, cfg.junk.enabled)?,
+            )
         }
         AccountCmd::Disable { address, force } => {
             let (a, warnings) = admin::account_set_active(c, rules, &address, false, force)?;
@@ -1274,6 +1354,10 @@ fn resolve(
                     human_count(m.quota_messages)
                 ),
             }
+        );
+        t += &format!(
+            "            junk:  {}\n",
+            junk_text(m.junk, cfg.junk.enabled)
         );
     }
     for f in &r.forwards {

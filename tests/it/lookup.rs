@@ -1,7 +1,8 @@
 //! The delivery lookup on the server (issue 11): the function
 //! `vdeliver_lookup` of schema version 2, its fast path for a plain
-//! account, the upgrade of a version-1 database in place, and
-//! `vmailctl explain`.
+//! account, the upgrade of a version-1 and of a populated version-3
+//! database in place, the account's Junk setting (version 4, issue 12)
+//! through every layer, and `vmailctl explain`.
 
 use crate::common::pg::Pg;
 use crate::common::site::Site;
@@ -41,7 +42,7 @@ fn migrate_upgrades_a_version_1_database_in_place() {
              SELECT id, 'team', 'alice@example.com' FROM domains;",
     )
     .unwrap();
-    // vdeliver needs version 3: before the upgrade it defers (a database
+    // vdeliver needs version 4: before the upgrade it defers (a database
     // error: the columns it reads are missing) and loses nothing.
     let r = s.deliver("alice@example.com", "bob@remote.org", MSG);
     assert_eq!(r.code, Some(111), "{r:?}");
@@ -49,7 +50,7 @@ fn migrate_upgrades_a_version_1_database_in_place() {
     assert!(r.stdout.contains("does not exist"), "{r:?}");
     let out = s.ctl_ok(&["migrate"]);
     assert!(
-        out.contains("from version 1 to 3"),
+        out.contains("from version 1 to 4"),
         "vmailctl migrate said: {out}"
     );
     let out = s.ctl_ok(&["migrate"]);
@@ -59,6 +60,157 @@ fn migrate_upgrades_a_version_1_database_in_place() {
         assert_eq!(r.code, Some(0), "{to}: {r:?}");
     }
     assert_eq!(s.files("example.com/alice/Maildir/", "new").len(), 2);
+}
+
+/// Every row of the tables a migration must keep, as JSON text per table
+/// (the column `junk`, which version 4 adds, left out).
+fn all_rows(c: &mut Client) -> Vec<(String, String)> {
+    [
+        "domains",
+        "alias_domains",
+        "accounts",
+        "aliases",
+        "catchalls",
+        "relocated",
+        "vdeliver_routes",
+    ]
+    .iter()
+    .map(|t| {
+        let q = format!(
+            "SELECT coalesce(jsonb_agg(to_jsonb(x) - 'junk'
+                                       ORDER BY to_jsonb(x)::text), '[]')::text
+               FROM {t} x"
+        );
+        (t.to_string(), c.query_one(&q, &[]).unwrap().get(0))
+    })
+    .collect()
+}
+
+/// Version 3 to 4 (accounts.junk, and the lookup functions redefined) on
+/// a populated database: every row kept as it was, every account
+/// following the site's default, vdeliver deferring (never bouncing)
+/// until the upgrade and delivering through every layer after it, and
+/// `vmailctl check` content at version 4.
+#[test]
+fn migrate_upgrades_a_version_3_database_keeping_every_row() {
+    let s = Site::on(Pg::shared(), "", false);
+    let mut c = client(&s);
+    c.batch_execute(
+        "CREATE TABLE vdeliver_schema (
+             version    integer PRIMARY KEY,
+             name       text NOT NULL,
+             applied_at timestamptz NOT NULL DEFAULT now())",
+    )
+    .unwrap();
+    for (v, name, sql) in &vdeliver::schema::MIGRATIONS[..3] {
+        c.batch_execute(sql).unwrap();
+        c.execute(
+            "INSERT INTO vdeliver_schema (version, name) VALUES ($1, $2)",
+            &[v, name],
+        )
+        .unwrap();
+    }
+    assert_eq!(vdeliver::schema::current_version(), 4);
+    c.batch_execute(
+        "INSERT INTO domains (name, quota_bytes) VALUES ('example.com', 1000000), ('other.org', NULL);
+         INSERT INTO alias_domains (name, domain_id)
+             SELECT 'alias.example', id FROM domains WHERE name = 'example.com';
+         INSERT INTO accounts (domain_id, local_part, maildir, quota_messages, active)
+             SELECT id, l, 'example.com/' || l || '/Maildir/', q, a FROM domains,
+                    (VALUES ('alice', NULL::bigint, true), ('bob', 10, true),
+                            ('off', NULL, false)) v(l, q, a)
+              WHERE name = 'example.com';
+         INSERT INTO accounts (domain_id, local_part, maildir)
+             SELECT id, 'u' || i, 'other.org/u' || i || '/Maildir/'
+               FROM domains, generate_series(1, 500) i WHERE name = 'other.org';
+         INSERT INTO aliases (domain_id, local_part, destination)
+             SELECT id, 'team', d FROM domains,
+                    unnest(ARRAY['alice@example.com', 'u1@other.org', 'x@remote.net']) d
+              WHERE name = 'example.com';
+         INSERT INTO catchalls (domain_id, destination)
+             SELECT id, 'u2@other.org' FROM domains WHERE name = 'other.org';
+         INSERT INTO relocated (domain_id, local_part, new_address)
+             SELECT id, 'gone', 'gone@new.example' FROM domains WHERE name = 'example.com';",
+    )
+    .unwrap();
+    let before = all_rows(&mut c);
+    // This vdeliver reads accounts.junk: at version 3 it defers.
+    let r = s.deliver("alice@example.com", "bob@remote.org", MSG);
+    assert_eq!(r.code, Some(111), "{r:?}");
+    assert!(r.stdout.contains("does not exist"), "{r:?}");
+    let r = s.ctl(&["check", "--json"], b"");
+    assert!(
+        r.stdout
+            .contains("at version 3, this vdeliver needs 4: run vmailctl migrate"),
+        "{r:?}"
+    );
+    let out = s.ctl_ok(&["migrate"]);
+    assert!(out.contains("from version 3 to 4"), "{out}");
+    assert!(!out.contains("repaired"), "{out}");
+    let after = all_rows(&mut c);
+    for ((t, b), (_, a)) in before.iter().zip(&after) {
+        assert_eq!(a, b, "{t}");
+    }
+    let versions: Vec<(i32, String)> = c
+        .query(
+            "SELECT version, name FROM vdeliver_schema ORDER BY version",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    let want: Vec<(i32, String)> = vdeliver::schema::MIGRATIONS
+        .iter()
+        .map(|m| (m.0, m.1.to_string()))
+        .collect();
+    assert_eq!(versions, want);
+    let (n, set): (i64, i64) = {
+        let r = c
+            .query_one("SELECT count(*), count(junk) FROM accounts", &[])
+            .unwrap();
+        (r.get(0), r.get(1))
+    };
+    assert_eq!(
+        (n, set),
+        (503, 0),
+        "every account follows the site's default"
+    );
+    let drift: i64 = c.query_one("SELECT vdeliver_drift()", &[]).unwrap().get(0);
+    assert_eq!(drift, 0);
+    // (Its qmail-queue check fails here: this site has none.)
+    let r = s.ctl(&["check", "--json"], b"");
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let schema = v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "schema")
+        .unwrap();
+    assert_eq!(schema["ok"], true, "{v}");
+    assert_eq!(
+        schema["detail"],
+        "at version 4, the current one; the lookup's copies agree"
+    );
+    // Delivered through each layer: plain, extension, alias (one copy
+    // local, one in the other domain, one remote, so vdeliver_lookup),
+    // catch-all, alias domain; the relocated address and the disabled
+    // account bounce as before.
+    for (to, code) in [
+        ("alice@example.com", 0),
+        ("alice-x@example.com", 0),
+        ("alice@alias.example", 0),
+        ("nobody@other.org", 0),
+        ("gone@example.com", 100),
+        ("off@example.com", 100),
+    ] {
+        let r = s.deliver(to, "bob@remote.org", MSG);
+        assert_eq!(r.code, Some(code), "{to}: {r:?}");
+    }
+    assert_eq!(s.files("example.com/alice/Maildir/", "new").len(), 3);
+    assert_eq!(s.files("other.org/u2/Maildir/", "new").len(), 1);
+    let out = s.ctl_ok(&["migrate"]);
+    assert!(out.contains("nothing to do"), "{out}");
 }
 
 /// What each row db::FETCH answers for these pairs carries: "f" (the
@@ -383,6 +535,19 @@ fn trigger_kept_copies_stay_right_under_direct_sql_and_vmailctl() {
 /// Resolve `to` (`local@domain`) round trip by round trip with
 /// `statement`, as delivery does: the outcome and the number of trips.
 fn resolve_by(c: &mut Client, statement: &str, to: &str) -> (String, usize) {
+    let (r, trips) = plan_by(c, statement, to);
+    match r {
+        Ok(p) => (format!("{:?} {:?}", p.mailboxes, p.remote), trips),
+        Err(f) => (f, trips),
+    }
+}
+
+/// [`resolve_by`]'s plan itself (or the failure, in words).
+fn plan_by(
+    c: &mut Client,
+    statement: &str,
+    to: &str,
+) -> (Result<vdeliver::plan::Plan, String>, usize) {
     use vdeliver::plan::{self, Step};
     let (local, domain) = to.rsplit_once('@').unwrap();
     let rcpt = vdeliver::recipient::Recipient {
@@ -399,8 +564,8 @@ fn resolve_by(c: &mut Client, statement: &str, to: &str) -> (String, usize) {
     for trip in 1..=10 {
         vdeliver::db::fetch_with(c, statement, &ask, &mut facts).unwrap();
         match plan::resolve(&rcpt, &facts, &rules) {
-            Err(f) => return (format!("{f:?}"), trip),
-            Ok(Step::Done(p)) => return (format!("{:?} {:?}", p.mailboxes, p.remote), trip),
+            Err(f) => return (Err(format!("{f:?}")), trip),
+            Ok(Step::Done(p)) => return (Ok(p), trip),
             Ok(Step::Need(more)) => {
                 ask = more
                     .into_iter()
@@ -497,8 +662,12 @@ fn route_resolves_as_the_function_does() {
     s.ctl_ok(&["catchall", "add", "sixth.org", "BOB@example.com"]);
     s.ctl_ok(&["catchall", "add", "sixth.org", "carol@example.com"]);
     let mut c = client(&s);
+    // Junk routing on, off and the site's default (NULL) among the
+    // accounts, so that every comparison below covers the column too.
     c.batch_execute(
-        "UPDATE accounts SET active = false WHERE local_part = 'off';
+        "UPDATE accounts SET junk = true WHERE local_part IN ('alice', 'carol', 'off');
+         UPDATE accounts SET junk = false WHERE local_part IN ('bob', 'dave');
+         UPDATE accounts SET active = false WHERE local_part = 'off';
          INSERT INTO relocated (domain_id, local_part, new_address)
              SELECT id, 'gone', 'gone@new.example' FROM domains WHERE name = 'example.com';",
     )
@@ -549,16 +718,88 @@ fn route_resolves_as_the_function_does() {
         ("x@unknown.example", "function"),
         // The plain row.
         ("alice@example.com", "f"),
+        ("bob@example.com", "f"),
         ("off@example.com", "f"),
     ];
+    let mut junk_seen = std::collections::BTreeSet::new();
     for (to, part) in cases {
         assert_eq!(answered_by(&mut c, to), part, "{to}: answered by");
         let (got, trips) = resolve_by(&mut c, vdeliver::db::FETCH, to);
         let (want, function_trips) = resolve_by(&mut c, vdeliver::db::FETCH_FUNCTION, to);
         assert_eq!(got, want, "{to}");
+        for j in ["junk: Some(true)", "junk: Some(false)", "junk: None"] {
+            if got.contains(j) {
+                junk_seen.insert((part, j));
+            }
+        }
         assert!(trips <= function_trips, "{to}: {trips} > {function_trips}");
         if part == "p" && !["pct@example.com", "someone@fourth.org"].contains(&to) {
             assert_eq!(trips, 1, "{to}: {got}");
+        }
+    }
+    // Each layer answered accounts with junk on and off.
+    for part in ["f", "p", "function"] {
+        for j in ["junk: Some(true)", "junk: Some(false)"] {
+            assert!(
+                junk_seen.contains(&(part, j)),
+                "no case answered by {part} with {j}: {junk_seen:?}"
+            );
+        }
+    }
+}
+
+/// An account's Junk routing setting (`accounts.junk`, schema version 4)
+/// reaches the plan's mailbox whichever layer of the statement answers:
+/// the plain row, vdeliver_route (an extension, an alias, a catch-all)
+/// and vdeliver_lookup (an alias domain, a chain of aliases), as
+/// vdeliver_lookup alone reads it.
+#[test]
+fn junk_setting_reaches_the_mailbox_through_every_layer() {
+    let s = Site::new();
+    let accounts = [("yes", Some(true)), ("no", Some(false)), ("dflt", None)];
+    s.ctl_ok(&["alias-domain", "add", "alias.example", "example.com"]);
+    for (local, _) in accounts {
+        s.account(&format!("{local}@example.com"));
+        let to = format!("{local}@example.com");
+        s.ctl_ok(&["alias", "add", &format!("to-{local}@example.com"), &to]);
+        s.ctl_ok(&[
+            "alias",
+            "add",
+            &format!("chain-{local}@example.com"),
+            &format!("to-{local}@example.com"),
+        ]);
+        let catch = format!("catch-{local}.example");
+        s.ctl_ok(&["domain", "add", &catch]);
+        s.ctl_ok(&["catchall", "add", &catch, &to]);
+    }
+    let mut c = client(&s);
+    c.batch_execute(
+        "UPDATE accounts SET junk = true WHERE local_part = 'yes';
+         UPDATE accounts SET junk = false WHERE local_part = 'no';",
+    )
+    .unwrap();
+    for (local, want) in accounts {
+        let owner = format!("{local}@example.com");
+        for (to, part) in [
+            (format!("{local}@example.com"), "f"),
+            (format!("{local}-tag@example.com"), "p"),
+            (format!("to-{local}@example.com"), "p"),
+            (format!("anyone@catch-{local}.example"), "p"),
+            (format!("{local}@alias.example"), "function"),
+            (format!("chain-{local}@example.com"), "function"),
+        ] {
+            assert_eq!(answered_by(&mut c, &to), part, "{to}: answered by");
+            for statement in [vdeliver::db::FETCH, vdeliver::db::FETCH_FUNCTION] {
+                let plan = plan_by(&mut c, statement, &to)
+                    .0
+                    .unwrap_or_else(|f| panic!("{to}: {f}"));
+                let got: Vec<(&str, Option<bool>)> = plan
+                    .mailboxes
+                    .iter()
+                    .map(|m| (m.owner.as_str(), m.junk))
+                    .collect();
+                assert_eq!(got, [(owner.as_str(), want)], "{to}");
+            }
         }
     }
 }

@@ -91,6 +91,7 @@ fn usage_errors_exit_2_and_help_has_examples() {
         &["account", "quota"],
         &["account", "disable"],
         &["account", "enable"],
+        &["account", "junk"],
         &["alias", "add"],
         &["alias", "delete"],
         &["alias", "list"],
@@ -1733,4 +1734,142 @@ fn vpopmail_import_guide() {
     );
     let r = vdeliver(&s, "gone@example.org", &[]);
     assert_eq!(r.code, Some(100), "{r:?}");
+}
+
+/// `vmailctl account junk ADDRESS on|off|default` (issue 12) sets
+/// `accounts.junk`, and the setting is shown wherever the account's are:
+/// `account show` and `list` (text and JSON, with the setting that
+/// applies), and `resolve`'s mailboxes, through an alias too.
+#[test]
+fn account_junk_sets_the_column_and_is_shown() {
+    let s = Site::new();
+    s.account("alice@example.com");
+    s.ctl_ok(&["alias", "add", "team@example.com", "alice@example.com"]);
+    let mut c = postgres::Client::connect(&s.db.url, postgres::NoTls).unwrap();
+    let column = |c: &mut postgres::Client| -> Option<bool> {
+        c.query_one("SELECT junk FROM accounts WHERE local_part = 'alice'", &[])
+            .unwrap()
+            .get(0)
+    };
+    // A new account follows the site's default (off unless configured).
+    assert_eq!(column(&mut c), None);
+    let text = s.ctl_ok(&["account", "show", "alice@example.com"]);
+    assert!(
+        text.contains("\njunk:           off (site default, junk.enabled)\n"),
+        "{text}"
+    );
+    let a = json(&s, &["account", "show", "alice@example.com"]);
+    assert_eq!(
+        (&a["junk"], &a["effective_junk"]),
+        (&Value::Null, &false.into())
+    );
+
+    // (setting, the column, show's text, list's text, resolve's line)
+    for (setting, want, shown, listed, resolved) in [
+        (
+            "on",
+            Some(true),
+            "on (own)",
+            "  junk on\n",
+            "junk:  on (own)",
+        ),
+        (
+            "off",
+            Some(false),
+            "off (own)",
+            "  junk off\n",
+            "junk:  off (own)",
+        ),
+        (
+            "default",
+            None,
+            "off (site default, junk.enabled)",
+            " msgs\n",
+            "junk:  off (site default, junk.enabled)",
+        ),
+        (
+            "on",
+            Some(true),
+            "on (own)",
+            "  junk on\n",
+            "junk:  on (own)",
+        ),
+        (
+            "inherit",
+            None,
+            "off (site default, junk.enabled)",
+            " msgs\n",
+            "junk:  off (site default, junk.enabled)",
+        ),
+    ] {
+        let out = s.ctl_ok(&["account", "junk", "alice@example.com", setting]);
+        assert!(
+            out.contains(&format!("\njunk:           {shown}\n")),
+            "{setting}: {out}"
+        );
+        assert_eq!(column(&mut c), want, "{setting}");
+        let effective = want.unwrap_or(false);
+        let v = json(&s, &["account", "junk", "alice@example.com", setting]);
+        assert_eq!(v["junk"], serde_json::json!(want), "{setting}: {v}");
+        assert_eq!(v["effective_junk"], effective, "{setting}: {v}");
+        let show = s.ctl_ok(&["account", "show", "alice@example.com"]);
+        assert!(
+            show.contains(&format!("\njunk:           {shown}\n")),
+            "{setting}: {show}"
+        );
+        let list = s.ctl_ok(&["account", "list", "example.com"]);
+        assert!(list.starts_with("alice@example.com  "), "{list}");
+        assert!(list.ends_with(listed), "{setting}: {list}");
+        let l = json(&s, &["account", "list"]);
+        assert_eq!(l[0]["junk"], serde_json::json!(want), "{setting}: {l}");
+        assert_eq!(l[0]["effective_junk"], effective, "{setting}: {l}");
+        for to in [
+            "alice@example.com",
+            "alice-x@example.com",
+            "team@example.com",
+        ] {
+            let r = s.ctl(&["resolve", to], b"");
+            assert_eq!(r.code, Some(0), "{to}: {r:?}");
+            assert!(r.stdout.contains(resolved), "{setting} {to}: {}", r.stdout);
+            let v: Value =
+                serde_json::from_str(&s.ctl(&["resolve", to, "--json"], b"").stdout).unwrap();
+            assert_eq!(v["mailboxes"][0]["junk"], serde_json::json!(want), "{v}");
+            assert_eq!(v["mailboxes"][0]["effective_junk"], effective, "{v}");
+        }
+    }
+
+    // A site whose default is on: NULL means on, an account can opt out.
+    let on = Site::with_config("[junk]\nenabled = true\n");
+    on.account("bob@example.com");
+    let b = json(&on, &["account", "show", "bob@example.com"]);
+    assert_eq!(
+        (&b["junk"], &b["effective_junk"]),
+        (&Value::Null, &true.into())
+    );
+    let text = on.ctl_ok(&["account", "show", "bob@example.com"]);
+    assert!(
+        text.contains("junk:           on (site default, junk.enabled)"),
+        "{text}"
+    );
+    let b = json(&on, &["account", "junk", "bob@example.com", "off"]);
+    assert_eq!(
+        (&b["junk"], &b["effective_junk"]),
+        (&false.into(), &false.into())
+    );
+    let r = on.ctl(&["resolve", "bob@example.com"], b"");
+    assert!(r.stdout.contains("junk:  off (own)"), "{r:?}");
+
+    // Errors: no such account (1, nothing changed), a bad setting or none (2).
+    let e = fails(&s, &["account", "junk", "nobody@example.com", "on"], 1);
+    assert!(e.contains("no account nobody@example.com"), "{e}");
+    let e = fails(&s, &["account", "junk", "alice@nowhere.example", "on"], 1);
+    assert!(e.contains("nowhere.example"), "{e}");
+    for bad in [
+        &["account", "junk", "alice@example.com", "maybe"][..],
+        &["account", "junk", "alice@example.com"],
+        &["account", "junk", "alice@example.com", "yes"],
+    ] {
+        fails(&s, bad, 2);
+    }
+    assert_eq!(column(&mut c), None);
 }
