@@ -1399,42 +1399,7 @@ fn example_config_is_valid_and_shows_the_defaults() {
     assert_eq!(cfg, vdeliver::config::Config::default());
 }
 
-/// The queries of examples/dovecot/dovecot-sql.conf.ext, with backslash
-/// continuations joined.
-fn dovecot_queries() -> BTreeMap<String, String> {
-    let text = fs::read_to_string(example("dovecot/dovecot-sql.conf.ext")).unwrap();
-    let joined = text.replace("\\\n", " ");
-    joined
-        .lines()
-        .filter(|l| !l.trim_start().starts_with('#'))
-        .filter_map(|l| l.split_once(" = "))
-        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-        .collect()
-}
-
-/// Run a Dovecot SQL query the way Dovecot would for login `user`: `%Ln`
-/// and `%Ld` replaced by the lowercased, SQL-escaped local part and domain.
-fn dovecot_sql(s: &Site, query: &str, user: &str) -> Vec<BTreeMap<String, Option<String>>> {
-    let (n, d) = user.rsplit_once('@').unwrap_or((user, ""));
-    let esc = |v: &str| v.to_lowercase().replace('\'', "''");
-    let sql = query.replace("%Ln", &esc(n)).replace("%Ld", &esc(d));
-    assert!(!sql.contains('%'), "unhandled Dovecot variable in {sql}");
-    let mut c = s.db.client();
-    c.simple_query(&sql)
-        .unwrap_or_else(|e| panic!("{sql}: {e}"))
-        .into_iter()
-        .filter_map(|m| match m {
-            postgres::SimpleQueryMessage::Row(r) => Some(
-                r.columns()
-                    .iter()
-                    .enumerate()
-                    .map(|(i, col)| (col.name().to_string(), r.get(i).map(str::to_string)))
-                    .collect(),
-            ),
-            _ => None,
-        })
-        .collect()
-}
+use crate::common::dovecot::{guide_queries as dovecot_queries, guide_sql as dovecot_sql};
 
 #[test]
 fn dovecot_sql_guide_works_against_this_schema() {
@@ -1491,9 +1456,15 @@ fn dovecot_sql_guide_works_against_this_schema() {
     let uq = &q["user_query"];
     let rows = dovecot_sql(&s, uq, "alice@example.com");
     assert_eq!(rows.len(), 1);
+    // The home holds the Maildir (and the Sieve scripts, as vdeliver
+    // finds them: sieve::store::home_of).
     assert_eq!(
         rows[0]["home"].as_deref(),
-        Some("/var/vmail/example.com/alice/Maildir/")
+        Some("/var/vmail/example.com/alice")
+    );
+    assert_eq!(
+        vdeliver::sieve::store::home_of("example.com/alice/Maildir/").as_deref(),
+        Some("example.com/alice")
     );
     assert_eq!(
         rows[0]["mail"].as_deref(),
@@ -1502,6 +1473,21 @@ fn dovecot_sql_guide_works_against_this_schema() {
     assert_eq!(
         rows[0]["quota_rule"].as_deref(),
         Some("*:bytes=2147483648:messages=0")
+    );
+    // A Maildir not named Maildir: no home, as vdeliver sees it.
+    s.ctl_ok(&[
+        "account",
+        "add",
+        "frank@example.com",
+        "--maildir",
+        "example.com/frank/",
+    ]);
+    let rows = dovecot_sql(&s, uq, "frank@example.com");
+    assert_eq!(rows[0]["home"], None);
+    assert_eq!(vdeliver::sieve::store::home_of("example.com/frank/"), None);
+    assert_eq!(
+        rows[0]["mail"].as_deref(),
+        Some("maildir:/var/vmail/example.com/frank/")
     );
     let rows = dovecot_sql(&s, uq, "dave@example.net");
     assert_eq!(
@@ -1512,7 +1498,7 @@ fn dovecot_sql_guide_works_against_this_schema() {
         .into_iter()
         .map(|r| r["user"].clone().unwrap())
         .collect();
-    assert_eq!(users.len(), 5, "{users:?}");
+    assert_eq!(users.len(), 6, "{users:?}");
     assert!(users.contains(&"eve@off.example".to_string()));
 }
 
