@@ -208,6 +208,7 @@ fn doveadm_filter_files_and_flags_what_imap_shows() {
     // The user made the Reports folder (in the webmail, say).
     let mut imap = d.imap(ALICE, PASSWORD);
     imap.command("CREATE \"Reports\"").unwrap();
+    imap.command("LOGOUT").unwrap();
 
     delivered(&s, "monthly report");
     delivered(&s, "hello");
@@ -224,7 +225,8 @@ fn doveadm_filter_files_and_flags_what_imap_shows() {
     assert_eq!(s.files(MAILDIR, "new").len(), 2);
     assert!(!s.maildir(MAILDIR).join(".Missing").exists());
 
-    // Over IMAP.
+    // Over IMAP, in a new session (as a webmail opens one per request).
+    let mut imap = d.imap(ALICE, PASSWORD);
     let folders = imap.list();
     for f in ["INBOX", "Reports", "Lists"] {
         assert!(folders.contains(&f.to_string()), "{f}: {folders:?}");
