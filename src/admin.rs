@@ -35,6 +35,7 @@ mod explain;
 mod purge;
 pub mod sieve;
 mod usage;
+pub mod vacation;
 
 pub use asuser::as_mail_user;
 pub use check::{check, Check};

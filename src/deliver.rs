@@ -34,6 +34,7 @@
 use crate::config::{Config, OverQuota};
 use crate::db;
 use crate::deadline;
+use crate::filter;
 use crate::forward::{self, Queue, QueueError};
 use crate::header::{HeaderScan, Verdict};
 use crate::input::{self, Input};
@@ -44,6 +45,7 @@ use crate::outcome::{Failure, Outcome};
 use crate::plan::{self, Facts, Fallback, Plan, Rules, Step};
 use crate::quota::{self, QuotaError, Refusal};
 use crate::recipient::{self, EnvError, Overrides, QmailEnv};
+use rustix::fd::AsFd;
 use rustix::io::Errno;
 use std::io::Write;
 use std::path::Path;
@@ -99,11 +101,24 @@ fn try_deliver(cfg: &Config, req: &Request<'_>, input: Input<'_>) -> Result<Outc
     };
     let qmail_queue = forward::program(&cfg.forward.qmail_queue, req.qmailqueue);
     let stored = store(cfg, &plan, &msg, &qmail_queue)?;
-    Ok(Outcome::Delivered {
-        mailboxes: stored,
-        forwarded: plan.remote.len(),
-        stop: false,
+    Ok(match stored.discarded {
+        Some(why) => Outcome::Discarded(with_notes(why, &stored.notes)),
+        None => Outcome::Delivered {
+            mailboxes: stored.mailboxes,
+            forwarded: stored.forwarded,
+            stop: false,
+            notes: stored.notes,
+        },
     })
+}
+
+/// `text` and the notes after it.
+fn with_notes(text: String, notes: &[String]) -> String {
+    if notes.is_empty() {
+        text
+    } else {
+        format!("{text}; {}", notes.join("; "))
+    }
 }
 
 /// Resolution rules from the configuration and the command line.
@@ -249,13 +264,26 @@ struct Message<'a> {
     input: Input<'a>,
 }
 
-/// Write, check quota, forward, link. Returns the mailboxes written.
+/// What the writes did.
+#[derive(Debug, Default)]
+struct Stored {
+    /// The directories written, relative to the mail root.
+    mailboxes: Vec<String>,
+    /// Remote addresses queued (forwards and Sieve redirects).
+    forwarded: usize,
+    /// What Sieve and Junk routing did, for the line.
+    notes: Vec<String>,
+    /// Nothing stored or queued on purpose (Sieve `discard`): why.
+    discarded: Option<String>,
+}
+
+/// Write, check quota, forward, link.
 fn store(
     cfg: &Config,
     plan: &Plan,
     msg: &Message<'_>,
     qmail_queue: &Path,
-) -> Result<Vec<String>, Failure> {
+) -> Result<Stored, Failure> {
     if plan.mailboxes.is_empty() {
         if plan.remote.is_empty() {
             return Err(Failure::temporary(
@@ -263,7 +291,10 @@ fn store(
             ));
         }
         forward_stream(msg, &plan.remote, qmail_queue)?;
-        return Ok(Vec::new());
+        return Ok(Stored {
+            forwarded: plan.remote.len(),
+            ..Stored::default()
+        });
     }
     let budget = open_file_budget(plan, true)?;
     let over = cfg.quota.over_quota;
@@ -311,21 +342,40 @@ fn store(
         .zip(&folders)
         .map(|(md, folder)| folder.as_ref().unwrap_or(md))
         .collect();
+    let targets = Targets {
+        mailboxes: &mailboxes,
+        accounts: &accounts,
+        boxes: &boxes,
+    };
+
+    // Sieve and Junk routing: which mailboxes have anything to decide.
+    // Without a script, that costs one failed open per account.
+    let filters = filter_setup(cfg, &root, &mailboxes);
+    if filters.iter().any(|f| f.active) {
+        return store_filtered(
+            cfg,
+            plan,
+            msg,
+            qmail_queue,
+            &root,
+            &targets,
+            filters,
+            &budget,
+        );
+    }
     let mut namer = Namer::new();
 
     // One copy written, scanned and fsynced: now its stored size is known.
-    let first = write_first(boxes[0], &mut namer, msg, over)?;
+    let first = write_first(boxes[0], &mut namer, msg, over, None)?;
 
     // Quota, before anything else exists or is visible.
-    let reservation = check_quota(
-        cfg,
-        &mailboxes,
-        &accounts,
-        &folders,
-        first.size(),
-        &mut namer,
-        &budget,
-    )?;
+    let copies_at: Vec<Copy<'_>> = (0..boxes.len())
+        .map(|i| Copy {
+            mailbox: i,
+            md: boxes[i],
+        })
+        .collect();
+    let reservation = check_quota(cfg, &targets, &copies_at, first.size(), &mut namer, &budget)?;
 
     // The rest linked to the first copy.
     let mut copies = Vec::with_capacity(boxes.len());
@@ -334,29 +384,449 @@ fn store(
     }
 
     // The remote copy: the stored file without its Return-Path line.
-    if !plan.remote.is_empty() {
-        let fd = first.reopen().map_err(fail)?;
-        rustix::fs::seek(
-            &fd,
-            rustix::fs::SeekFrom::Start(msg.return_path.len() as u64),
-        )
-        .map_err(|e| Failure::temporary(format_args!("seek: {e}")))?;
-        let q = Queue::start(qmail_queue, Some(fd)).map_err(queue_failure)?;
-        q.finish(msg.sender, &plan.remote).map_err(queue_failure)?;
-    }
+    queue_copy(&first, msg, &plan.remote, qmail_queue, over)?;
 
     // Visible only now, all at once or not at all; then the usage is
     // charged for what was linked.
     let tmps: Vec<TmpFile<'_>> = std::iter::once(first).chain(copies).collect();
     let committed = maildir::commit_all(tmps, &mut namer);
     let linked = vec![committed.is_ok(); boxes.len()];
-    let warn = quota::WarnPolicy {
+    reservation.settle(&linked, warn_policy(cfg), &mut namer);
+    committed.map_err(fail)?;
+    Ok(Stored {
+        mailboxes: boxes.iter().map(|md| md.rel.clone()).collect(),
+        forwarded: plan.remote.len(),
+        ..Stored::default()
+    })
+}
+
+/// The plan's mailboxes, opened: the account's Maildir and where a
+/// delivery without a script puts the message (`boxes[i]`: the INBOX, or
+/// the extension's folder).
+struct Targets<'a> {
+    mailboxes: &'a [&'a plan::Mailbox],
+    accounts: &'a [Maildir],
+    boxes: &'a [&'a Maildir],
+}
+
+/// One copy: whose (index into the mailboxes) and which directory.
+struct Copy<'m> {
+    mailbox: usize,
+    md: &'m Maildir,
+}
+
+fn warn_policy(cfg: &Config) -> quota::WarnPolicy<'_> {
+    quota::WarnPolicy {
         percent: cfg.quota.warn_percent,
         template: cfg.quota.warning.as_ref(),
+    }
+}
+
+/// Queue the stored file (without its Return-Path line) to `remote`, when
+/// there is anyone to queue it to.
+fn queue_copy(
+    first: &TmpFile<'_>,
+    msg: &Message<'_>,
+    remote: &[String],
+    qmail_queue: &Path,
+    over: OverQuota,
+) -> Result<(), Failure> {
+    if remote.is_empty() {
+        return Ok(());
+    }
+    let fd = first.reopen().map_err(|e| maildir_failure(over, e))?;
+    rustix::fs::seek(
+        &fd,
+        rustix::fs::SeekFrom::Start(msg.return_path.len() as u64),
+    )
+    .map_err(|e| Failure::temporary(format_args!("seek: {e}")))?;
+    let q = Queue::start(qmail_queue, Some(fd)).map_err(queue_failure)?;
+    q.finish(msg.sender, remote).map_err(queue_failure)
+}
+
+/// Per mailbox: its active script, whether Junk routing is on for it, and
+/// whether anything is to be decided at all.
+struct FilterSetup {
+    personal: filter::Personal,
+    junk: bool,
+    active: bool,
+}
+
+fn filter_setup(cfg: &Config, root: &MailRoot, mailboxes: &[&plan::Mailbox]) -> Vec<FilterSetup> {
+    let globals = !cfg.sieve.before_programs.is_empty() || !cfg.sieve.after_programs.is_empty();
+    mailboxes
+        .iter()
+        .map(|mb| {
+            // A fallback Maildir is nobody's account: no script, no Junk.
+            let account = !mb.via.is_empty();
+            let personal = if cfg.sieve.enabled && account {
+                filter::personal(root, &mb.maildir)
+            } else {
+                filter::Personal::None
+            };
+            let junk = account && mb.junk.unwrap_or(cfg.junk.enabled);
+            let active = junk
+                || (cfg.sieve.enabled
+                    && account
+                    && (globals || !matches!(personal, filter::Personal::None)));
+            FilterSetup {
+                personal,
+                junk,
+                active,
+            }
+        })
+        .collect()
+}
+
+/// The delivery when a script or Junk routing decides: the first copy is
+/// written (and kept in memory for the scripts), each mailbox's scripts
+/// decide, then quota, queue (forwards and redirects in one call) and the
+/// links in the same order as always; vacation replies and the duplicate
+/// memory only once the message is delivered.
+#[allow(clippy::too_many_arguments)]
+fn store_filtered(
+    cfg: &Config,
+    plan: &Plan,
+    msg: &Message<'_>,
+    qmail_queue: &Path,
+    root: &MailRoot,
+    t: &Targets<'_>,
+    filters: Vec<FilterSetup>,
+    budget: &Budget,
+) -> Result<Stored, Failure> {
+    use crate::sieve::store::{self as sstore, StoreError, Target};
+    let over = cfg.quota.over_quota;
+    let fail = |e: MaildirError| maildir_failure(over, e);
+    let mut namer = Namer::new();
+    let mut raw = Vec::new();
+    let first = write_first(t.boxes[0], &mut namer, msg, over, Some(&mut raw))?;
+    let whole = first.size() - msg.return_path.len() as u64 <= filter::MAX_MESSAGE;
+    let parsed = crate::sieve::message::Message::parse(&raw);
+    let spam = filter::spam_verdict(&parsed, &cfg.junk);
+    let n = t.mailboxes.len();
+    let shown = |i: usize, note: &str| {
+        if n > 1 {
+            format!("{}: {note}", t.mailboxes[i].owner)
+        } else {
+            note.to_string()
+        }
     };
-    reservation.settle(&linked, warn, &mut namer);
-    committed.map_err(fail)?;
-    Ok(boxes.iter().map(|md| md.rel.clone()).collect())
+    let mut notes: Vec<String> = Vec::new();
+
+    // Each mailbox's decision; errors logged in its home as they come.
+    let now = filter::now();
+    let env = crate::sieve::interp::Env {
+        envelope_from: String::from_utf8_lossy(msg.sender).into_owned(),
+        envelope_to: msg.delivered_to.to_string(),
+        extension_delimiter: cfg.mail.extension_delimiter.clone(),
+        now,
+        local_offset: 0,
+        spam: Some(crate::sieve::interp::SpamSettings {
+            header: cfg.junk.score_header.clone(),
+            max_score: cfg.junk.score_max,
+        }),
+        max_redirects: cfg.sieve.max_redirects,
+        max_actions: cfg.sieve.max_actions,
+    };
+    let mut homes: Vec<Option<rustix::fd::OwnedFd>> = Vec::with_capacity(n);
+    let mut decisions: Vec<filter::Decision> = Vec::with_capacity(n);
+    let mut redirects_left = cfg.sieve.max_redirects;
+    for (i, f) in filters.iter().enumerate() {
+        let mb = t.mailboxes[i];
+        let home = if f.active {
+            sstore::home_of(&mb.maildir).and_then(|h| root.open_dir(&h).ok())
+        } else {
+            None
+        };
+        let unfiltered = !f.active || (!whole && !matches!(f.personal, filter::Personal::None));
+        let mut d = if unfiltered {
+            filter::Decision::keep()
+        } else {
+            filter::decide(filter::Run {
+                cfg,
+                inbox: &t.accounts[i],
+                home: home.as_ref(),
+                personal: &f.personal,
+                msg: &parsed,
+                env: env.clone(),
+                via: &mb.via,
+                to_junk: f.junk && spam,
+                redirects_left: &mut redirects_left,
+            })
+        };
+        if unfiltered && f.active {
+            if !whole {
+                d.notes.push(format!(
+                    "larger than {} bytes: kept without running the Sieve scripts",
+                    filter::MAX_MESSAGE
+                ));
+            }
+            if f.junk && spam {
+                d.copies[0].folder = Some(cfg.junk.folder.clone());
+                d.copies[0].create = true;
+            }
+        }
+        log_errors(home.as_ref(), &mut d);
+        homes.push(home);
+        decisions.push(d);
+    }
+
+    // A reject bounces the message only when every mailbox rejected it
+    // and nothing was forwarded: a sender told "rejected" must not have
+    // been delivered to anyone.
+    if plan.remote.is_empty() && decisions.iter().all(|d| d.reject.is_some()) {
+        let reason = decisions[0].reject.clone().unwrap_or_default();
+        return Err(Failure::sieve_rejected(&reason));
+    }
+    for d in &mut decisions {
+        if d.reject.take().is_some() {
+            d.copies.clear();
+            d.redirects.clear();
+            d.notes.push(
+                "rejected by sieve; not bounced, since other recipients of the message took it"
+                    .into(),
+            );
+        }
+        if d.copies.is_empty()
+            && d.redirects.is_empty()
+            && d.reject.is_none()
+            && d.errors.is_empty()
+        {
+            d.notes.push("discarded by sieve".into());
+        }
+    }
+
+    // Where each copy goes: open (or make) the folders.
+    enum Where {
+        Default(usize),
+        Account(usize),
+        Opened(usize),
+    }
+    let mut opened: Vec<Maildir> = Vec::new();
+    let mut wants: Vec<(usize, Where, Vec<String>)> = Vec::new();
+    for (i, d) in decisions.iter_mut().enumerate() {
+        for c in &d.copies {
+            let w = match &c.folder {
+                None => Where::Default(i),
+                Some(name) => {
+                    match sstore::open_folder(&t.accounts[i], name, sstore::SEPARATOR, c.create) {
+                        Ok(Target::Inbox) => Where::Account(i),
+                        Ok(Target::Folder(md)) => {
+                            opened.push(md);
+                            Where::Opened(opened.len() - 1)
+                        }
+                        Err(StoreError::Maildir(e)) => return Err(fail(e)),
+                        Err(e) => {
+                            let line = format!("fileinto {name:?}: {e}; kept in INBOX instead");
+                            if let Some(h) = &homes[i] {
+                                let _ = sstore::log_error_at(
+                                    h.as_fd(),
+                                    &line,
+                                    std::time::SystemTime::now(),
+                                );
+                            }
+                            d.notes.push(line);
+                            Where::Account(i)
+                        }
+                    }
+                }
+            };
+            wants.push((i, w, c.flags.clone()));
+        }
+    }
+    let mut copies_at: Vec<(Copy<'_>, String)> = Vec::new();
+    for (i, w, flags) in &wants {
+        let md: &Maildir = match w {
+            Where::Default(k) => t.boxes[*k],
+            Where::Account(k) => &t.accounts[*k],
+            Where::Opened(j) => &opened[*j],
+        };
+        let info = if flags.is_empty() {
+            String::new()
+        } else {
+            let keywords = if flags.iter().any(|f| !f.starts_with('\\')) {
+                sstore::Keywords::read(md).unwrap_or_default()
+            } else {
+                sstore::Keywords::default()
+            };
+            let info = sstore::maildir_info_with(flags, &keywords);
+            if !info.dropped.is_empty() {
+                decisions[*i].notes.push(format!(
+                    "flags not stored (not in {}'s dovecot-keywords): {}",
+                    md.rel,
+                    info.dropped.join(" ")
+                ));
+            }
+            info.info
+        };
+        if !copies_at
+            .iter()
+            .any(|(c, inf)| c.md.rel == md.rel && *inf == info)
+        {
+            copies_at.push((Copy { mailbox: *i, md }, info));
+        }
+    }
+    let mut remote: Vec<String> = plan.remote.clone();
+    for d in &decisions {
+        for r in &d.redirects {
+            if !remote.iter().any(|x| x.eq_ignore_ascii_case(r)) {
+                remote.push(r.clone());
+            }
+        }
+    }
+    for (i, d) in decisions.iter().enumerate() {
+        notes.extend(d.notes.iter().map(|x| shown(i, x)));
+        notes.extend(
+            d.errors
+                .iter()
+                .map(|e| shown(i, &format!("sieve error (logged; kept): {e}"))),
+        );
+    }
+
+    if !copies_at.is_empty() {
+        // Quota, before anything else exists or is visible.
+        let plain: Vec<Copy<'_>> = copies_at
+            .iter()
+            .map(|(c, _)| Copy {
+                mailbox: c.mailbox,
+                md: c.md,
+            })
+            .collect();
+        let reservation = check_quota(cfg, t, &plain, first.size(), &mut namer, budget)?;
+        // The first copy serves the first target in its own directory;
+        // every other is a link to it.
+        let own = copies_at
+            .iter()
+            .position(|(c, _)| std::ptr::eq(c.md, t.boxes[0]));
+        let mut tmps: Vec<Option<TmpFile<'_>>> = Vec::with_capacity(copies_at.len());
+        for (k, (c, info)) in copies_at.iter().enumerate() {
+            if Some(k) == own {
+                tmps.push(None);
+                continue;
+            }
+            let mut tf = first.link_into(c.md, &mut namer).map_err(fail)?;
+            tf.set_info(info).map_err(fail)?;
+            tmps.push(Some(tf));
+        }
+        queue_copy(&first, msg, &remote, qmail_queue, over)?;
+        let mut first = Some(first);
+        let mut all: Vec<TmpFile<'_>> = Vec::with_capacity(tmps.len());
+        for (k, tf) in tmps.into_iter().enumerate() {
+            match tf {
+                Some(tf) => all.push(tf),
+                None => {
+                    if let Some(mut f) = first.take() {
+                        f.set_info(&copies_at[k].1).map_err(fail)?;
+                        all.push(f);
+                    }
+                }
+            }
+        }
+        let committed = maildir::commit_all(all, &mut namer);
+        // `first`, if it served no target, is removed from tmp/ here.
+        drop(first);
+        let linked = vec![committed.is_ok(); copies_at.len()];
+        reservation.settle(&linked, warn_policy(cfg), &mut namer);
+        committed.map_err(fail)?;
+    } else {
+        queue_copy(&first, msg, &remote, qmail_queue, over)?;
+        drop(first);
+    }
+
+    // Delivered: the replies and the memory.
+    let hostname = rustix::system::uname()
+        .nodename()
+        .to_string_lossy()
+        .into_owned();
+    let headers = header_block(&raw);
+    for (i, d) in decisions.iter().enumerate() {
+        let Some(home) = &homes[i] else {
+            if d.vacation.is_some() {
+                notes.push(shown(
+                    i,
+                    "vacation skipped: the account has no home directory",
+                ));
+            }
+            continue;
+        };
+        if let Some(v) = &d.vacation {
+            let cx = crate::sieve::vacation::Context {
+                msg_headers: headers,
+                envelope_sender: msg.sender,
+                recipient: msg.delivered_to,
+                account: &t.mailboxes[i].owner,
+                aliases: &t.mailboxes[i].via,
+                home: home.as_fd(),
+                memory_file: crate::sieve::vacation::DEFAULT_MEMORY_FILE,
+                qmail_queue,
+                hostname: &hostname,
+                now,
+                limits: crate::sieve::vacation::Limits {
+                    default: cfg.sieve.vacation_default_period.as_secs(),
+                    min: cfg.sieve.vacation_min_period.as_secs(),
+                    max: cfg.sieve.vacation_max_period.as_secs(),
+                    lock_timeout: crate::sieve::vacation::Limits::default().lock_timeout,
+                },
+            };
+            notes.push(shown(i, &crate::sieve::vacation::respond_line(v, &cx)));
+        }
+        if let Some(note) = filter::record_duplicates(
+            home,
+            &d.duplicates,
+            cfg.quota.lock_timeout.min(Duration::from_secs(30)),
+        ) {
+            notes.push(shown(i, &note));
+        }
+    }
+    let discarded = copies_at.is_empty() && remote.is_empty();
+    Ok(Stored {
+        mailboxes: copies_at
+            .iter()
+            .map(|(c, info)| {
+                if info.is_empty() {
+                    c.md.rel.clone()
+                } else {
+                    format!("{} (flags {})", c.md.rel, &info[3..])
+                }
+            })
+            .collect(),
+        forwarded: remote.len(),
+        notes: if discarded {
+            notes
+                .into_iter()
+                .filter(|x| !x.ends_with("discarded by sieve"))
+                .collect()
+        } else {
+            notes
+        },
+        discarded: discarded.then(|| "by sieve".to_string()),
+    })
+}
+
+/// Append each error of a decision to the home's `.dovecot.sieve.log`; an
+/// error that cannot be logged says so in the line.
+fn log_errors(home: Option<&rustix::fd::OwnedFd>, d: &mut filter::Decision) {
+    use rustix::fd::AsFd;
+    let Some(home) = home else {
+        return;
+    };
+    for e in &d.errors {
+        if let Err(why) =
+            crate::sieve::store::log_error_at(home.as_fd(), e, std::time::SystemTime::now())
+        {
+            d.notes
+                .push(format!("the Sieve log could not be written: {why}"));
+        }
+    }
+}
+
+/// The header block of `raw` (up to and including the blank line).
+fn header_block(raw: &[u8]) -> &[u8] {
+    let end = memchr::memmem::find(raw, b"\n\n")
+        .map(|i| i + 2)
+        .or_else(|| memchr::memmem::find(raw, b"\r\n\r\n").map(|i| i + 4))
+        .unwrap_or(raw.len());
+    &raw[..end]
 }
 
 /// The open-file budget of a delivery to the plan's mailboxes
@@ -375,29 +845,28 @@ pub fn open_file_budget(plan: &Plan, apply: bool) -> Result<Budget, Failure> {
 }
 
 /// Lock and check every target account's `maildirsize` for a message of
-/// `size` bytes. A copy into a folder named in `quota.ignore` does not
-/// count (nor is it limited).
+/// `size` bytes, one root per copy. A copy into a folder named in
+/// `quota.ignore` does not count (nor is it limited).
 fn check_quota<'m>(
     cfg: &Config,
-    mailboxes: &[&plan::Mailbox],
-    accounts: &'m [Maildir],
-    folders: &[Option<Maildir>],
+    t: &Targets<'m>,
+    copies: &[Copy<'_>],
     size: u64,
     namer: &mut Namer,
     budget: &Budget,
 ) -> Result<quota::Reservation<'m>, Failure> {
     let ignore = &cfg.quota.ignore;
-    let roots = mailboxes
+    let roots = copies
         .iter()
-        .zip(accounts)
-        .zip(folders)
-        .map(|((mb, md), folder)| {
-            let ignored = folder
-                .as_ref()
-                .and_then(|f| f.rel.strip_prefix(md.rel.as_str()))
-                .and_then(|dir| dir.strip_prefix('.'))
-                .map(|dir| dir.trim_end_matches('/'))
-                .is_some_and(|name| ignore.iter().any(|i| i == name));
+        .map(|c| {
+            let mb = t.mailboxes[c.mailbox];
+            let md = &t.accounts[c.mailbox];
+            let ignored =
+                c.md.rel
+                    .strip_prefix(md.rel.as_str())
+                    .and_then(|dir| dir.strip_prefix('.'))
+                    .map(|dir| dir.trim_end_matches('/'))
+                    .is_some_and(|name| ignore.iter().any(|i| i == name));
             quota::Root {
                 md,
                 owner: mb.owner.clone(),
@@ -418,19 +887,31 @@ fn check_quota<'m>(
 
 /// Write the first copy: tmp/, scanning the header on the way, then the
 /// loop verdict, then fsync. The file is still only in `tmp/`.
+/// With `keep`, what follows the Return-Path line is also collected there,
+/// up to [`crate::filter::MAX_MESSAGE`] bytes (for the Sieve scripts).
 fn write_first<'m>(
     md: &'m Maildir,
     namer: &mut Namer,
     msg: &Message<'_>,
     over: OverQuota,
+    mut keep: Option<&mut Vec<u8>>,
 ) -> Result<TmpFile<'m>, Failure> {
     let fail = |e: MaildirError| maildir_failure(over, e);
     let mut tmp = TmpFile::create(md, namer).map_err(fail)?;
+    let dt = format!("Delivered-To: {}\n", msg.delivered_to);
     tmp.write_all(msg.return_path)
-        .and_then(|()| tmp.write_all(format!("Delivered-To: {}\n", msg.delivered_to).as_bytes()))
+        .and_then(|()| tmp.write_all(dt.as_bytes()))
         .map_err(fail)?;
+    let max = filter::MAX_MESSAGE as usize;
+    if let Some(k) = keep.as_deref_mut() {
+        k.extend_from_slice(dt.as_bytes());
+    }
     let mut scan = HeaderScan::new(&[msg.delivered_to]);
     copy_input(msg.input, &mut scan, |chunk| {
+        if let Some(k) = keep.as_deref_mut() {
+            let room = max.saturating_sub(k.len()).min(chunk.len());
+            k.extend_from_slice(&chunk[..room]);
+        }
         tmp.write_all(chunk).map_err(fail)
     })?;
     verdict(&mut scan, msg.delivered_to)?;

@@ -366,6 +366,7 @@ pub fn outcome_line(data: &[u8]) {
                 mailboxes: text.split('\0').map(String::from).collect(),
                 forwarded: usize::from(kind >> 4),
                 stop: kind & 8 != 0,
+                notes: Vec::new(),
             },
             None,
         ),

@@ -34,6 +34,7 @@ pub mod config;
 pub mod db;
 pub mod deadline;
 pub mod deliver;
+pub mod filter;
 pub mod forward;
 #[doc(hidden)]
 pub mod fuzzing;

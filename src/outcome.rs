@@ -129,6 +129,16 @@ impl Failure {
         )
     }
 
+    /// The recipient's Sieve script refused the message (`reject`,
+    /// `ereject`): a bounce carrying the script's reason.
+    pub fn sieve_rejected(reason: &str) -> Failure {
+        Failure::new(
+            Exit::Permanent,
+            "5.7.1",
+            format!("Sorry, the recipient's Sieve filter rejected the message: {reason}"),
+        )
+    }
+
     /// The domain is not in the database although qmail routed it here.
     pub fn unknown_domain(domain: &str) -> Failure {
         Failure::config(format!(
@@ -147,6 +157,9 @@ pub enum Outcome {
         forwarded: usize,
         /// Whether a later `.qmail` line is to be skipped (exit 99).
         stop: bool,
+        /// What Sieve and Junk routing did or could not do (a vacation
+        /// reply sent, a script error logged), said after the rest.
+        notes: Vec<String>,
     },
     /// Accepted and deliberately discarded (vpopmail's `delete`).
     Discarded(String),
@@ -178,6 +191,7 @@ impl Outcome {
             Outcome::Delivered {
                 mailboxes,
                 forwarded,
+                notes,
                 ..
             } => {
                 let mut t = if mailboxes.is_empty() {
@@ -190,6 +204,10 @@ impl Outcome {
                         t.push_str(" and ");
                     }
                     t.push_str(&format!("forwarded to {forwarded}"));
+                }
+                for n in notes {
+                    t.push_str("; ");
+                    t.push_str(n);
                 }
                 (t, None)
             }
@@ -247,6 +265,7 @@ mod tests {
                     mailboxes: vec!["example.com/alice/Maildir/".into()],
                     forwarded: 0,
                     stop: false,
+                    notes: Vec::new(),
                 },
                 0,
                 "delivered to example.com/alice/Maildir/\n",
@@ -256,6 +275,7 @@ mod tests {
                     mailboxes: vec![],
                     forwarded: 2,
                     stop: true,
+                    notes: Vec::new(),
                 },
                 99,
                 "forwarded to 2\n",

@@ -132,6 +132,7 @@ pub fn dry_run(
                         mailboxes: stored,
                         forwarded: plan.remote.len(),
                         stop: false,
+                        notes: Vec::new(),
                     },
                     Err(f) => Outcome::Failed(f),
                 },

@@ -92,9 +92,19 @@ pub struct SieveHome {
     pub address: String,
     pub maildir: String,
     pub home: String,
+    /// The folders a Maildir made here gets (`mail.folders`), as a first
+    /// delivery would make them.
+    #[serde(skip)]
+    pub folders: Vec<String>,
 }
 
 impl SieveHome {
+    /// Make a missing Maildir with these folders (`mail.folders`).
+    pub fn with_folders(mut self, folders: &[String]) -> SieveHome {
+        self.folders = folders.to_vec();
+        self
+    }
+
     /// The home of the account whose Maildir is `maildir`.
     pub fn new(address: String, maildir: String) -> Result<SieveHome> {
         let home = home_of(&maildir).ok_or_else(|| {
@@ -107,6 +117,7 @@ impl SieveHome {
             address,
             maildir,
             home,
+            folders: Vec::new(),
         })
     }
 }
@@ -140,7 +151,7 @@ pub struct Listing {
     pub active: Active,
 }
 
-fn retry<T>(mut f: impl FnMut() -> rustix::io::Result<T>) -> rustix::io::Result<T> {
+pub(super) fn retry<T>(mut f: impl FnMut() -> rustix::io::Result<T>) -> rustix::io::Result<T> {
     loop {
         match f() {
             Err(Errno::INTR) => continue,
@@ -149,11 +160,11 @@ fn retry<T>(mut f: impl FnMut() -> rustix::io::Result<T>) -> rustix::io::Result<
     }
 }
 
-fn io(what: &str, e: impl std::fmt::Display) -> AdminError {
+pub(super) fn io(what: &str, e: impl std::fmt::Display) -> AdminError {
     AdminError::Failed(format!("{what}: {e}"))
 }
 
-fn file_name(name: &str) -> String {
+pub(super) fn file_name(name: &str) -> String {
     format!("{name}{SUFFIX}")
 }
 
@@ -171,7 +182,7 @@ fn temp_name(what: &str) -> String {
 
 /// Open the home beneath the mail root (no symlink followed); `None` when
 /// it does not exist.
-fn open_home(root: &MailRoot, h: &SieveHome) -> Result<Option<OwnedFd>> {
+pub(super) fn open_home(root: &MailRoot, h: &SieveHome) -> Result<Option<OwnedFd>> {
     match root.open_dir(&h.home) {
         Ok(fd) => Ok(Some(fd)),
         Err(e) if e.errno() == Some(Errno::NOENT) => Ok(None),
@@ -181,17 +192,17 @@ fn open_home(root: &MailRoot, h: &SieveHome) -> Result<Option<OwnedFd>> {
 
 /// The home, created (with the Maildir, as a first delivery would) when
 /// missing.
-fn open_or_make_home(root: &MailRoot, h: &SieveHome) -> Result<OwnedFd> {
+pub(super) fn open_or_make_home(root: &MailRoot, h: &SieveHome) -> Result<OwnedFd> {
     if let Some(fd) = open_home(root, h)? {
         return Ok(fd);
     }
-    root.maildir(&h.maildir, &[])
+    root.maildir(&h.maildir, &h.folders)
         .map_err(|e: MaildirError| io(&format!("create Maildir {}", h.maildir), e))?;
     open_home(root, h)?
         .ok_or_else(|| AdminError::Failed(format!("home {} is still missing", h.home)))
 }
 
-fn open_script_dir(home: BorrowedFd<'_>, h: &SieveHome) -> Result<Option<OwnedFd>> {
+pub(super) fn open_script_dir(home: BorrowedFd<'_>, h: &SieveHome) -> Result<Option<OwnedFd>> {
     match retry(|| rfs::openat(home, SCRIPT_DIR, DIR_FLAGS, Mode::empty())) {
         Ok(fd) => Ok(Some(fd)),
         Err(Errno::NOENT) => Ok(None),
@@ -203,8 +214,22 @@ fn open_script_dir(home: BorrowedFd<'_>, h: &SieveHome) -> Result<Option<OwnedFd
     }
 }
 
+/// `sieve/`, created (mode 0700) when missing.
+pub(super) fn open_or_make_script_dir(home: BorrowedFd<'_>, h: &SieveHome) -> Result<OwnedFd> {
+    if let Some(d) = open_script_dir(home, h)? {
+        return Ok(d);
+    }
+    match retry(|| rfs::mkdirat(home, SCRIPT_DIR, Mode::from_raw_mode(0o700))) {
+        Ok(()) | Err(Errno::EXIST) => {}
+        Err(e) => return Err(io(&format!("mkdir {}/{SCRIPT_DIR}", h.home), e)),
+    }
+    sync_dir(home, &h.home)?;
+    open_script_dir(home, h)?
+        .ok_or_else(|| AdminError::Failed(format!("{}/{SCRIPT_DIR} vanished", h.home)))
+}
+
 /// What `.dovecot.sieve` in `home` is.
-fn active_of(home: BorrowedFd<'_>) -> Result<Active> {
+pub(super) fn active_of(home: BorrowedFd<'_>) -> Result<Active> {
     match retry(|| rfs::readlinkat(home, SCRIPT_LINK, Vec::new())) {
         Ok(t) => {
             let t = t.to_string_lossy().into_owned();
@@ -239,7 +264,7 @@ fn active_of(home: BorrowedFd<'_>) -> Result<Active> {
 
 /// Read `sieve/NAME.sieve`: a regular file, not through a symlink, at most
 /// [`crate::sieve::MAX_SCRIPT_SIZE`] bytes. `None` when missing.
-fn read_script(dir: BorrowedFd<'_>, name: &str) -> Result<Option<Vec<u8>>> {
+pub(super) fn read_script(dir: BorrowedFd<'_>, name: &str) -> Result<Option<Vec<u8>>> {
     let f = file_name(name);
     let shown = format!("{SCRIPT_DIR}/{f}");
     let fd = match retry(|| {
@@ -283,13 +308,13 @@ fn read_script(dir: BorrowedFd<'_>, name: &str) -> Result<Option<Vec<u8>>> {
 }
 
 /// Compile `script`, as a refusal naming `what` when it does not.
-fn compiles(what: &str, script: &[u8]) -> Result<()> {
+pub(super) fn compiles(what: &str, script: &[u8]) -> Result<()> {
     crate::sieve::compile(script)
         .map(|_| ())
         .map_err(|e| AdminError::Conflict(format!("{what}: {e}")))
 }
 
-fn sync_dir(dir: BorrowedFd<'_>, shown: &str) -> Result<()> {
+pub(super) fn sync_dir(dir: BorrowedFd<'_>, shown: &str) -> Result<()> {
     retry(|| rfs::fsync(dir)).map_err(|e| io(&format!("fsync {shown}"), e))
 }
 
@@ -373,19 +398,7 @@ pub fn put(root: &Path, h: &SieveHome, name: &str, script: &[u8]) -> Result<Put>
     super::as_mail_user(root, |root| {
         let root = MailRoot::open(root).map_err(|e| io("mail root", e))?;
         let home = open_or_make_home(&root, h)?;
-        let dir = match open_script_dir(home.as_fd(), h)? {
-            Some(d) => d,
-            None => {
-                match retry(|| rfs::mkdirat(&home, SCRIPT_DIR, Mode::from_raw_mode(0o700))) {
-                    Ok(()) | Err(Errno::EXIST) => {}
-                    Err(e) => return Err(io(&format!("mkdir {}/{SCRIPT_DIR}", h.home), e)),
-                }
-                sync_dir(home.as_fd(), &h.home)?;
-                open_script_dir(home.as_fd(), h)?.ok_or_else(|| {
-                    AdminError::Failed(format!("{}/{SCRIPT_DIR} vanished", h.home))
-                })?
-            }
-        };
+        let dir = open_or_make_script_dir(home.as_fd(), h)?;
         let f = file_name(&name);
         let replaced = match retry(|| rfs::statat(&dir, f.as_str(), AtFlags::SYMLINK_NOFOLLOW)) {
             Ok(st) if rfs::FileType::from_raw_mode(st.st_mode) == rfs::FileType::RegularFile => {
@@ -399,15 +412,7 @@ pub fn put(root: &Path, h: &SieveHome, name: &str, script: &[u8]) -> Result<Put>
             Err(Errno::NOENT) => false,
             Err(e) => return Err(io(&format!("stat {SCRIPT_DIR}/{f}"), e)),
         };
-        let tmp = temp_name(&f);
-        write_new(dir.as_fd(), &tmp, script).inspect_err(|_| {
-            let _ = rfs::unlinkat(&dir, tmp.as_str(), AtFlags::empty());
-        })?;
-        if let Err(e) = retry(|| rfs::renameat(&dir, tmp.as_str(), &dir, f.as_str())) {
-            let _ = rfs::unlinkat(&dir, tmp.as_str(), AtFlags::empty());
-            return Err(io(&format!("rename to {SCRIPT_DIR}/{f}"), e));
-        }
-        sync_dir(dir.as_fd(), SCRIPT_DIR)?;
+        store(dir.as_fd(), &f, script)?;
         let active = active_of(home.as_fd())? == Active::Script(name.clone());
         Ok(Put {
             name: name.clone(),
@@ -416,6 +421,20 @@ pub fn put(root: &Path, h: &SieveHome, name: &str, script: &[u8]) -> Result<Put>
             active,
         })
     })
+}
+
+/// Write `data` to the file `f` in `dir` atomically: a temporary name,
+/// fsync, rename over `f`, fsync of the directory.
+pub(super) fn store(dir: BorrowedFd<'_>, f: &str, data: &[u8]) -> Result<()> {
+    let tmp = temp_name(f);
+    write_new(dir, &tmp, data).inspect_err(|_| {
+        let _ = rfs::unlinkat(dir, tmp.as_str(), AtFlags::empty());
+    })?;
+    if let Err(e) = retry(|| rfs::renameat(dir, tmp.as_str(), dir, f)) {
+        let _ = rfs::unlinkat(dir, tmp.as_str(), AtFlags::empty());
+        return Err(io(&format!("rename to {SCRIPT_DIR}/{f}"), e));
+    }
+    sync_dir(dir, SCRIPT_DIR)
 }
 
 /// Create `name` in `dir` exclusively (0600), write `data`, fsync.
@@ -442,7 +461,7 @@ fn write_new(dir: BorrowedFd<'_>, name: &str, data: &[u8]) -> Result<()> {
 }
 
 /// Refuse to replace or remove `.dovecot.sieve` when it is not our link.
-fn ours_or_none(active: &Active, doing: &str) -> Result<()> {
+pub(super) fn ours_or_none(active: &Active, doing: &str) -> Result<()> {
     match active {
         Active::File => Err(AdminError::Conflict(format!(
             "{SCRIPT_LINK} is a regular file, not ManageSieve's symlink; not {doing} it \
@@ -470,17 +489,23 @@ pub fn activate(root: &Path, h: &SieveHome, name: &str) -> Result<Active> {
         )?;
         let before = active_of(home.as_fd())?;
         ours_or_none(&before, "replacing")?;
-        let target = format!("{SCRIPT_DIR}/{}", file_name(&name));
-        let tmp = temp_name(SCRIPT_LINK.trim_start_matches('.'));
-        retry(|| rfs::symlinkat(target.as_str(), &home, tmp.as_str()))
-            .map_err(|e| io(&format!("symlink {}/{tmp}", h.home), e))?;
-        if let Err(e) = retry(|| rfs::renameat(&home, tmp.as_str(), &home, SCRIPT_LINK)) {
-            let _ = rfs::unlinkat(&home, tmp.as_str(), AtFlags::empty());
-            return Err(io(&format!("rename to {}/{SCRIPT_LINK}", h.home), e));
-        }
-        sync_dir(home.as_fd(), &h.home)?;
+        link_active(home.as_fd(), h, &name)?;
         Ok(before)
     })
+}
+
+/// Point `.dovecot.sieve` at `sieve/NAME.sieve`: a new link under a
+/// temporary name renamed over the old one, then the home fsynced.
+pub(super) fn link_active(home: BorrowedFd<'_>, h: &SieveHome, name: &str) -> Result<()> {
+    let target = format!("{SCRIPT_DIR}/{}", file_name(name));
+    let tmp = temp_name(SCRIPT_LINK.trim_start_matches('.'));
+    retry(|| rfs::symlinkat(target.as_str(), home, tmp.as_str()))
+        .map_err(|e| io(&format!("symlink {}/{tmp}", h.home), e))?;
+    if let Err(e) = retry(|| rfs::renameat(home, tmp.as_str(), home, SCRIPT_LINK)) {
+        let _ = rfs::unlinkat(home, tmp.as_str(), AtFlags::empty());
+        return Err(io(&format!("rename to {}/{SCRIPT_LINK}", h.home), e));
+    }
+    sync_dir(home, &h.home)
 }
 
 /// Remove the `.dovecot.sieve` symlink; returns what was active.
@@ -497,7 +522,7 @@ pub fn deactivate(root: &Path, h: &SieveHome) -> Result<Active> {
     })
 }
 
-fn unlink_link(home: BorrowedFd<'_>, h: &SieveHome, active: &Active) -> Result<()> {
+pub(super) fn unlink_link(home: BorrowedFd<'_>, h: &SieveHome, active: &Active) -> Result<()> {
     if *active == Active::None {
         return Ok(());
     }

@@ -6,7 +6,7 @@
 //! input or usage (clap's own code for usage errors).
 
 use anyhow::Context as _;
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::Serialize;
 use serde_json::json;
 use std::path::{Path, PathBuf};
@@ -122,6 +122,27 @@ Examples:
     /// Sieve scripts of an account (ManageSieve's layout), and checking a script
     #[command(subcommand)]
     Sieve(SieveCmd),
+    /// An out-of-office reply that keeps the account's own Sieve filters running
+    #[command(after_help = "\
+'on' writes the Sieve script HOME/sieve/vmailctl-vacation.sieve and makes it
+the active one. The script that was active before is included at its end, so
+the user's filters still run after the reply is decided, and is remembered:
+'off' makes it active again and deletes the vacation script. If the user
+activates another script meanwhile (ManageSieve, Roundcube), the vacation is
+no longer active, and 'off' leaves that choice alone. Without a verb (or with
+'status'), shows whether the vacation is on.
+
+--from and --until are days (YYYY-MM-DD, inclusive, the server's local time);
+either may be left out. --days is 1 to 365 (the site's default when left out).
+Without --subject the reply's subject is 'Auto: <the original subject>'.
+
+Examples:
+  vmailctl vacation alice@example.com on --subject 'Out of office' \\
+      --body-file away.txt --from 2030-07-01 --until 2030-07-14 --days 7
+  echo 'Back on Monday.' | vmailctl vacation alice@example.com on --body-file -
+  vmailctl vacation alice@example.com
+  vmailctl vacation alice@example.com off")]
+    Vacation(VacationArgs),
     /// Check the installation: configuration, database, schema, mail root, qmail-queue
     #[command(after_help = "\
 One line per check; exit 1 if any fails.
@@ -511,6 +532,36 @@ Examples:
     },
 }
 
+#[derive(Args)]
+struct VacationArgs {
+    address: String,
+    /// on, off, or status [default: status]
+    #[arg(value_enum)]
+    verb: Option<VacationVerb>,
+    /// The reply's subject (on)
+    #[arg(long)]
+    subject: Option<String>,
+    /// The reply's text, UTF-8 ('-' for standard input; required for on)
+    #[arg(long, value_name = "FILE")]
+    body_file: Option<PathBuf>,
+    /// First day of replies, YYYY-MM-DD (on)
+    #[arg(long, value_name = "DATE")]
+    from: Option<String>,
+    /// Last day of replies, YYYY-MM-DD (on)
+    #[arg(long, value_name = "DATE")]
+    until: Option<String>,
+    /// Reply to the same sender at most once in N days (on)
+    #[arg(long, value_name = "N")]
+    days: Option<u64>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum VacationVerb {
+    On,
+    Off,
+    Status,
+}
+
 fn parse_size(s: &str) -> Result<i64, String> {
     admin::parse_size(s).map_err(|e| e.to_string())
 }
@@ -641,6 +692,11 @@ fn run(cli: Cli) -> anyhow::Result<Report> {
         }
         _ => None,
     };
+    // So are the vacation's options and body.
+    let vacation_settings = match &cli.command {
+        Command::Vacation(v) => vacation_settings(v)?,
+        _ => None,
+    };
     let mut client = db::connect(&cfg.database, "vmailctl")
         .map_err(|e| AdminError::Failed(format!("cannot reach the database: {e}")))?;
     let c = &mut client;
@@ -679,6 +735,7 @@ fn run(cli: Cli) -> anyhow::Result<Report> {
         Command::Relocated(cmd) => relocated(c, &rules, cmd),
         Command::Quota { address, recalc } => quota(c, &cfg, &address, recalc),
         Command::Sieve(cmd) => sieve(c, &cfg, cmd, script),
+        Command::Vacation(v) => vacation(c, &cfg, &v, vacation_settings),
     }
 }
 
@@ -1374,6 +1431,159 @@ fn sieve_check(file: &Path) -> anyhow::Result<Report> {
     Ok(rep)
 }
 
+/// The settings of `vacation on` (None for off and status), checked and
+/// the body read; options given to off or status are refused.
+fn vacation_settings(v: &VacationArgs) -> anyhow::Result<Option<admin::vacation::Settings>> {
+    let verb = v.verb.unwrap_or(VacationVerb::Status);
+    if verb != VacationVerb::On {
+        let given = [
+            ("--subject", v.subject.is_some()),
+            ("--body-file", v.body_file.is_some()),
+            ("--from", v.from.is_some()),
+            ("--until", v.until.is_some()),
+            ("--days", v.days.is_some()),
+        ];
+        if let Some((opt, _)) = given.iter().find(|(_, g)| *g) {
+            return Err(
+                AdminError::Invalid(format!("{opt} is an option of `vacation on` only")).into(),
+            );
+        }
+        return Ok(None);
+    }
+    let file = v.body_file.as_deref().ok_or_else(|| {
+        AdminError::Invalid("vacation on needs --body-file FILE (or - for standard input)".into())
+    })?;
+    let bytes = read_input(Some(file))?;
+    let body = String::from_utf8(bytes).map_err(|_| {
+        AdminError::Invalid(format!(
+            "{}: the body is not UTF-8",
+            shown_input(Some(file))
+        ))
+    })?;
+    let set = admin::vacation::Settings {
+        subject: v.subject.clone(),
+        body,
+        from: v.from.as_deref().map(admin::vacation::date).transpose()?,
+        until: v.until.as_deref().map(admin::vacation::date).transpose()?,
+        days: v.days,
+    };
+    set.check()?;
+    Ok(Some(set))
+}
+
+fn vacation(
+    c: &mut postgres::Client,
+    cfg: &Config,
+    args: &VacationArgs,
+    set: Option<admin::vacation::Settings>,
+) -> anyhow::Result<Report> {
+    use admin::sieve::SieveHome;
+    use admin::vacation::{self as v, Previous, State};
+    let a = admin::account_show(c, &args.address)?;
+    let h = SieveHome::new(a.address, a.maildir)?;
+    let root = &cfg.mail.root;
+    let previous_text = |p: &Option<Previous>| match p {
+        Some(Previous::Script(n)) => format!("script {n:?}"),
+        Some(Previous::Nothing) => "no script".to_string(),
+        Some(Previous::Unrecorded) | None => "unknown (no record in the script)".to_string(),
+    };
+    match (args.verb.unwrap_or(VacationVerb::Status), set) {
+        (VacationVerb::On, Some(set)) => {
+            let on = v::on(root, &h, &set)?;
+            let then = match &on.previous {
+                Some(p) => format!("; then script {p:?} runs, as before"),
+                None => String::new(),
+            };
+            Report::new(
+                format!(
+                    "vacation {} for {}: script {:?} is active{then}",
+                    if on.replaced { "updated" } else { "on" },
+                    h.address,
+                    v::SCRIPT
+                ),
+                json!({"address": h.address, "state": State::On, "on": on, "settings": set}),
+            )
+        }
+        (VacationVerb::On, None) => unreachable!("the settings are read before the database"),
+        (VacationVerb::Off, _) => {
+            let off = v::off(root, &h)?;
+            let t = if !off.removed {
+                format!("vacation was not on for {} (nothing changed)", h.address)
+            } else if !off.was_active {
+                format!(
+                    "vacation script of {} deleted; it was not active, so the active script \
+                     is left alone ({})",
+                    h.address,
+                    active_text(&off.active)
+                )
+            } else {
+                let now = match (&off.previous, off.previous_missing) {
+                    (Some(Previous::Script(p)), true) => format!(
+                        "script {p:?}, active before, no longer exists: no script is active"
+                    ),
+                    (Some(Previous::Script(p)), false) => {
+                        format!("script {p:?} is active again")
+                    }
+                    (Some(Previous::Unrecorded), _) => {
+                        "the script did not record what was active before: no script is \
+                         active (choose one with `vmailctl sieve activate`)"
+                            .to_string()
+                    }
+                    _ => "no script is active, as before".to_string(),
+                };
+                format!("vacation off for {}: {now}", h.address)
+            };
+            Report::new(
+                t,
+                json!({"address": h.address, "state": State::Off, "off": off}),
+            )
+        }
+        (VacationVerb::Status, _) => {
+            let st = v::status(root, &h)?;
+            let mut t = match st.state {
+                State::Off => format!("vacation is off for {}", h.address),
+                State::On => format!("vacation is on for {}", h.address),
+                State::Inactive => format!(
+                    "vacation script present but not active for {} ({}); \
+                     `vacation off` deletes it",
+                    h.address,
+                    active_text(&st.active)
+                ),
+            };
+            if st.state != State::Off {
+                match &st.settings {
+                    Some(set) => {
+                        let day = |d: &Option<String>| d.clone().unwrap_or_else(|| "-".into());
+                        t += &format!(
+                            "\nfrom:       {}\nuntil:      {}\ndays:       {}\nsubject:    {}\n\
+                             then runs:  {}\nbody:\n{}",
+                            day(&set.from),
+                            day(&set.until),
+                            set.days
+                                .map_or("the site's default".to_string(), |d| d.to_string()),
+                            set.subject
+                                .as_deref()
+                                .map_or("Auto: <the original subject>".to_string(), |s| {
+                                    format!("{s:?}")
+                                }),
+                            previous_text(&st.previous),
+                            set.body.replace("\r\n", "\n").trim_end_matches('\n')
+                        );
+                    }
+                    None => {
+                        t += &format!(
+                            "\nthe script {:?} is not in the form `vacation on` writes \
+                             (edited by hand?)",
+                            v::SCRIPT
+                        )
+                    }
+                }
+            }
+            Report::new(t, json!({"address": h.address, "status": st}))
+        }
+    }
+}
+
 fn active_text(a: &admin::sieve::Active) -> String {
     use admin::sieve::Active;
     match a {
@@ -1396,7 +1606,7 @@ fn sieve(
     use admin::sieve::{self as s, Active, SieveHome};
     let mut home = |address: &str| -> anyhow::Result<SieveHome> {
         let a = admin::account_show(c, address)?;
-        Ok(SieveHome::new(a.address, a.maildir)?)
+        Ok(SieveHome::new(a.address, a.maildir)?.with_folders(&cfg.mail.folders))
     };
     let root = &cfg.mail.root;
     match cmd {

@@ -625,6 +625,27 @@ pub fn active_script_at(home: BorrowedFd<'_>) -> Result<Option<Vec<u8>>, String>
     }
 }
 
+/// The script `NAME` of the home opened as `home` (`include :personal`):
+/// `sieve/NAME.sieve`, opened without following any symlink. `Ok(None)`
+/// when there is none.
+pub fn personal_script(home: BorrowedFd<'_>, name: &str) -> Result<Option<Vec<u8>>, String> {
+    if name.is_empty() || name.contains(['/', '\0']) || name.starts_with('.') {
+        return Err(format!("include {name:?}: not a script name"));
+    }
+    let dir = match retry(|| rfs::openat(home, "sieve", DIR_FLAGS, Mode::empty())) {
+        Ok(fd) => fd,
+        Err(Errno::NOENT) => return Ok(None),
+        Err(Errno::LOOP) => return Err("sieve/ is a symlink; not followed".into()),
+        Err(e) => return Err(format!("open sieve/: {e}")),
+    };
+    let file = format!("{name}.sieve");
+    match open_regular_or_link(dir.as_fd(), &file)? {
+        Opened::Missing => Ok(None),
+        Opened::File(fd) => read_script(&fd, &format!("sieve/{file}")).map(Some),
+        Opened::Link => Err(format!("sieve/{file} is a symlink; not followed")),
+    }
+}
+
 /// Resolving `.dovecot.sieve` without `openat2`: a regular file, or a
 /// symlink with a relative target free of `..`, walked without following
 /// any further symlink.

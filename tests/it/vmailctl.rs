@@ -103,6 +103,7 @@ fn usage_errors_exit_2_and_help_has_examples() {
         &["resolve"],
         &["quota"],
         &["check"],
+        &["vacation"],
     ];
     for sub in subcommands {
         let mut args = sub.to_vec();
