@@ -1503,22 +1503,6 @@ fn dovecot_sql_guide_works_against_this_schema() {
     assert!(users.contains(&"eve@off.example".to_string()));
 }
 
-fn dovecot_binary(name: &str) -> PathBuf {
-    crate::common::find_in_path(name)
-        .or_else(|| {
-            ["/usr/sbin", "/usr/bin"]
-                .iter()
-                .map(|d| Path::new(d).join(name))
-                .find(|p| crate::common::is_executable(p))
-        })
-        .unwrap_or_else(|| {
-            panic!(
-                "this test needs Dovecot's `{name}`: install Debian's dovecot-core \
-                 (.ci/run does when doveadm is missing)"
-            )
-        })
-}
-
 /// Real Dovecot, given the fields the guide's user_query returns (through a
 /// static userdb: the pgsql driver is a separate package), sees the same
 /// Maildir, usage and limits as vdeliver and `vmailctl quota`.
@@ -1539,74 +1523,25 @@ fn dovecot_reads_the_guides_userdb_fields_as_vdeliver_does() {
     let row = &dovecot_sql(&s, &q["user_query"], "alice@example.com")[0];
     let root = s.root.display().to_string();
     let field = |k: &str| row[k].clone().unwrap().replace("/var/vmail", &root);
-    let dir = s.dir.path().join("dovecot");
-    for d in ["run", "state"] {
-        fs::create_dir_all(dir.join(d)).unwrap();
-    }
     let (uid, gid) = crate::common::unpriv::unpriv_uid_gid();
-    let rootless = if crate::common::unpriv::is_root() {
-        String::new()
-    } else {
-        let me = nix::unistd::User::from_uid(nix::unistd::getuid())
-            .unwrap()
-            .unwrap()
-            .name;
-        format!("default_internal_user = {me}\ndefault_login_user = {me}\ndefault_internal_group = {me}\n")
-    };
-    let conf = dir.join("dovecot.conf");
-    fs::write(
-        &conf,
-        format!(
-            "base_dir = {d}/run\nstate_dir = {d}/state\nlog_path = {d}/log\nprotocols =\nssl = no\n\
-             first_valid_uid = 1\n{rootless}mail_plugins = quota\n\
+    let dove = crate::common::dovecot::Dovecot::start_with(
+        &s,
+        &format!(
+            "mail_plugins = quota\n\
              namespace inbox {{\n  inbox = yes\n  separator = .\n}}\n\
              passdb {{\n  driver = static\n  args = nopassword=y\n}}\n\
              userdb {{\n  driver = static\n  args = uid={uid} gid={gid} home={home} mail={mail} quota_rule={rule}\n}}\n\
              plugin {{\n  quota = maildir:User quota\n}}\n",
-            d = dir.display(),
             home = field("home"),
             mail = field("mail"),
             rule = field("quota_rule"),
         ),
-    )
-    .unwrap();
-    struct Master(std::process::Child);
-    impl Drop for Master {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let mut master = Master(
-        Command::new(dovecot_binary("dovecot"))
-            .arg("-F")
-            .arg("-c")
-            .arg(&conf)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
     );
-    let log = || fs::read_to_string(dir.join("log")).unwrap_or_default();
-    let socket = dir.join("run/auth-userdb");
-    for _ in 0..600 {
-        if socket.exists() {
-            break;
-        }
-        if let Some(st) = master.0.try_wait().unwrap() {
-            panic!("dovecot exited with {st}:\n{}", log());
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    assert!(socket.exists(), "dovecot did not start:\n{}", log());
-    let out = Command::new(dovecot_binary("doveadm"))
-        .arg("-c")
-        .arg(&conf)
-        .args(["-f", "tab", "quota", "get", "-u", "alice@example.com"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}\n{}", log());
+    let out = dove.doveadm_output(
+        &["-f", "tab", "quota", "get", "-u", "alice@example.com"],
+        b"",
+    );
+    assert!(out.status.success(), "{out:?}\n{}", dove.log());
     let text = String::from_utf8(out.stdout).unwrap();
     let got: BTreeMap<String, (u64, u64)> = text
         .lines()
