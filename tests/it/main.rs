@@ -1,5 +1,6 @@
 mod common;
 mod delivery;
+mod dovecot_sieve;
 mod fuzz_corpus;
 mod hardening_admin;
 mod hardening_data;

@@ -3,6 +3,7 @@
 //! deliveries, fan-out, warnings, the filesystem's own limits, and the real
 //! Dovecot reading what vdeliver wrote.
 
+use crate::common::dovecot::Dovecot;
 use crate::common::site::{qmail_env, Run, Site};
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -693,115 +694,32 @@ fn unlimited_mailbox_keeps_an_existing_maildirsize_current() {
     assert_delivered(&deliver(&s, "bob@example.com"));
 }
 
-/// A private Dovecot (Debian's `dovecot-core`): the master in the
-/// foreground with its own base directory, a static userdb that maps every
-/// user to the Maildir under test as the user vdeliver runs as, and
-/// `quota = maildir` without rules, so the limits are the ones vdeliver
-/// wrote into `maildirsize`. Stopped when dropped.
-struct Dovecot {
-    conf: PathBuf,
-    dir: PathBuf,
-    master: std::process::Child,
-}
+/// A private Dovecot ([`crate::common::dovecot`]) with a static userdb
+/// that maps every user to the Maildir under test as the user vdeliver runs
+/// as, and `quota = maildir` without rules, so the limits are the ones
+/// vdeliver wrote into `maildirsize`.
+struct QuotaDovecot(Dovecot);
 
-fn dovecot_binary(name: &str) -> PathBuf {
-    crate::common::find_in_path(name)
-        .or_else(|| {
-            ["/usr/sbin", "/usr/bin"]
-                .iter()
-                .map(|d| Path::new(d).join(name))
-                .find(|p| crate::common::is_executable(p))
-        })
-        .unwrap_or_else(|| {
-            panic!(
-                "the Dovecot interoperability test needs `{name}`: install Debian's \
-                 dovecot-core (.ci/run does when doveadm is missing)"
-            )
-        })
-}
-
-impl Dovecot {
-    fn start(s: &Site, maildir: &str) -> Dovecot {
-        let dovecot = dovecot_binary("dovecot");
-        let dir = s.dir.path().join("dovecot");
-        for d in ["run", "state"] {
-            fs::create_dir_all(dir.join(d)).unwrap();
-        }
+impl QuotaDovecot {
+    fn start(s: &Site, maildir: &str) -> QuotaDovecot {
         let (uid, gid) = crate::common::unpriv::unpriv_uid_gid();
-        // Rootless: Dovecot's own processes run as the current user.
-        let rootless = if crate::common::unpriv::is_root() {
-            String::new()
-        } else {
-            let me = nix::unistd::User::from_uid(nix::unistd::getuid())
-                .ok()
-                .flatten()
-                .map(|u| u.name)
-                .unwrap_or_else(|| panic!("the current user has no name"));
-            format!(
-                "default_internal_user = {me}\ndefault_login_user = {me}\n\
-                 default_internal_group = {me}\n"
-            )
-        };
         let md = s.maildir(maildir);
         let md = md.to_str().unwrap().trim_end_matches('/');
-        let conf = dir.join("dovecot.conf");
-        fs::write(
-            &conf,
-            format!(
-                "base_dir = {d}/run\nstate_dir = {d}/state\nlog_path = {d}/log\n\
-                 protocols =\nssl = no\nfirst_valid_uid = 1\n{rootless}\
-                 mail_location = maildir:{md}\nmail_plugins = quota\n\
+        QuotaDovecot(Dovecot::start_with(
+            s,
+            &format!(
+                "mail_location = maildir:{md}\nmail_plugins = quota\n\
                  namespace inbox {{\n  inbox = yes\n  separator = .\n}}\n\
                  passdb {{\n  driver = static\n  args = nopassword=y\n}}\n\
                  userdb {{\n  driver = static\n  args = uid={uid} gid={gid} home={home}\n}}\n\
                  plugin {{\n  quota = maildir:User quota\n}}\n",
-                d = dir.display(),
                 home = Path::new(md).parent().unwrap().display(),
             ),
-        )
-        .unwrap();
-        let master = Command::new(dovecot)
-            .arg("-F")
-            .arg("-c")
-            .arg(&conf)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut d = Dovecot { conf, dir, master };
-        // Ready when the auth service listens (or the master has died).
-        let socket = d.dir.join("run/auth-userdb");
-        for _ in 0..600 {
-            if socket.exists() {
-                return d;
-            }
-            if let Some(status) = d.master.try_wait().unwrap() {
-                panic!("dovecot exited with {status}:\n{}", d.log());
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("dovecot did not start its auth service:\n{}", d.log());
+        ))
     }
 
-    fn log(&self) -> String {
-        fs::read_to_string(self.dir.join("log")).unwrap_or_default()
-    }
-
-    /// `doveadm ARGS`, which must succeed; its standard output.
     fn doveadm(&self, args: &[&str]) -> String {
-        let out = Command::new(dovecot_binary("doveadm"))
-            .arg("-c")
-            .arg(&self.conf)
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "doveadm {args:?}: {out:?}\n{}",
-            self.log()
-        );
-        String::from_utf8(out.stdout).unwrap()
+        self.0.doveadm(args)
     }
 
     /// `doveadm quota get`: type → (value, limit), STORAGE in KiB.
@@ -822,13 +740,6 @@ impl Dovecot {
     }
 }
 
-impl Drop for Dovecot {
-    fn drop(&mut self) {
-        let _ = self.master.kill();
-        let _ = self.master.wait();
-    }
-}
-
 /// Issue 4: after vdeliver delivers into a Maildir with a quota, Dovecot
 /// reports the same usage and limits; after Dovecot expunges, vdeliver's
 /// next check sees the lower usage.
@@ -840,7 +751,7 @@ fn dovecot_agrees_with_vdeliver() {
     for _ in 0..3 {
         assert_delivered(&deliver(&s, "alice@example.com"));
     }
-    let dove = Dovecot::start(&s, ALICE);
+    let dove = QuotaDovecot::start(&s, ALICE);
     let kib = |bytes: u64| bytes.div_ceil(1024);
     assert_eq!(
         dove.quota("alice"),

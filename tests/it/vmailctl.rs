@@ -1401,42 +1401,7 @@ fn example_config_is_valid_and_shows_the_defaults() {
     assert_eq!(cfg, vdeliver::config::Config::default());
 }
 
-/// The queries of examples/dovecot/dovecot-sql.conf.ext, with backslash
-/// continuations joined.
-fn dovecot_queries() -> BTreeMap<String, String> {
-    let text = fs::read_to_string(example("dovecot/dovecot-sql.conf.ext")).unwrap();
-    let joined = text.replace("\\\n", " ");
-    joined
-        .lines()
-        .filter(|l| !l.trim_start().starts_with('#'))
-        .filter_map(|l| l.split_once(" = "))
-        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-        .collect()
-}
-
-/// Run a Dovecot SQL query the way Dovecot would for login `user`: `%Ln`
-/// and `%Ld` replaced by the lowercased, SQL-escaped local part and domain.
-fn dovecot_sql(s: &Site, query: &str, user: &str) -> Vec<BTreeMap<String, Option<String>>> {
-    let (n, d) = user.rsplit_once('@').unwrap_or((user, ""));
-    let esc = |v: &str| v.to_lowercase().replace('\'', "''");
-    let sql = query.replace("%Ln", &esc(n)).replace("%Ld", &esc(d));
-    assert!(!sql.contains('%'), "unhandled Dovecot variable in {sql}");
-    let mut c = s.db.client();
-    c.simple_query(&sql)
-        .unwrap_or_else(|e| panic!("{sql}: {e}"))
-        .into_iter()
-        .filter_map(|m| match m {
-            postgres::SimpleQueryMessage::Row(r) => Some(
-                r.columns()
-                    .iter()
-                    .enumerate()
-                    .map(|(i, col)| (col.name().to_string(), r.get(i).map(str::to_string)))
-                    .collect(),
-            ),
-            _ => None,
-        })
-        .collect()
-}
+use crate::common::dovecot::{guide_queries as dovecot_queries, guide_sql as dovecot_sql};
 
 #[test]
 fn dovecot_sql_guide_works_against_this_schema() {
@@ -1493,9 +1458,15 @@ fn dovecot_sql_guide_works_against_this_schema() {
     let uq = &q["user_query"];
     let rows = dovecot_sql(&s, uq, "alice@example.com");
     assert_eq!(rows.len(), 1);
+    // The home holds the Maildir (and the Sieve scripts, as vdeliver
+    // finds them: sieve::store::home_of).
     assert_eq!(
         rows[0]["home"].as_deref(),
-        Some("/var/vmail/example.com/alice/Maildir/")
+        Some("/var/vmail/example.com/alice")
+    );
+    assert_eq!(
+        vdeliver::sieve::store::home_of("example.com/alice/Maildir/").as_deref(),
+        Some("example.com/alice")
     );
     assert_eq!(
         rows[0]["mail"].as_deref(),
@@ -1504,6 +1475,21 @@ fn dovecot_sql_guide_works_against_this_schema() {
     assert_eq!(
         rows[0]["quota_rule"].as_deref(),
         Some("*:bytes=2147483648:messages=0")
+    );
+    // A Maildir not named Maildir: no home, as vdeliver sees it.
+    s.ctl_ok(&[
+        "account",
+        "add",
+        "frank@example.com",
+        "--maildir",
+        "example.com/frank/",
+    ]);
+    let rows = dovecot_sql(&s, uq, "frank@example.com");
+    assert_eq!(rows[0]["home"], None);
+    assert_eq!(vdeliver::sieve::store::home_of("example.com/frank/"), None);
+    assert_eq!(
+        rows[0]["mail"].as_deref(),
+        Some("maildir:/var/vmail/example.com/frank/")
     );
     let rows = dovecot_sql(&s, uq, "dave@example.net");
     assert_eq!(
@@ -1514,24 +1500,8 @@ fn dovecot_sql_guide_works_against_this_schema() {
         .into_iter()
         .map(|r| r["user"].clone().unwrap())
         .collect();
-    assert_eq!(users.len(), 5, "{users:?}");
+    assert_eq!(users.len(), 6, "{users:?}");
     assert!(users.contains(&"eve@off.example".to_string()));
-}
-
-fn dovecot_binary(name: &str) -> PathBuf {
-    crate::common::find_in_path(name)
-        .or_else(|| {
-            ["/usr/sbin", "/usr/bin"]
-                .iter()
-                .map(|d| Path::new(d).join(name))
-                .find(|p| crate::common::is_executable(p))
-        })
-        .unwrap_or_else(|| {
-            panic!(
-                "this test needs Dovecot's `{name}`: install Debian's dovecot-core \
-                 (.ci/run does when doveadm is missing)"
-            )
-        })
 }
 
 /// Real Dovecot, given the fields the guide's user_query returns (through a
@@ -1554,74 +1524,25 @@ fn dovecot_reads_the_guides_userdb_fields_as_vdeliver_does() {
     let row = &dovecot_sql(&s, &q["user_query"], "alice@example.com")[0];
     let root = s.root.display().to_string();
     let field = |k: &str| row[k].clone().unwrap().replace("/var/vmail", &root);
-    let dir = s.dir.path().join("dovecot");
-    for d in ["run", "state"] {
-        fs::create_dir_all(dir.join(d)).unwrap();
-    }
     let (uid, gid) = crate::common::unpriv::unpriv_uid_gid();
-    let rootless = if crate::common::unpriv::is_root() {
-        String::new()
-    } else {
-        let me = nix::unistd::User::from_uid(nix::unistd::getuid())
-            .unwrap()
-            .unwrap()
-            .name;
-        format!("default_internal_user = {me}\ndefault_login_user = {me}\ndefault_internal_group = {me}\n")
-    };
-    let conf = dir.join("dovecot.conf");
-    fs::write(
-        &conf,
-        format!(
-            "base_dir = {d}/run\nstate_dir = {d}/state\nlog_path = {d}/log\nprotocols =\nssl = no\n\
-             first_valid_uid = 1\n{rootless}mail_plugins = quota\n\
+    let dove = crate::common::dovecot::Dovecot::start_with(
+        &s,
+        &format!(
+            "mail_plugins = quota\n\
              namespace inbox {{\n  inbox = yes\n  separator = .\n}}\n\
              passdb {{\n  driver = static\n  args = nopassword=y\n}}\n\
              userdb {{\n  driver = static\n  args = uid={uid} gid={gid} home={home} mail={mail} quota_rule={rule}\n}}\n\
              plugin {{\n  quota = maildir:User quota\n}}\n",
-            d = dir.display(),
             home = field("home"),
             mail = field("mail"),
             rule = field("quota_rule"),
         ),
-    )
-    .unwrap();
-    struct Master(std::process::Child);
-    impl Drop for Master {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let mut master = Master(
-        Command::new(dovecot_binary("dovecot"))
-            .arg("-F")
-            .arg("-c")
-            .arg(&conf)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
     );
-    let log = || fs::read_to_string(dir.join("log")).unwrap_or_default();
-    let socket = dir.join("run/auth-userdb");
-    for _ in 0..600 {
-        if socket.exists() {
-            break;
-        }
-        if let Some(st) = master.0.try_wait().unwrap() {
-            panic!("dovecot exited with {st}:\n{}", log());
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    assert!(socket.exists(), "dovecot did not start:\n{}", log());
-    let out = Command::new(dovecot_binary("doveadm"))
-        .arg("-c")
-        .arg(&conf)
-        .args(["-f", "tab", "quota", "get", "-u", "alice@example.com"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}\n{}", log());
+    let out = dove.doveadm_output(
+        &["-f", "tab", "quota", "get", "-u", "alice@example.com"],
+        b"",
+    );
+    assert!(out.status.success(), "{out:?}\n{}", dove.log());
     let text = String::from_utf8(out.stdout).unwrap();
     let got: BTreeMap<String, (u64, u64)> = text
         .lines()

@@ -1,5 +1,7 @@
 //! Shared helpers for the integration tests.
 //!
+//! - [`dovecot`]: a private real Dovecot (the README's guide), with tiny
+//!   IMAP and ManageSieve clients.
 //! - [`pg`]: a throwaway PostgreSQL cluster (one shared per test process, or
 //!   a private one a test may stop and start), cleaned up even when the test
 //!   process dies without running destructors.
@@ -11,6 +13,7 @@
 // Not every test module uses every helper.
 #![allow(dead_code)]
 
+pub mod dovecot;
 pub mod pg;
 pub mod pgbouncer;
 pub mod sieve_oracle;
