@@ -561,6 +561,7 @@ fn store_filtered(
                 via: &mb.via,
                 to_junk: f.junk && spam,
                 redirects_left: &mut redirects_left,
+                dry: false,
             })
         };
         if unfiltered && f.active {

@@ -114,6 +114,8 @@ pub struct Copy {
     pub flags: Vec<String>,
     /// Make the folder when missing.
     pub create: bool,
+    /// The implicit keep (for `vmailctl resolve`'s listing).
+    pub implicit: bool,
 }
 
 /// What one mailbox's scripts decided.
@@ -152,6 +154,7 @@ impl Decision {
                 folder: None,
                 flags: Vec::new(),
                 create: false,
+                implicit: true,
             }],
             ..Decision::default()
         }
@@ -175,6 +178,9 @@ pub struct Run<'a> {
     pub to_junk: bool,
     /// Redirects left for the whole delivery.
     pub redirects_left: &'a mut usize,
+    /// A dry run (`vmailctl resolve --message`): the duplicate memory is
+    /// neither read nor locked ("not seen").
+    pub dry: bool,
 }
 
 /// Run the scripts for one mailbox and decide.
@@ -192,6 +198,7 @@ pub fn decide(r: Run<'_>) -> Decision {
             .quota
             .lock_timeout
             .min(std::time::Duration::from_secs(30)),
+        dry: r.dry,
     };
     let mut programs: Vec<(String, Arc<Program>)> = Vec::new();
     if r.cfg.sieve.enabled {
@@ -300,18 +307,21 @@ pub fn decide(r: Run<'_>) -> Decision {
                         folder: Some(r.cfg.junk.folder.clone()),
                         flags,
                         create: true,
+                        implicit,
                     }
                 } else if is_keep {
                     Copy {
                         folder: None,
                         flags,
                         create: false,
+                        implicit,
                     }
                 } else {
                     Copy {
                         folder: Some(folder),
                         flags,
                         create: create || r.cfg.sieve.create_folders,
+                        implicit,
                     }
                 };
                 if !d.copies.contains(&copy) {
@@ -364,6 +374,7 @@ struct DeliveryHost<'a> {
     asked: Vec<DuplicateId>,
     notes: Vec<String>,
     lock_timeout: std::time::Duration,
+    dry: bool,
 }
 
 impl Host for DeliveryHost<'_> {
@@ -377,6 +388,7 @@ impl Host for DeliveryHost<'_> {
         }
         let period = seconds.unwrap_or(DUPLICATE_PERIOD);
         let seen = match self.home {
+            _ if self.dry => false,
             None => false,
             Some(home) => {
                 let now = now();

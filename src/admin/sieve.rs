@@ -638,17 +638,23 @@ pub struct ScriptRun {
     pub error: Option<String>,
 }
 
-/// Run the active script of the account whose Maildir is `maildir`
-/// (relative to `root`) against `message`. Folders are looked for in that
-/// Maildir; `include` is not followed by the dry run (it says so);
-/// `duplicate` is always "not seen".
+/// Run the scripts delivery would run for the account whose Maildir is
+/// `maildir` (the `[sieve]` before/after scripts around its active one)
+/// against `message`, through the delivery's own decision
+/// ([`crate::filter::decide`]): folders are looked for in that Maildir,
+/// `include` is followed, Junk routing applies when `junk` (the account's
+/// setting, else the site's). Read only: `duplicate` is always "not
+/// seen", nothing is logged, stored or sent.
 pub fn dry_run(
-    root: &Path,
+    cfg: &crate::config::Config,
     maildir: &str,
     message: &[u8],
     env: &crate::sieve::interp::Env,
+    junk: bool,
 ) -> Result<ScriptRun> {
-    use crate::sieve::{action::Action, interp, message::Message, store};
+    use crate::filter;
+    use crate::maildir::Fds;
+    use crate::sieve::message::Message;
     let done = |status: &str, actions: Vec<String>, error: Option<String>| ScriptRun {
         status: status.into(),
         actions,
@@ -657,76 +663,94 @@ pub fn dry_run(
     let Some(home) = home_of(maildir) else {
         return Ok(done("no home", Vec::new(), None));
     };
-    let script = super::as_mail_user(root, |root| {
-        let root = MailRoot::open(root).map_err(|e| io("mail root", e))?;
-        store::active_script(&root, &home).map_err(AdminError::Failed)
-    })?;
-    let Some(script) = script else {
-        return Ok(done("no script", Vec::new(), None));
-    };
-    let program = match crate::sieve::compile(&script) {
-        Ok(p) => p,
-        Err(e) => return Ok(done("does not compile", Vec::new(), Some(e.to_string()))),
-    };
-    struct DryHost(std::path::PathBuf);
-    impl interp::Host for DryHost {
-        fn mailbox_exists(&mut self, name: &str) -> bool {
-            match store::folder_dir_name(name) {
-                Ok(d) if d.is_empty() => true,
-                Ok(d) => std::fs::symlink_metadata(self.0.join(d)).is_ok_and(|m| m.is_dir()),
-                Err(_) => false,
+    let globals = !cfg.sieve.before_programs.is_empty() || !cfg.sieve.after_programs.is_empty();
+    super::as_mail_user(&cfg.mail.root, |root_path| {
+        let root = MailRoot::open(root_path).map_err(|e| io("mail root", e))?;
+        let personal = if cfg.sieve.enabled {
+            filter::personal(&root, maildir)
+        } else {
+            filter::Personal::None
+        };
+        match &personal {
+            filter::Personal::Script(b) => {
+                if let Err(e) = crate::sieve::compile(b) {
+                    return Ok(done("does not compile", keep_line(), Some(e.to_string())));
+                }
             }
+            filter::Personal::Unreadable(e) => {
+                return Ok(done("error", keep_line(), Some(e.clone())))
+            }
+            filter::Personal::None if !(junk || globals && cfg.sieve.enabled) => {
+                return Ok(done("no script", Vec::new(), None));
+            }
+            filter::Personal::None => {}
         }
-        fn duplicate(&mut self, _id: &str, _seconds: Option<u64>, _last: bool) -> bool {
-            false
+        // Only an existing Maildir: a dry run creates nothing.
+        match root.open_dir(maildir) {
+            Ok(_) => {}
+            Err(e) if e.errno() == Some(Errno::NOENT) => {
+                return Ok(done("no Maildir yet", Vec::new(), None))
+            }
+            Err(e) => return Err(io("Maildir", e)),
         }
-        fn include(
-            &mut self,
-            _location: crate::sieve::Location,
-            name: &str,
-        ) -> std::result::Result<Option<crate::sieve::Program>, String> {
-            Err(format!("include {name:?}: not followed by the dry run"))
+        let inbox = root
+            .open_maildir(maildir, &[], Fds::Reopened)
+            .map_err(|e| io("Maildir", e))?;
+        let home_fd = root.open_dir(&home).ok();
+        let msg = Message::parse(message);
+        let mut left = cfg.sieve.max_redirects;
+        let via = [env.envelope_to.to_ascii_lowercase()];
+        let d = filter::decide(filter::Run {
+            cfg,
+            inbox: &inbox,
+            home: home_fd.as_ref(),
+            personal: &personal,
+            msg: &msg,
+            env: env.clone(),
+            via: &via,
+            to_junk: junk && filter::spam_verdict(&msg, &cfg.junk),
+            redirects_left: &mut left,
+            dry: true,
+        });
+        if !d.errors.is_empty() {
+            return Ok(done("error", keep_line(), Some(d.errors.join("; "))));
         }
-    }
-    let mut host = DryHost(root.join(maildir));
-    let outcome = interp::run(&program, &Message::parse(message), env, &mut host);
-    if let Some(e) = outcome.error {
-        return Ok(done(
-            "error",
-            vec!["keep into INBOX (the script failed; vdeliver keeps the message)".into()],
-            Some(e),
-        ));
-    }
-    let mut lines: Vec<String> = outcome
-        .actions
-        .iter()
-        .map(|a| match a {
-            Action::Store {
-                folder,
-                flags,
-                implicit,
-                ..
-            } => {
-                let how = if *implicit { "implicit keep" } else { "store" };
-                let flags = if flags.is_empty() {
+        let mut lines: Vec<String> = d
+            .copies
+            .iter()
+            .map(|c| {
+                let how = if c.implicit { "implicit keep" } else { "store" };
+                let flags = if c.flags.is_empty() {
                     String::new()
                 } else {
-                    format!(" flags {}", flags.join(" "))
+                    format!(" flags {}", c.flags.join(" "))
                 };
-                format!("{how} into {folder}{flags}")
-            }
-            Action::Redirect { address } => format!("redirect to {address}"),
-            Action::Reject { reason } => format!("reject: {reason}"),
-            Action::Vacation(v) => format!(
+                format!(
+                    "{how} into {}{flags}",
+                    c.folder.as_deref().unwrap_or("INBOX")
+                )
+            })
+            .collect();
+        lines.extend(d.redirects.iter().map(|a| format!("redirect to {a}")));
+        if let Some(r) = &d.reject {
+            lines.push(format!("reject: {r}"));
+        }
+        if let Some(v) = &d.vacation {
+            lines.push(format!(
                 "vacation reply{}",
                 v.subject
                     .as_deref()
                     .map_or(String::new(), |s| format!(" {s:?}"))
-            ),
-        })
-        .collect();
-    if outcome.discarded {
-        lines.push("discard".into());
-    }
-    Ok(done("ran", lines, None))
+            ));
+        }
+        lines.extend(d.notes.iter().cloned());
+        if d.copies.is_empty() && d.redirects.is_empty() && d.reject.is_none() {
+            lines.push("discard".into());
+        }
+        Ok(done("ran", lines, None))
+    })
+}
+
+fn keep_line() -> Vec<String> {
+    vec!["keep into INBOX (the script failed; vdeliver keeps the message)".into()]
 }

@@ -1372,13 +1372,17 @@ fn resolve(
             envelope_from: r.sender.clone(),
             envelope_to: r.recipient.clone(),
             extension_delimiter: cfg.mail.extension_delimiter.clone(),
-            now: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX)),
-            ..Default::default()
+            now: vdeliver::filter::now(),
+            local_offset: vdeliver::filter::local_offset(vdeliver::filter::now()),
+            spam: Some(vdeliver::sieve::interp::SpamSettings {
+                header: cfg.junk.score_header.clone(),
+                max_score: cfg.junk.score_max,
+            }),
+            max_redirects: cfg.sieve.max_redirects,
+            max_actions: cfg.sieve.max_actions,
         };
         for m in &r.mailboxes {
-            let run = admin::sieve::dry_run(&cfg.mail.root, &m.maildir, msg, &env)?;
+            let run = admin::sieve::dry_run(cfg, &m.maildir, msg, &env, m.effective_junk)?;
             t += &format!("sieve:      {} ({}): {}\n", m.owner, m.maildir, run.status);
             if let Some(e) = &run.error {
                 t += &format!("            {e}\n");

@@ -560,3 +560,38 @@ fn currentdate_without_a_zone_uses_the_machines_zone() {
         .into();
     assert_eq!(r.stdout, format!("delivered to {ALICE}\n"), "{r:?}");
 }
+
+#[test]
+fn resolve_message_shows_what_delivery_decides_and_does_nothing() {
+    let s = Site::with_config("[junk]\nenabled = true\n");
+    s.account("alice@example.com");
+    let r = s.ctl(
+        &["sieve", "put", "alice@example.com", "lists", "-"],
+        b"require [\"fileinto\", \"imap4flags\"]; if header :contains \"subject\" \"[rust]\" { addflag \"\\\\Seen\"; fileinto \"Sent\"; }",
+    );
+    assert_eq!(r.code, Some(0), "{r:?}");
+    script(
+        &s,
+        "alice@example.com",
+        "require [\"include\", \"duplicate\"]; if duplicate { discard; stop; } include :personal \"lists\";",
+    );
+    let file = s.dir.path().join("m.eml");
+    fs::write(&file, msg("[rust] 1.90", "X-Spam-Flag: YES\n")).unwrap();
+    let f = file.display().to_string();
+    let out = s.ctl_ok(&["resolve", "alice@example.com", "--message", &f]);
+    // The include is followed; the explicit fileinto wins over Junk.
+    assert!(out.contains("store into Sent flags \\Seen"), "{out}");
+    fs::write(&file, msg("other", "X-Spam-Flag: YES\n")).unwrap();
+    let out = s.ctl_ok(&["resolve", "alice@example.com", "--message", &f]);
+    assert!(out.contains("implicit keep into Junk"), "{out}");
+    // Read only: nothing stored, no duplicate memory, no log.
+    let home = s.root.join(HOME);
+    for f in [
+        ".vdeliver.duplicate",
+        ".vdeliver.duplicate.lock",
+        ".dovecot.sieve.log",
+    ] {
+        assert!(!home.join(f).exists(), "{f}");
+    }
+    assert!(messages(&s, "").is_empty() && messages(&s, ".Sent/").is_empty());
+}
