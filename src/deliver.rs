@@ -361,6 +361,7 @@ fn store(
             &targets,
             filters,
             &budget,
+            SpareFds(spare),
         );
     }
     let mut namer = Namer::new();
@@ -483,6 +484,13 @@ fn filter_setup(cfg: &Config, root: &MailRoot, mailboxes: &[&plan::Mailbox]) -> 
 /// decide, then quota, queue (forwards and redirects in one call) and the
 /// links in the same order as always; vacation replies and the duplicate
 /// memory only once the message is delivered.
+///
+/// Open files: nothing here holds a descriptor per mailbox beyond the
+/// budget. A home is opened for its mailbox's run and closed after it (and
+/// reopened for a vacation reply or the duplicate memory after the links);
+/// a folder a script opens keeps its directories open only while the
+/// budget's `spare` Maildir descriptors last (`SpareFds`), else they are
+/// reopened at each step, as the plan's own Maildirs are.
 #[allow(clippy::too_many_arguments)]
 fn store_filtered(
     cfg: &Config,
@@ -493,6 +501,7 @@ fn store_filtered(
     t: &Targets<'_>,
     filters: Vec<FilterSetup>,
     budget: &Budget,
+    SpareFds(mut spare): SpareFds,
 ) -> Result<Stored, Failure> {
     use crate::sieve::store::{self as sstore, StoreError, Target};
     let over = cfg.quota.over_quota;
@@ -537,16 +546,18 @@ fn store_filtered(
         max_redirects: cfg.sieve.max_redirects,
         max_actions: cfg.sieve.max_actions,
     };
-    let mut homes: Vec<Option<rustix::fd::OwnedFd>> = Vec::with_capacity(n);
+    // The homes of the mailboxes that ran scripts (relative to the root).
+    let mut homes: Vec<Option<String>> = Vec::with_capacity(n);
     let mut decisions: Vec<filter::Decision> = Vec::with_capacity(n);
     let mut redirects_left = cfg.sieve.max_redirects;
     for (i, f) in filters.iter().enumerate() {
         let mb = t.mailboxes[i];
-        let home = if f.active {
-            sstore::home_of(&mb.maildir).and_then(|h| root.open_dir(&h).ok())
+        let home_rel = if f.active {
+            sstore::home_of(&mb.maildir)
         } else {
             None
         };
+        let home = home_rel.as_deref().and_then(|h| root.open_dir(h).ok());
         let unfiltered = !f.active || (!whole && !matches!(f.personal, filter::Personal::None));
         let mut d = if unfiltered {
             filter::Decision::keep()
@@ -577,7 +588,8 @@ fn store_filtered(
             }
         }
         log_errors(home.as_ref(), &mut d);
-        homes.push(home);
+        drop(home);
+        homes.push(home_rel);
         decisions.push(d);
     }
 
@@ -621,14 +633,20 @@ fn store_filtered(
                 Some(name) => {
                     match sstore::open_folder(&t.accounts[i], name, sstore::SEPARATOR, c.create) {
                         Ok(Target::Inbox) => Where::Account(i),
-                        Ok(Target::Folder(md)) => {
+                        Ok(Target::Folder(mut md)) => {
+                            if md.fds() == Fds::Kept && spare >= openfiles::PER_MAILDIR {
+                                spare -= openfiles::PER_MAILDIR;
+                            } else {
+                                md.release_fds();
+                            }
                             opened.push(md);
                             Where::Opened(opened.len() - 1)
                         }
                         Err(StoreError::Maildir(e)) => return Err(fail(e)),
                         Err(e) => {
                             let line = format!("fileinto {name:?}: {e}; kept in INBOX instead");
-                            if let Some(h) = &homes[i] {
+                            if let Some(h) = homes[i].as_deref().and_then(|h| root.open_dir(h).ok())
+                            {
                                 let _ = sstore::log_error_at(
                                     h.as_fd(),
                                     &line,
@@ -750,7 +768,10 @@ fn store_filtered(
         .into_owned();
     let headers = header_block(&raw);
     for (i, d) in decisions.iter().enumerate() {
-        let Some(home) = &homes[i] else {
+        if d.vacation.is_none() && d.duplicates.is_empty() {
+            continue;
+        }
+        let Some(home) = homes[i].as_deref().and_then(|h| root.open_dir(h).ok()) else {
             if d.vacation.is_some() {
                 notes.push(shown(
                     i,
@@ -781,7 +802,7 @@ fn store_filtered(
             notes.push(shown(i, &crate::sieve::vacation::respond_line(v, &cx)));
         }
         if let Some(note) = filter::record_duplicates(
-            home,
+            &home,
             &d.duplicates,
             cfg.quota.lock_timeout.min(Duration::from_secs(30)),
         ) {
@@ -812,6 +833,10 @@ fn store_filtered(
         discarded: discarded.then(|| "by sieve".to_string()),
     })
 }
+
+/// The Maildir descriptors of the budget not spent on the plan's own
+/// Maildirs: for folders a script opens.
+struct SpareFds(u64);
 
 /// Append each error of a decision to the home's `.dovecot.sieve.log`; an
 /// error that cannot be logged says so in the line.

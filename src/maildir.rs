@@ -445,6 +445,12 @@ impl Maildir {
         }
     }
 
+    /// Close the directories this Maildir keeps open: each step reopens
+    /// them beneath the root (for a delivery out of open-file budget).
+    pub fn release_fds(&mut self) {
+        self.kept = None;
+    }
+
     /// The Maildir++ folder whose directory is exactly `dot_name` (as
     /// `crate::sieve::store::folder_dir_name` makes it: `.Lists.rust`),
     /// for a Sieve `fileinto`. Unlike [`Maildir::folder`] the name is

@@ -595,3 +595,56 @@ fn resolve_message_shows_what_delivery_decides_and_does_nothing() {
     }
     assert!(messages(&s, "").is_empty() && messages(&s, ".Sent/").is_empty());
 }
+
+/// A fan-out to 300 accounts whose scripts each make two folder copies
+/// and a vacation reply, under an open-file limit of 64: nothing holds a
+/// descriptor per account beyond the budget (homes are opened for their
+/// run and closed; script folders beyond the budget are reopened).
+#[test]
+fn a_scripted_fan_out_delivers_under_a_low_open_file_limit() {
+    const N: usize = 300;
+    let s = Site::new();
+    s.db.execute(&format!(
+        "INSERT INTO accounts (domain_id, local_part, maildir) \
+           SELECT d.id, 'u' || lpad(g::text, 3, '0'), \
+                  'example.com/u' || lpad(g::text, 3, '0') || '/Maildir/' \
+           FROM domains d, generate_series(0, {last}) g WHERE d.name = 'example.com';\n\
+         INSERT INTO aliases (domain_id, local_part, destination) \
+           SELECT d.id, 'all', 'u' || lpad(g::text, 3, '0') || '@example.com' \
+           FROM domains d, generate_series(0, {last}) g WHERE d.name = 'example.com';",
+        last = N - 1
+    ));
+    let (uid, gid) = crate::common::unpriv::unpriv_uid_gid();
+    for i in 0..N {
+        let home = s.root.join(format!("example.com/u{i:03}"));
+        fs::create_dir_all(&home).unwrap();
+        fs::write(
+            home.join(".dovecot.sieve"),
+            "require [\"fileinto\", \"mailbox\", \"copy\", \"vacation\"];\n\
+             vacation :days 1 \"away\";\n\
+             fileinto :copy :create \"A\";\n\
+             fileinto :create \"B\";\n",
+        )
+        .unwrap();
+        crate::common::unpriv::chown_tree(&home, uid, gid);
+    }
+    crate::common::unpriv::chown_tree(&s.root.join("example.com"), uid, gid);
+    let m = b"From: bob@remote.org\nTo: all@example.com\nSubject: everyone\nMessage-ID: <e@remote.org>\n\nhi\n";
+    let mut env = qmail_env("all@example.com", "bob@remote.org");
+    env.extend(s.queue_env(0, &[]));
+    let r: Run = s
+        .command_via(&env, &["prlimit"], &["--nofile=64:64"])
+        .stdin(s.message_file(m))
+        .output()
+        .unwrap()
+        .into();
+    assert_eq!(r.code, Some(0), "{}", &r.stdout[..r.stdout.len().min(600)]);
+    for i in 0..N {
+        let md = format!("example.com/u{i:03}/Maildir/");
+        assert_eq!(s.files(&format!("{md}.A/"), "new").len(), 1, "{md}");
+        assert_eq!(s.files(&format!("{md}.B/"), "new").len(), 1, "{md}");
+        assert!(s.files(&md, "new").is_empty(), "{md}");
+        assert!(s.files(&md, "tmp").is_empty(), "{md}");
+    }
+    assert_eq!(s.queued().len(), N, "one vacation reply per account");
+}
