@@ -466,7 +466,8 @@ pub enum StoreError {
     /// The folder does not exist and may not be created: keep in INBOX,
     /// log (Pigeonhole's default).
     Missing(String),
-    /// The folder is a symlink, or is not a directory: keep in INBOX, log.
+    /// The folder is a symlink, is not a directory, or the mail user may
+    /// not open it: keep in INBOX, log.
     Unsafe(MaildirError),
     /// A system call failed: the delivery defers (or whatever the outcome
     /// table decides for the errno).
@@ -525,6 +526,12 @@ pub fn open_folder(
         Ok(Some(md)) => Ok(Target::Folder(md)),
         Ok(None) => Err(StoreError::Missing(name.to_string())),
         Err(e @ MaildirError::Escape { .. }) => Err(StoreError::Unsafe(e)),
+        // A folder the mail user may not enter (made by an admin as root):
+        // the user's problem to see in the log, not a reason to hold the
+        // message back; the copy goes to INBOX.
+        Err(e) if matches!(e.errno(), Some(Errno::ACCESS | Errno::PERM)) => {
+            Err(StoreError::Unsafe(e))
+        }
         Err(e) => Err(StoreError::Maildir(e)),
     }
 }

@@ -648,3 +648,64 @@ fn a_scripted_fan_out_delivers_under_a_low_open_file_limit() {
     }
     assert_eq!(s.queued().len(), N, "one vacation reply per account");
 }
+
+/// What an admin in a hurry (or a hostile user) leaves in a home: a
+/// script symlink pointing outside it, a root-owned log, a root-owned
+/// folder. The message is delivered each time, and the line says what
+/// went wrong.
+#[test]
+fn hostile_and_root_owned_files_in_the_home_never_lose_mail() {
+    use std::os::unix::fs::{symlink, PermissionsExt};
+    let s = Site::new();
+    s.account("alice@example.com");
+    script(&s, "alice@example.com", "keep;");
+    let home = s.root.join(HOME);
+    fs::remove_file(home.join(".dovecot.sieve")).unwrap();
+    symlink("../../../../../../etc/passwd", home.join(".dovecot.sieve")).unwrap();
+    let r = deliver(&s, "alice@example.com", "bob@remote.org", &msg("a", ""));
+    assert_eq!(r.code, Some(0), "{r:?}");
+    assert!(r.stdout.contains("outside the home"), "{}", r.stdout);
+    assert!(log(&s).contains("outside the home"), "{}", log(&s));
+    assert_eq!(messages(&s, "").len(), 1);
+
+    // The log made by root, unreadable to the mail user: still delivered.
+    let is_root = crate::common::unpriv::is_root();
+    if is_root {
+        std::os::unix::fs::chown(home.join(".dovecot.sieve.log"), Some(0), Some(0)).unwrap();
+        fs::set_permissions(
+            home.join(".dovecot.sieve.log"),
+            fs::Permissions::from_mode(0o600),
+        )
+        .unwrap();
+        let r = deliver(&s, "alice@example.com", "bob@remote.org", &msg("b", ""));
+        assert_eq!(r.code, Some(0), "{r:?}");
+        assert!(
+            r.stdout.contains("log could not be written"),
+            "{}",
+            r.stdout
+        );
+        assert_eq!(messages(&s, "").len(), 2);
+        fs::remove_file(home.join(".dovecot.sieve.log")).unwrap();
+
+        // A folder made by root: the copy goes to INBOX, logged.
+        fs::remove_file(home.join(".dovecot.sieve")).unwrap();
+        script(
+            &s,
+            "alice@example.com",
+            "require \"fileinto\"; fileinto \"Private\";",
+        );
+        let f = s.maildir(ALICE).join(".Private");
+        for d in ["", "/tmp", "/new", "/cur"] {
+            fs::create_dir_all(format!("{}{d}", f.display())).unwrap();
+        }
+        fs::set_permissions(&f, fs::Permissions::from_mode(0o700)).unwrap();
+        let r = deliver(&s, "alice@example.com", "bob@remote.org", &msg("c", ""));
+        assert_eq!(r.code, Some(0), "{r:?}");
+        assert!(r.stdout.contains("kept in INBOX"), "{}", r.stdout);
+        assert_eq!(messages(&s, "").len(), 3);
+    }
+    assert!(
+        is_root,
+        "this test runs as root, as CI does (the root-owned cases need it)"
+    );
+}
