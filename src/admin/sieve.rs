@@ -105,6 +105,17 @@ impl SieveHome {
         self
     }
 
+    /// The home of the account at `raw` (looked up with
+    /// [`super::account_show`]), with the configured `mail.folders`.
+    pub fn of_account(
+        client: &mut postgres::Client,
+        cfg: &crate::config::Config,
+        raw: &str,
+    ) -> Result<SieveHome> {
+        let a = super::account_show(client, raw)?;
+        Ok(SieveHome::new(a.address, a.maildir)?.with_folders(&cfg.mail.folders))
+    }
+
     /// The home of the account whose Maildir is `maildir`.
     pub fn new(address: String, maildir: String) -> Result<SieveHome> {
         let home = home_of(&maildir).ok_or_else(|| {
@@ -636,6 +647,30 @@ pub struct ScriptRun {
     pub actions: Vec<String>,
     /// The compile or run-time error, when there is one.
     pub error: Option<String>,
+}
+
+/// The envelope and limits a [`dry_run`] runs with: the message comes from
+/// `sender` to `recipient` now, under the site's extension delimiter, spam
+/// score header and Sieve limits.
+pub fn dry_run_env(
+    cfg: &crate::config::Config,
+    sender: String,
+    recipient: String,
+) -> crate::sieve::interp::Env {
+    let now = crate::filter::now();
+    crate::sieve::interp::Env {
+        envelope_from: sender,
+        envelope_to: recipient,
+        extension_delimiter: cfg.mail.extension_delimiter.clone(),
+        now,
+        local_offset: crate::filter::local_offset(now),
+        spam: Some(crate::sieve::interp::SpamSettings {
+            header: cfg.junk.score_header.clone(),
+            max_score: cfg.junk.score_max,
+        }),
+        max_redirects: cfg.sieve.max_redirects,
+        max_actions: cfg.sieve.max_actions,
+    }
 }
 
 /// Run the scripts delivery would run for the account whose Maildir is

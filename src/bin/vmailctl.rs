@@ -1368,19 +1368,7 @@ fn resolve(
     }
     let mut sieve = Vec::new();
     if let Some(msg) = message {
-        let env = vdeliver::sieve::interp::Env {
-            envelope_from: r.sender.clone(),
-            envelope_to: r.recipient.clone(),
-            extension_delimiter: cfg.mail.extension_delimiter.clone(),
-            now: vdeliver::filter::now(),
-            local_offset: vdeliver::filter::local_offset(vdeliver::filter::now()),
-            spam: Some(vdeliver::sieve::interp::SpamSettings {
-                header: cfg.junk.score_header.clone(),
-                max_score: cfg.junk.score_max,
-            }),
-            max_redirects: cfg.sieve.max_redirects,
-            max_actions: cfg.sieve.max_actions,
-        };
+        let env = admin::sieve::dry_run_env(cfg, r.sender.clone(), r.recipient.clone());
         for m in &r.mailboxes {
             let run = admin::sieve::dry_run(cfg, &m.maildir, msg, &env, m.effective_junk)?;
             t += &format!("sieve:      {} ({}): {}\n", m.owner, m.maildir, run.status);
@@ -1567,8 +1555,7 @@ fn vacation(
 ) -> anyhow::Result<Report> {
     use admin::sieve::SieveHome;
     use admin::vacation::{self as v, Previous, State};
-    let a = admin::account_show(c, &args.address)?;
-    let h = SieveHome::new(a.address, a.maildir)?.with_folders(&cfg.mail.folders);
+    let h = SieveHome::of_account(c, cfg, &args.address)?;
     let root = &cfg.mail.root;
     let previous_text = |p: &Option<Previous>| match p {
         Some(Previous::Script(n)) => format!("script {n:?}"),
@@ -1692,10 +1679,7 @@ fn sieve(
     script: Option<Vec<u8>>,
 ) -> anyhow::Result<Report> {
     use admin::sieve::{self as s, Active, SieveHome};
-    let mut home = |address: &str| -> anyhow::Result<SieveHome> {
-        let a = admin::account_show(c, address)?;
-        Ok(SieveHome::new(a.address, a.maildir)?.with_folders(&cfg.mail.folders))
-    };
+    let mut home = |address: &str| SieveHome::of_account(c, cfg, address);
     let root = &cfg.mail.root;
     match cmd {
         SieveCmd::Check { .. } => unreachable!("handled before the database"),
