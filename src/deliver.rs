@@ -5,7 +5,7 @@
 //! panics on bad input. Every error maps to a deferral except the definite
 //! answers listed in [`crate::outcome`].
 //!
-//! Order of the writes (SPEC §4, §5): the message is written and fsynced
+//! Order of the writes: the message is written and fsynced
 //! once, into the first mailbox's `tmp/`, while its header is scanned for
 //! loops; it is hard-linked (or, across filesystems, copied and fsynced)
 //! into every other mailbox's `tmp/`; then qmail-queue gets the remote
@@ -13,7 +13,7 @@
 //! (each `new/` fsynced). A failure before the links removes every `tmp/`
 //! file, so a retry never duplicates a local copy.
 //!
-//! Quota (SPEC §7, [`crate::quota`]): once the first copy is in `tmp/` its
+//! Quota ([`crate::quota`]): once the first copy is in `tmp/` its
 //! stored size is known; then every target account's `maildirsize` is
 //! locked and checked, before any other copy is made, anything is queued
 //! or anything is linked. If any mailbox of a fan-out is over quota the
@@ -25,7 +25,7 @@
 //! them for any ordinary fan-out); a lock beyond it is released after its
 //! check and retaken for the append ([`crate::quota::reserve`]).
 //!
-//! Open files (issue 10): a delivery holds at most the soft limit, whatever
+//! Open files: a delivery holds at most the soft limit, whatever
 //! its fan-out. Maildirs are kept open in plan order while the budget lasts
 //! and reopened beneath the root for each step after that; a hard limit
 //! below [`crate::openfiles::FLOOR`] is a deferral, the same one `vmailctl
