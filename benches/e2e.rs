@@ -7,7 +7,7 @@
 //! deliveries per second; and the fan-out: one message to an alias of 50
 //! local accounts against 50 single deliveries.
 //!
-//! Sieve (issue 12), group `e2e_sieve`: a typical 4 KB message
+//! Sieve, group `e2e_sieve`: a typical 4 KB message
 //! (`vdeliver::sieve::testgen::message`: three `Received`,
 //! `DKIM-Signature`, text and HTML parts) to 200 random accounts without a
 //! script (`no_script`) and to 200 others whose active script is a

@@ -1,4 +1,4 @@
-//! Per-delivery lookup cost against the size of the site (issue 11): does
+//! Per-delivery lookup cost against the size of the site: does
 //! it stay flat from 1,000 to 1,000,000 accounts, and with 100,000 aliases?
 //!
 //! ```text

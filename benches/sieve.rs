@@ -1,4 +1,4 @@
-//! Sieve (issue 12): what a script costs a delivery, in pieces.
+//! Sieve: what a script costs a delivery, in pieces.
 //!
 //! - `sieve_compile/roundcube{20,200}`: [`vdeliver::sieve::compile`] of a
 //!   filter set of 20 and 200 rules in the shape Roundcube's managesieve
@@ -18,9 +18,10 @@
 //!   [`MailRoot`] without a script (what every delivery without one pays:
 //!   one failed `openat2`) and with `.dovecot.sieve` a symlink to
 //!   `sieve/roundcube.sieve`, as ManageSieve and `vmailctl sieve activate`
-//!   leave it; `failed_openat` is the reference the issue's goal names
-//!   ("a delivery with no script costs no more than one failed `openat`
-//!   over today's"): a plain `openat` of a missing name beneath the root.
+//!   leave it; `failed_openat` is the reference (the aim: a delivery with
+//!   no script costs no more than one failed `openat` over one without
+//!   Sieve support at all): a plain `openat` of a missing name beneath the
+//!   root.
 //!
 //! ```text
 //! cargo bench --bench sieve

@@ -37,7 +37,7 @@
 //! min–max over the block pairs, and the peak RSS of one delivery of each.
 //! When run as root both sides run as `nobody` through `setpriv`, alike.
 //!
-//! Sieve (issue 12): `--typical` sends the typical 4 KB message of
+//! Sieve: `--typical` sends the typical 4 KB message of
 //! `vdeliver::sieve::testgen` (three `Received`, `DKIM-Signature`,
 //! From/To/Cc, `multipart/alternative` with text and HTML) instead of the
 //! filler of `--size`. `--sieve-rules N` (N > 0; implies `--typical`, and

@@ -1,4 +1,4 @@
-//! The floor vdeliver is measured against (issue 11): what any SQL-backed
+//! The floor vdeliver is measured against: what any SQL-backed
 //! delivery agent must at least do for one message, and nothing else. It
 //! uses nothing of the vdeliver crate — no code, no SQL, no configuration.
 //!

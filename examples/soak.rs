@@ -1,4 +1,4 @@
-//! The long load test (issue 6, item 7), run by hand, not in CI:
+//! The long load test, run by hand, not in CI:
 //!
 //! ```text
 //! cargo build --release --bins --examples

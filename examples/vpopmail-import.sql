@@ -27,6 +27,18 @@
 -- Catch-alls live in each domain's .qmail-default (vdelivermail '' ADDRESS):
 -- add them with `vmailctl catchall add`, or keep the same argument on the
 -- vdeliver line.
+--
+-- A vpopmail built without --enable-valias has no valias table (its aliases
+-- are .qmail-NAME files in the domain directories); create an empty one
+-- first:
+--
+--   CREATE TABLE valias (alias text, domain text, valias_line text);
+--
+-- No .qmail file is read: not the .qmail (or .qmail-EXT) in a user's
+-- directory, where vdelivermail found forwards and autoresponders, nor a
+-- domain's .qmail-NAME files. vdeliver does not read them either. Convert
+-- them by hand before switching (the README, "Migrating from vpopmail",
+-- step 2, lists them and says what each kind of line becomes).
 
 BEGIN;
 

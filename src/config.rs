@@ -207,7 +207,7 @@ pub struct Delivery {
     pub deadline: Duration,
 }
 
-/// Maildir++ quota (SPEC §7). The limits themselves come from the database.
+/// Maildir++ quota. The limits themselves come from the database.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Quota {

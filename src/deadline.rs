@@ -8,7 +8,7 @@
 //! end in 111, never in a hang. Whoever reports first — the delivery or the
 //! timer — is the only one to print and exit.
 //!
-//! Why a timer signal and not a watchdog thread (issue 11): the thread cost
+//! Why a timer signal and not a watchdog thread: the thread cost
 //! every delivery a `clone3`, its stack and guard page, a signal stack,
 //! its page faults and a futex hand-off per phase; the timer costs one
 //! `rt_sigaction` and one `setitimer` per change of deadline, and keeps

@@ -5,7 +5,7 @@
 //! panics on bad input. Every error maps to a deferral except the definite
 //! answers listed in [`crate::outcome`].
 //!
-//! Order of the writes (SPEC §4, §5): the message is written and fsynced
+//! Order of the writes: the message is written and fsynced
 //! once, into the first mailbox's `tmp/`, while its header is scanned for
 //! loops; it is hard-linked (or, across filesystems, copied and fsynced)
 //! into every other mailbox's `tmp/`; then qmail-queue gets the remote
@@ -13,7 +13,7 @@
 //! (each `new/` fsynced). A failure before the links removes every `tmp/`
 //! file, so a retry never duplicates a local copy.
 //!
-//! Quota (SPEC §7, [`crate::quota`]): once the first copy is in `tmp/` its
+//! Quota ([`crate::quota`]): once the first copy is in `tmp/` its
 //! stored size is known; then every target account's `maildirsize` is
 //! locked and checked, before any other copy is made, anything is queued
 //! or anything is linked. If any mailbox of a fan-out is over quota the
@@ -25,7 +25,7 @@
 //! them for any ordinary fan-out); a lock beyond it is released after its
 //! check and retaken for the append ([`crate::quota::reserve`]).
 //!
-//! Open files (issue 10): a delivery holds at most the soft limit, whatever
+//! Open files: a delivery holds at most the soft limit, whatever
 //! its fan-out. Maildirs are kept open in plan order while the budget lasts
 //! and reopened beneath the root for each step after that; a hard limit
 //! below [`crate::openfiles::FLOOR`] is a deferral, the same one `vmailctl
@@ -450,6 +450,8 @@ fn queue_copy(
 struct FilterSetup {
     personal: filter::Personal,
     junk: bool,
+    /// Scripts run for this mailbox (its own or the site's).
+    scripts: bool,
     active: bool,
 }
 
@@ -466,14 +468,14 @@ fn filter_setup(cfg: &Config, root: &MailRoot, mailboxes: &[&plan::Mailbox]) -> 
                 filter::Personal::None
             };
             let junk = account && mb.junk.unwrap_or(cfg.junk.enabled);
-            let active = junk
-                || (cfg.sieve.enabled
-                    && account
-                    && (globals || !matches!(personal, filter::Personal::None)));
+            let scripts = cfg.sieve.enabled
+                && account
+                && (globals || !matches!(personal, filter::Personal::None));
             FilterSetup {
                 personal,
                 junk,
-                active,
+                scripts,
+                active: junk || scripts,
             }
         })
         .collect()
@@ -529,12 +531,7 @@ fn store_filtered(
         envelope_to: msg.delivered_to.to_string(),
         extension_delimiter: cfg.mail.extension_delimiter.clone(),
         now,
-        local_offset: if filters
-            .iter()
-            .any(|f| !matches!(f.personal, filter::Personal::None))
-            || !cfg.sieve.before_programs.is_empty()
-            || !cfg.sieve.after_programs.is_empty()
-        {
+        local_offset: if filters.iter().any(|f| f.scripts) {
             filter::local_offset(now)
         } else {
             0
@@ -558,7 +555,9 @@ fn store_filtered(
             None
         };
         let home = home_rel.as_deref().and_then(|h| root.open_dir(h).ok());
-        let unfiltered = !f.active || (!whole && !matches!(f.personal, filter::Personal::None));
+        // Too large for the scripts: kept as without them (Junk still
+        // applies: the header is whole).
+        let unfiltered = !f.active || (!whole && f.scripts);
         let mut d = if unfiltered {
             filter::Decision::keep()
         } else {
@@ -576,7 +575,7 @@ fn store_filtered(
             })
         };
         if unfiltered && f.active {
-            if !whole {
+            if f.scripts {
                 d.notes.push(format!(
                     "larger than {} bytes: kept without running the Sieve scripts",
                     filter::MAX_MESSAGE

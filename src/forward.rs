@@ -1,4 +1,4 @@
-//! Forwarding through qmail-queue (SPEC §5).
+//! Forwarding through qmail-queue.
 //!
 //! One call for all remote recipients: the message on the child's fd 0,
 //! the envelope on its fd 1 (`F<sender>\0`, `T<rcpt>\0` each, `\0`). The

@@ -1,4 +1,6 @@
-//! The loop and hop checks of SPEC §6, as a streaming scanner.
+//! The loop and hop checks, as a streaming scanner: a `Delivered-To:`
+//! naming an address this delivery writes as, or 100 or more `Received:`
+//! and `Delivered-To:` lines, is a loop (100, `#5.4.6`).
 //!
 //! Feed the message in chunks of any size; the scanner looks only at the
 //! header (up to the first empty line, or EOF) and keeps a bounded amount of

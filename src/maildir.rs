@@ -1,4 +1,4 @@
-//! Writing into a Maildir, the straight-paper-path way (SPEC §4).
+//! Writing into a Maildir, the straight-paper-path way.
 //!
 //! Guarantees:
 //!
@@ -15,7 +15,7 @@
 //!   symlinks: `openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS)` when the
 //!   kernel has it, else an `O_NOFOLLOW` walk one component at a time. A path
 //!   that would leave the root is an [`MaildirError::Escape`].
-//! * Open files are bounded whatever the fan-out (issue 10): a [`Maildir`]
+//! * Open files are bounded whatever the fan-out: a [`Maildir`]
 //!   opened [`Fds::Kept`] holds three descriptors (itself, `tmp/`, `new/`)
 //!   until it is dropped; one opened [`Fds::Reopened`] holds none between
 //!   operations and reopens the directory it needs beneath the root (the

@@ -1,4 +1,4 @@
-//! Maildir++ quota arithmetic (SPEC §7), pure: reading and writing the
+//! Maildir++ quota arithmetic, pure: reading and writing the
 //! `maildirsize` file, the quota check, and when the file must not be
 //! trusted. No filesystem, no clock: the caller passes the file's bytes.
 //!

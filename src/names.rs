@@ -1,4 +1,4 @@
-//! Maildir file names (SPEC §4), pure.
+//! Maildir file names, pure.
 //!
 //! `<secs>.M<usec>P<pid>Q<n>R<random>.<host>` is unique without relying on
 //! the clock alone: `Q<n>` counts deliveries within one process and

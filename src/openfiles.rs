@@ -1,5 +1,4 @@
-//! The open-file limit (`RLIMIT_NOFILE`) and how a delivery spends it
-//! (issue 10).
+//! The open-file limit (`RLIMIT_NOFILE`) and how a delivery spends it.
 //!
 //! A delivery needs at most [`FLOOR`] descriptors at once whatever its
 //! fan-out: the standard three, the mail root, and what one step holds

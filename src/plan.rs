@@ -1,4 +1,4 @@
-//! Resolution (SPEC §3), pure: from what the database said to a delivery
+//! Resolution, pure: from what the database said to a delivery
 //! plan, or to the list of further facts it needs.
 //!
 //! The database layer answers questions of the form "what is there for

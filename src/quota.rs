@@ -1,4 +1,4 @@
-//! Maildir++ quota on disk (SPEC §7): the `maildirsize` file under its
+//! Maildir++ quota on disk: the `maildirsize` file under its
 //! lock, recalculation, the charge after delivery, the warning message.
 //! The arithmetic is [`crate::maildirsize`]'s; this module does the I/O.
 //!
@@ -81,7 +81,7 @@ pub const FILE: &str = "maildirsize";
 /// a recalculation does not count.
 pub const WARN_STAMP: &str = "quotawarn";
 
-/// At most one warning per this many seconds (SPEC §7), even when a
+/// At most one warning per this many seconds, even when a
 /// mailbox that hovers around the mark crosses it several times a day.
 pub const WARN_EVERY_SECS: i64 = 24 * 3600;
 

@@ -203,7 +203,7 @@ fn strip_host_prefix<'a>(ext: &'a str, host: &str) -> &'a str {
     }
 }
 
-/// Work out the recipient (SPEC §3).
+/// Work out the recipient.
 ///
 /// Domain = `HOST`; local part = `EXT` less a leading `<HOST>-`, or `DEFAULT`
 /// when that leaves nothing. `--local`/`--domain` replace both.

@@ -40,7 +40,7 @@
 //!   those in names; `/` and the dot keep a name one plain file in
 //!   `sieve/`).
 //!
-//! Choices where the issue is silent: `put` to an account whose home does
+//! Choices made here: `put` to an account whose home does
 //! not exist yet creates its Maildir first (as its first delivery would),
 //! so a filter can be set up before any mail arrives; `deactivate` with
 //! nothing active succeeds and says so (ManageSieve's `SETACTIVE ""` does

@@ -1,7 +1,7 @@
 //! vdeliver: run by qmail-local, once per recipient, from `.qmail-default`.
 //! Reads the message on stdin, prints one line, exits 0, 100 or 111.
 //!
-//! Entered straight from the C start-up code (`#![no_main]`, issue 11):
+//! Entered straight from the C start-up code (`#![no_main]`):
 //! std's own start-up reads and parses `/proc/self/maps` to find the main
 //! thread's stack guard for its stack-overflow message, and sets up a
 //! signal stack: a sixth of the instructions of a whole delivery, for a

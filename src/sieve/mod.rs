@@ -92,7 +92,7 @@
 //! * `${hex:…}` may produce bytes; the decoded string must be UTF-8 (an
 //!   error otherwise), since every string here is text.
 //! * `:encodeurl` (defined by RFC 5435, enotify) is accepted with
-//!   `variables` alone, as the issue lists it under `set`.
+//!   `variables` alone, as a modifier of `set` like the others.
 //! * A namespaced variable reference (`${a.b}`) is an error: no namespace
 //!   is supported (RFC 5229 section 3).
 //! * Values that must be known at compile time (comparator names,

@@ -20,7 +20,7 @@
 //! * `INBOX` (any case) is the Maildir itself: the empty string. A name
 //!   starting with `INBOX` and the separator (any case: `INBOX.Sent`,
 //!   scripts written for Courier-style namespaces) names the same folder
-//!   without that prefix. This is the choice and differs from
+//!   without that prefix. This is a deliberate choice and differs from
 //!   Pigeonhole under Dovecot's default namespace (`inbox = yes`, empty
 //!   prefix, checked with `sieve-test`): there `INBOX.Sub` is a child of
 //!   the inbox, stored in `.INBOX.Sub`; here it is `.Sub`, as under a

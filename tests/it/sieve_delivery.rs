@@ -28,11 +28,7 @@ fn script(s: &Site, address: &str, text: &str) {
 fn deliver(s: &Site, to: &str, from: &str, m: &[u8]) -> Run {
     let mut env = qmail_env(to, from);
     env.extend(s.queue_env(0, &[]));
-    s.command(&env, &[])
-        .stdin(s.message_file(m))
-        .output()
-        .unwrap()
-        .into()
+    s.deliver_env(&env, m)
 }
 
 fn stored(from: &str, dt: &str, m: &[u8]) -> Vec<u8> {
@@ -543,21 +539,11 @@ fn currentdate_without_a_zone_uses_the_machines_zone() {
     // A POSIX TZ string needs no zone files.
     let mut env = qmail_env("alice@example.com", "bob@remote.org");
     env.push(("TZ".into(), "IST-5:30".into()));
-    let r: Run = s
-        .command(&env, &[])
-        .stdin(s.message_file(&msg("tz", "")))
-        .output()
-        .unwrap()
-        .into();
+    let r = s.deliver_env(&env, &msg("tz", ""));
     assert_eq!(r.stdout, format!("delivered to {ALICE}.India/\n"), "{r:?}");
     env.retain(|(k, _)| k != "TZ");
     env.push(("TZ".into(), "UTC0".into()));
-    let r: Run = s
-        .command(&env, &[])
-        .stdin(s.message_file(&msg("tz2", "")))
-        .output()
-        .unwrap()
-        .into();
+    let r = s.deliver_env(&env, &msg("tz2", ""));
     assert_eq!(r.stdout, format!("delivered to {ALICE}\n"), "{r:?}");
 }
 
@@ -708,4 +694,40 @@ fn hostile_and_root_owned_files_in_the_home_never_lose_mail() {
         is_root,
         "this test runs as root, as CI does (the root-owned cases need it)"
     );
+}
+
+/// Twenty deliveries from one sender at once, each a real vdeliver
+/// process: exactly one vacation reply, and all twenty messages stored.
+#[test]
+fn twenty_concurrent_deliveries_send_one_vacation_reply() {
+    let s = Site::new();
+    s.account("alice@example.com");
+    script(
+        &s,
+        "alice@example.com",
+        "require \"vacation\"; vacation :days 1 \"Away.\";",
+    );
+    let mut env = qmail_env("alice@example.com", "bob@remote.org");
+    env.extend(s.queue_env(0, &[]));
+    let children: Vec<_> = (0..20)
+        .map(|i| {
+            s.command(&env, &[])
+                .stdin(s.message_file(&msg(&format!("m{i}"), "")))
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut lines = Vec::new();
+    for c in children {
+        let out = c.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{out:?}");
+        lines.push(String::from_utf8_lossy(&out.stdout).into_owned());
+    }
+    let sent = lines
+        .iter()
+        .filter(|l| l.contains("vacation reply sent"))
+        .count();
+    assert_eq!(sent, 1, "{lines:#?}");
+    assert_eq!(s.queued().len(), 1);
+    assert_eq!(messages(&s, "").len(), 20);
 }
