@@ -9,6 +9,8 @@
 //! treats as temporary). The two things of std's start-up that vdeliver
 //! does rely on are done first, by hand: file descriptors 0, 1 and 2 are
 //! open (on `/dev/null` if they were closed) and SIGPIPE is ignored.
+//! `--help` and `--version` are answered right after those two, before
+//! any check (see `invocation`).
 //!
 //! Under `cargo test` (which builds every binary with the test harness and
 //! runs it) the harness's own `main` is used, and this one is left out.
@@ -39,6 +41,10 @@ pub extern "C" fn main(
         );
     }
     deadline::ignore_broken_pipe();
+    // `--help` and `--version` before any check (root may ask too).
+    if let Some(info) = invocation::info(std::env::args_os().skip(1)) {
+        print_and_exit(info.text());
+    }
     privs::private_umask();
     privs::block_file_size_signal();
     std::panic::set_hook(Box::new(|info| {
@@ -48,6 +54,16 @@ pub extern "C" fn main(
         )
     }));
     deadline::report_and_exit(&run())
+}
+
+/// Print `text` on standard output and exit 0, or 111 when it cannot be
+/// written (a closed pipe, a full disk): nothing is claimed that was not said.
+#[cfg(not(test))]
+fn print_and_exit(text: &str) -> ! {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let written = out.write_all(text.as_bytes()).and_then(|()| out.flush());
+    std::process::exit(if written.is_ok() { 0 } else { 111 })
 }
 
 fn run() -> Outcome {

@@ -536,3 +536,87 @@ fn refuses_to_run_as_root() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("refuses to run as root"));
     assert!(!s.maildir(ALICE).exists());
 }
+
+/// `--help` and `--version` answer anyone, root included, before any
+/// check: no environment, no configuration, no stdin, beside arguments
+/// that would otherwise be a usage error.
+#[test]
+fn help_and_version_for_anyone_before_any_check() {
+    let bin = crate::common::site::bin("vdeliver");
+    let as_root = || {
+        if crate::common::unpriv::is_root() {
+            std::process::Command::new(&bin)
+        } else {
+            let mut c = std::process::Command::new("unshare");
+            c.arg("--map-root-user").arg(&bin);
+            c
+        }
+    };
+    let as_user = || crate::common::unpriv::command_as_unprivileged(&bin);
+    let version = format!("vdeliver {}\n", env!("CARGO_PKG_VERSION"));
+    for (who, make) in [
+        ("root", &as_root as &dyn Fn() -> std::process::Command),
+        ("user", &as_user),
+    ] {
+        for args in [
+            &["--help"][..],
+            &["-h"],
+            &["--version"],
+            &["-V"],
+            &["--local", "x", "--bogus", "--help"],
+            &["--config", "/nonexistent", "--version"],
+        ] {
+            let out = make()
+                .args(args)
+                .env_clear()
+                .env("VDELIVER_CONFIG", "/nonexistent/config.toml")
+                .stdin(std::process::Stdio::null())
+                .output()
+                .unwrap();
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            assert_eq!(out.status.code(), Some(0), "{who} {args:?}: {out:?}");
+            assert!(out.stderr.is_empty(), "{who} {args:?}: {out:?}");
+            if args.iter().any(|a| *a == "--help" || *a == "-h") {
+                assert!(
+                    stdout.starts_with(&version.replace('\n', " - ")),
+                    "{stdout}"
+                );
+                for want in [
+                    "vdeliver --local LOCAL --domain DOMAIN [--sender SENDER]",
+                    "--local LOCAL     the recipient's local part; required with --domain",
+                    "--domain DOMAIN   the recipient's domain; required with --local",
+                    "|/usr/local/bin/vdeliver",
+                    "qmail-local",
+                ] {
+                    assert!(
+                        stdout.contains(want),
+                        "{who} {args:?}: no {want:?} in\n{stdout}"
+                    );
+                }
+            } else {
+                assert_eq!(stdout, version, "{who} {args:?}");
+            }
+        }
+    }
+    // Not an option: the value of one; after `--`, a fallback. Root is
+    // still refused; the user gets the usual usage error, not the help.
+    let out = as_root()
+        .args(["--local", "--help"])
+        .env_clear()
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(111), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("refuses to run as root"));
+    let out = as_user()
+        .args(["--bogus"])
+        .env_clear()
+        .stdin(tempfile::tempfile().unwrap())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(111), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "Configuration error: usage: unknown option --bogus (see vdeliver --help). (#4.3.5)\n"
+    );
+}
