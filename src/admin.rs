@@ -53,6 +53,7 @@ mod migrate;
 mod names;
 mod purge;
 mod relocated;
+mod rename;
 pub mod sieve;
 mod sizes;
 mod usage;
@@ -60,7 +61,8 @@ pub mod vacation;
 
 pub use account::{
     account_add, account_delete, account_junk, account_list, account_password, account_quota,
-    account_set_active, account_show, quota, Account, NewAccount, QuotaReport,
+    account_services, account_set_active, account_set_info, account_show, quota, Account,
+    NewAccount, QuotaReport, Service, Services,
 };
 pub use alias::{alias_add, alias_delete, alias_list, Alias, Changed};
 pub use alias_domain::{
@@ -82,6 +84,7 @@ pub use names::{
 };
 pub use purge::{purge_maildir, Purged};
 pub use relocated::{relocated_add, relocated_delete, relocated_list, Relocated};
+pub use rename::{account_rename, Moved, Renamed};
 pub use sizes::{human_count, human_limit, human_size, parse_count, parse_size};
 pub use usage::{usage, Usage};
 

@@ -98,6 +98,108 @@ pub fn scheme_of(stored: &str) -> Option<&str> {
     Some(&rest[..end])
 }
 
+/// The characters of a generated password: letters and digits without
+/// the ones that are easy to misread (0 O o, 1 l I), so it can be read
+/// aloud or copied by hand; 56 of them, about 5.8 bits each.
+pub const RANDOM_ALPHABET: &[u8] = b"abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+
+/// The length of a generated password: 20 characters, about 116 bits.
+pub const RANDOM_LEN: usize = 20;
+
+/// A new random password of `len` characters from [`RANDOM_ALPHABET`],
+/// from the kernel's random source (getrandom), each character uniform
+/// (bytes beyond the largest multiple of the alphabet's size are
+/// drawn again).
+pub fn random(len: usize) -> Result<String, String> {
+    let n = RANDOM_ALPHABET.len();
+    let limit = 256 - 256 % n;
+    let mut out = String::with_capacity(len);
+    let mut buf = [0u8; 64];
+    while out.len() < len {
+        let got = rustix::rand::getrandom(&mut buf, rustix::rand::GetRandomFlags::empty())
+            .map_err(|e| format!("cannot make a random password: {e}"))?;
+        for &b in &buf[..got] {
+            if usize::from(b) < limit && out.len() < len {
+                out.push(char::from(RANDOM_ALPHABET[usize::from(b) % n]));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// A password scheme as `vmailctl password-schemes` lists it.
+#[derive(Debug, Clone, Serialize)]
+pub struct SchemeInfo {
+    /// Dovecot's name, the `{NAME}` prefix of the stored value.
+    pub name: &'static str,
+    /// What the stored value looks like after the prefix.
+    pub form: &'static str,
+    /// vmailctl can store it (`[password] scheme`).
+    pub store: bool,
+    /// Dovecot verifies it (the build Debian ships).
+    pub verify: bool,
+    pub note: &'static str,
+}
+
+/// What vmailctl stores and what Dovecot verifies: the schemes vmailctl
+/// writes, and those an import brings (vpopmail's crypt(3) strings, kept
+/// as `{CRYPT}…`, examples/vpopmail-import.sql). Dovecot picks the scheme
+/// from the prefix; a value without one uses the passdb's
+/// `default_pass_scheme` (SHA512-CRYPT in the guide).
+pub fn schemes() -> Vec<SchemeInfo> {
+    let s = |name, form, store, verify, note| SchemeInfo {
+        name,
+        form,
+        store,
+        verify,
+        note,
+    };
+    vec![
+        s(
+            "SHA512-CRYPT",
+            "$6$rounds=5000$SALT$HASH",
+            true,
+            true,
+            "the default; crypt(3) SHA-512",
+        ),
+        s(
+            "ARGON2ID",
+            "$argon2id$v=19$m=65536,t=3,p=1$SALT$HASH",
+            true,
+            true,
+            "memory-hard; needs Dovecot built with libsodium (Debian's is)",
+        ),
+        s(
+            "CRYPT",
+            "$6$… (SHA-512), $5$… (SHA-256), $1$… (MD5), or 13-character DES",
+            false,
+            true,
+            "crypt(3) strings as vpopmail stored them (the import keeps them);              MD5 and DES are weak: set a new password",
+        ),
+        s(
+            "SHA256-CRYPT",
+            "$5$SALT$HASH",
+            false,
+            true,
+            "crypt(3) SHA-256",
+        ),
+        s(
+            "MD5-CRYPT",
+            "$1$SALT$HASH",
+            false,
+            true,
+            "weak: set a new password",
+        ),
+        s(
+            "PLAIN",
+            "the password itself",
+            false,
+            true,
+            "clear text (vpopmail's pw_clear_passwd): never imported; avoid",
+        ),
+    ]
+}
+
 /// Read a password from the first line of `r` (for `--password-stdin`).
 pub fn read_line(r: &mut impl BufRead) -> Result<String, String> {
     let mut line = String::new();
@@ -197,6 +299,31 @@ mod tests {
             .verify_password(b"wrong", &parsed)
             .is_err());
         assert_eq!(scheme_of(&h), Some("ARGON2ID"));
+    }
+
+    #[test]
+    fn random_passwords() {
+        let a = random(RANDOM_LEN).unwrap();
+        let b = random(RANDOM_LEN).unwrap();
+        assert_eq!(a.len(), RANDOM_LEN);
+        assert_ne!(a, b);
+        assert!(a.bytes().all(|c| RANDOM_ALPHABET.contains(&c)), "{a}");
+        assert!(!RANDOM_ALPHABET.iter().any(|c| b"0Oo1lI".contains(c)));
+        // Every character of the alphabet shows up in enough draws.
+        let many = random(5000).unwrap();
+        assert!(RANDOM_ALPHABET.iter().all(|c| many.as_bytes().contains(c)));
+        check(&a).unwrap();
+    }
+
+    #[test]
+    fn schemes_listed() {
+        let v = schemes();
+        let stored: Vec<&str> = v.iter().filter(|s| s.store).map(|s| s.name).collect();
+        assert_eq!(
+            stored,
+            [Scheme::Sha512Crypt.name(), Scheme::Argon2id.name()]
+        );
+        assert!(v.iter().all(|s| s.verify));
     }
 
     #[test]

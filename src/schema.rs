@@ -16,6 +16,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
     ),
     (3, "routes", include_str!("../migrations/0003_routes.sql")),
     (4, "junk", include_str!("../migrations/0004_junk.sql")),
+    (
+        5,
+        "accounts",
+        include_str!("../migrations/0005_accounts.sql"),
+    ),
 ];
 
 /// The version a fully migrated database is at.

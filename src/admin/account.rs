@@ -1,9 +1,18 @@
 //! Accounts: add (refusing, unless told to reuse it, a Maildir already on
 //! disk or overlapping another account's), show, list, enable/disable,
-//! password, own quota limits, Junk routing, delete (the Maildir stays) and
-//! `vmailctl quota` (usage against the account's limits). Changes that
-//! would stop an alias or catch-all pointing at the account from
-//! delivering are refused unless forced (see [`super::guard`]).
+//! password, own quota limits, Junk routing, real name and note, the
+//! services it may log in to, rename (see [`super::rename`]), delete (the
+//! Maildir stays) and `vmailctl quota` (usage against the account's
+//! limits). Changes that would stop an alias or catch-all pointing at the
+//! account from delivering are refused unless forced (see
+//! [`super::guard`]).
+//!
+//! The real name and the note are free text for the postmaster, one line
+//! each (no control characters), at most 200 and 1000 characters; empty
+//! when not given. The service flags (`imap`, `pop3`, `smtp`, `sieve`, all
+//! on by default) are read by nothing but the Dovecot passdb query of the
+//! guide: an account with every service off still receives mail, and
+//! delivery never reads them.
 
 use super::domain::{domain_id, names_of, Deleted};
 use super::guard::{guarded, in_tx, referrers};
@@ -30,6 +39,9 @@ pub struct NewAccount {
     /// Accept a Maildir that is already on disk, or that is the same as,
     /// inside or around another account's (`--reuse-maildir`).
     pub reuse_maildir: bool,
+    /// The holder's name and a note ('' = none).
+    pub real_name: String,
+    pub note: String,
 }
 
 impl Default for NewAccount {
@@ -42,6 +54,52 @@ impl Default for NewAccount {
             active: true,
             mail_root: None,
             reuse_maildir: false,
+            real_name: String::new(),
+            note: String::new(),
+        }
+    }
+}
+
+/// What an account may log in to, through Dovecot (columns `imap`,
+/// `pop3`, `smtp`, `sieve`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Services {
+    pub imap: bool,
+    pub pop3: bool,
+    /// SMTP AUTH (Dovecot's services `smtp` and `submission`).
+    pub smtp: bool,
+    /// ManageSieve.
+    pub sieve: bool,
+}
+
+/// One of the services of [`Services`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Service {
+    Imap,
+    Pop3,
+    Smtp,
+    Sieve,
+}
+
+impl Service {
+    pub const ALL: [Service; 4] = [Service::Imap, Service::Pop3, Service::Smtp, Service::Sieve];
+
+    /// Its column in `accounts`, and its name on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Service::Imap => "imap",
+            Service::Pop3 => "pop3",
+            Service::Smtp => "smtp",
+            Service::Sieve => "sieve",
+        }
+    }
+
+    pub fn of(self, s: &Services) -> bool {
+        match self {
+            Service::Imap => s.imap,
+            Service::Pop3 => s.pop3,
+            Service::Smtp => s.smtp,
+            Service::Sieve => s.sieve,
         }
     }
 }
@@ -70,13 +128,17 @@ pub struct Account {
     /// to follow the site's default (`junk.enabled`, which the database
     /// does not know).
     pub junk: Option<bool>,
+    /// The holder's name and the postmaster's note ('' = none).
+    pub real_name: String,
+    pub note: String,
+    pub services: Services,
 }
 
 const ACCOUNT_SELECT: &str = "\
 SELECT a.local_part, d.name, a.maildir, a.active, d.active, a.password_hash,
        a.quota_bytes, a.quota_messages,
        coalesce(a.quota_bytes, d.quota_bytes), coalesce(a.quota_messages, d.quota_messages),
-       a.created_at::text, a.junk
+       a.created_at::text, a.junk, a.real_name, a.note, a.imap, a.pop3, a.smtp, a.sieve
   FROM accounts a JOIN domains d ON d.id = a.domain_id";
 
 fn account_row(r: &postgres::Row) -> Account {
@@ -101,8 +163,37 @@ fn account_row(r: &postgres::Row) -> Account {
         effective_quota_messages: r.get(9),
         created_at: r.get(10),
         junk: r.get(11),
+        real_name: r.get(12),
+        note: r.get(13),
+        services: Services {
+            imap: r.get(14),
+            pop3: r.get(15),
+            smtp: r.get(16),
+            sieve: r.get(17),
+        },
     }
 }
+
+/// A real name or note as given: one line of text, `max` characters at
+/// most; surrounding blanks dropped.
+pub fn check_text(what: &str, raw: &str, max: usize) -> Result<String> {
+    let t = raw.trim();
+    if t.chars().any(char::is_control) {
+        return Err(AdminError::Invalid(format!(
+            "the {what} contains a control character (one line of text)"
+        )));
+    }
+    if t.chars().count() > max {
+        return Err(AdminError::Invalid(format!(
+            "the {what} is longer than {max} characters"
+        )));
+    }
+    Ok(t.to_string())
+}
+
+/// The longest real name and note.
+pub const NAME_MAX: usize = 200;
+pub const NOTE_MAX: usize = 1000;
 
 /// Add an account. Refused, unless `new.reuse_maildir`, when its Maildir
 /// is already on disk (left by a deleted account: the new owner would get
@@ -110,6 +201,8 @@ fn account_row(r: &postgres::Row) -> Account {
 /// would see the other's mail, and quotas would count it twice).
 pub fn account_add(client: &mut Client, raw: &str, new: &NewAccount) -> Result<Account> {
     let (local, domain) = address(raw)?;
+    let real_name = check_text("name", &new.real_name, NAME_MAX)?;
+    let note = check_text("note", &new.note, NOTE_MAX)?;
     let maildir = match &new.maildir {
         Some(m) => check_maildir(m)?,
         None => format!("{domain}/{local}/Maildir/"),
@@ -120,8 +213,8 @@ pub fn account_add(client: &mut Client, raw: &str, new: &NewAccount) -> Result<A
         // is on disk.
         c.execute(
             "INSERT INTO accounts (domain_id, local_part, maildir, password_hash,
-                                   quota_bytes, quota_messages, active)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                                   quota_bytes, quota_messages, active, real_name, note)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
             &[
                 &id,
                 &local,
@@ -130,6 +223,8 @@ pub fn account_add(client: &mut Client, raw: &str, new: &NewAccount) -> Result<A
                 &new.quota_bytes,
                 &new.quota_messages,
                 &new.active,
+                &real_name,
+                &note,
             ],
         )
         .map_err(|e| {
@@ -164,7 +259,7 @@ pub fn account_add(client: &mut Client, raw: &str, new: &NewAccount) -> Result<A
 /// Another account (not `local` of domain `id`) whose Maildir is
 /// `maildir`, is inside it, or holds it: (address, its Maildir). Compared
 /// by path components, as stored.
-fn maildir_user(
+pub(super) fn maildir_user(
     client: &mut Client,
     maildir: &str,
     id: i64,
@@ -362,6 +457,51 @@ pub fn account_quota(
 /// delivered, so nothing is refused.
 pub fn account_junk(client: &mut Client, raw: &str, junk: Option<bool>) -> Result<Account> {
     let addr = account_update(client, raw, "junk = $3", &[&junk])?;
+    account_show(client, &addr)
+}
+
+/// Set an account's real name and/or note (`None` leaves one as it is;
+/// `Some("")` clears it).
+pub fn account_set_info(
+    client: &mut Client,
+    raw: &str,
+    real_name: Option<&str>,
+    note: Option<&str>,
+) -> Result<Account> {
+    let real_name = real_name
+        .map(|n| check_text("name", n, NAME_MAX))
+        .transpose()?;
+    let note = note.map(|n| check_text("note", n, NOTE_MAX)).transpose()?;
+    let addr = account_update(
+        client,
+        raw,
+        "real_name = coalesce($3, a.real_name), note = coalesce($4, a.note)",
+        &[&real_name, &note],
+    )?;
+    account_show(client, &addr)
+}
+
+/// Turn services on or off (the others stay as they are). Nothing is
+/// refused: the flags decide logins, never delivery.
+pub fn account_services(
+    client: &mut Client,
+    raw: &str,
+    changes: &[(Service, bool)],
+) -> Result<Account> {
+    let want = |s: Service| changes.iter().rev().find(|c| c.0 == s).map(|c| c.1);
+    let (imap, pop3, smtp, sieve) = (
+        want(Service::Imap),
+        want(Service::Pop3),
+        want(Service::Smtp),
+        want(Service::Sieve),
+    );
+    let addr = account_update(
+        client,
+        raw,
+        "imap = coalesce($3, a.imap), pop3 = coalesce($4, a.pop3),
+         smtp = coalesce($5, a.smtp), sieve = coalesce($6, a.sieve)",
+        &[&imap, &pop3, &smtp, &sieve],
+    )?;
     account_show(client, &addr)
 }
 

@@ -103,7 +103,7 @@ fn remove(root: &Path, rel: &str, comps: &[&str]) -> Result<Purged> {
     Ok(Purged::Removed)
 }
 
-fn unsafe_or_io(
+pub(super) fn unsafe_or_io(
     rel: &str,
     e: Errno,
     refuse: &impl Fn(String) -> AdminError,
@@ -119,7 +119,7 @@ fn unsafe_or_io(
 }
 
 /// Open `comps` beneath `root` as a directory without following symlinks.
-fn open_dir_beneath(root: &OwnedFd, comps: &[&str]) -> rustix::io::Result<OwnedFd> {
+pub(super) fn open_dir_beneath(root: &OwnedFd, comps: &[&str]) -> rustix::io::Result<OwnedFd> {
     if comps.is_empty() {
         return retry(|| rfs::openat(root, ".", DIR_FLAGS, Mode::empty()));
     }

@@ -143,6 +143,19 @@ Examples:
   vmailctl vacation alice@example.com
   vmailctl vacation alice@example.com off")]
     Vacation(VacationArgs),
+    /// The password schemes vmailctl stores and those Dovecot verifies
+    #[command(
+        name = "password-schemes",
+        after_help = "\
+vmailctl stores the scheme [password] scheme names (SHA512-CRYPT by default, or
+ARGON2ID). Dovecot also verifies the other schemes listed, which imported
+accounts may carry (vpopmail's crypt(3) strings as {CRYPT}); a new password
+set with vmailctl replaces them.
+
+Example:
+  vmailctl password-schemes --json"
+    )]
+    PasswordSchemes,
     /// Check the installation: configuration, database, schema, mail root, qmail-queue
     #[command(after_help = "\
 One line per check; exit 1 if any fails.
@@ -299,6 +312,12 @@ Examples:
         /// account) or shared with another account
         #[arg(long)]
         reuse_maildir: bool,
+        /// The holder's real name (one line)
+        #[arg(long, value_name = "TEXT")]
+        name: Option<String>,
+        /// A note for the postmaster (one line)
+        #[arg(long, value_name = "TEXT")]
+        note: Option<String>,
     },
     /// Delete an account (its Maildir stays unless --purge)
     #[command(after_help = "\
@@ -322,15 +341,86 @@ Examples:
     /// Show one account
     #[command(after_help = "Example:\n  vmailctl account show alice@example.com --json")]
     Show { address: String },
-    /// Set the password (from the terminal, or --password-stdin)
+    /// Set the password (from the terminal, --password-stdin, or --random)
     #[command(after_help = "\
+The new password is asked for twice on the terminal with echo off, read from
+the first line of standard input (--password-stdin), or made up (--random:
+20 letters and digits, without 0 O o 1 l I, printed once on standard output,
+never stored in clear). It is stored with the configured scheme ([password]
+scheme; see vmailctl password-schemes).
+
 Examples:
   vmailctl account password alice@example.com
-  printf '%s\\n' \"$pw\" | vmailctl account password alice@example.com --password-stdin")]
+  printf '%s\\n' \"$pw\" | vmailctl account password alice@example.com --password-stdin
+  vmailctl account password alice@example.com --random")]
     Password {
         address: String,
-        #[arg(long)]
+        /// Read the password from the first line of standard input
+        #[arg(long, conflicts_with = "random")]
         password_stdin: bool,
+        /// Make up a random password and print it once
+        #[arg(long)]
+        random: bool,
+    },
+    /// Set the holder's real name and/or the note ('' clears one)
+    #[command(after_help = "\
+Examples:
+  vmailctl account set alice@example.com --name 'Alice Smith'
+  vmailctl account set alice@example.com --note 'Sales; laptop and phone'
+  vmailctl account set alice@example.com --note ''")]
+    Set {
+        address: String,
+        /// The holder's real name (one line)
+        #[arg(long, value_name = "TEXT", required_unless_present = "note")]
+        name: Option<String>,
+        /// A note for the postmaster (one line)
+        #[arg(long, value_name = "TEXT")]
+        note: Option<String>,
+    },
+    /// Which services the account may log in to: IMAP, POP3, SMTP AUTH, ManageSieve
+    #[command(after_help = "\
+Each service is on unless turned off. Dovecot's passdb query from the guide
+refuses a login to a service that is off (SMTP covers Dovecot's smtp and
+submission services; sieve is ManageSieve). Delivery is not affected. Without
+options, shows them.
+
+Examples:
+  vmailctl account services alice@example.com --imap off --pop3 off
+  vmailctl account services alice@example.com --sieve on
+  vmailctl account services alice@example.com")]
+    Services {
+        address: String,
+        #[arg(long, value_enum, value_name = "on|off")]
+        imap: Option<OnOff>,
+        #[arg(long, value_enum, value_name = "on|off")]
+        pop3: Option<OnOff>,
+        /// SMTP AUTH (Dovecot's smtp and submission services)
+        #[arg(long, value_enum, value_name = "on|off")]
+        smtp: Option<OnOff>,
+        /// ManageSieve
+        #[arg(long, value_enum, value_name = "on|off")]
+        sieve: Option<OnOff>,
+    },
+    /// Give an account another address; its Maildir moves along
+    #[command(after_help = "\
+The home directory DOMAIN/LOCAL/ (the Maildir, the Sieve scripts) becomes
+NEWDOMAIN/NEWLOCAL/ by one rename on the same filesystem, never overwriting;
+a Maildir set elsewhere (--maildir) keeps its path. Aliases and catch-alls
+pointing at the old address point at the new one, in the same transaction.
+
+Refused when NEW is already an account, an alias or a relocated address, or
+when NEWDOMAIN/NEWLOCAL/ already exists on disk. If it is interrupted (a
+crash), running the same command again finishes it.
+
+Examples:
+  vmailctl account rename alice@example.com alice.smith@example.com
+  vmailctl account rename bob@example.com bob@example.org")]
+    Rename {
+        old: String,
+        new: String,
+        /// Also when an alias or catch-all would stop delivering
+        #[arg(long)]
+        force: bool,
     },
     /// Set the account's own limits, or --inherit the domain's
     #[command(after_help = "\
@@ -379,6 +469,13 @@ Examples:
         #[arg(value_enum)]
         setting: JunkSetting,
     },
+}
+
+/// A service's setting in `vmailctl account services`.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum OnOff {
+    On,
+    Off,
 }
 
 /// `vmailctl account junk`'s setting, stored in `accounts.junk`.
@@ -697,16 +794,25 @@ fn run(cli: Cli) -> anyhow::Result<Report> {
             return explain(&cfg, address);
         }
         Command::Sieve(SieveCmd::Check { file }) => return sieve_check(file),
+        Command::PasswordSchemes => return password_schemes(load(&path).ok().as_ref()),
         _ => {}
     }
     let cfg = load(&path)?;
     // Validate what needs no database, and read the password, first.
+    let mut random_password = None;
     let password_hash = match &cli.command {
         Command::Account(AccountCmd::Add {
             password,
             password_stdin,
             ..
         }) if *password || *password_stdin => Some(read_password(&cfg, *password_stdin)?),
+        Command::Account(AccountCmd::Password { random: true, .. }) => {
+            let pw = password::random(password::RANDOM_LEN).map_err(AdminError::Failed)?;
+            let hash =
+                password::hash(cfg.password.scheme, pw.as_bytes()).map_err(AdminError::Failed)?;
+            random_password = Some(pw);
+            Some(hash)
+        }
         Command::Account(AccountCmd::Password { password_stdin, .. }) => {
             Some(read_password(&cfg, *password_stdin)?)
         }
@@ -741,6 +847,7 @@ fn run(cli: Cli) -> anyhow::Result<Report> {
         Command::Check { .. }
         | Command::Resolve { .. }
         | Command::Explain { .. }
+        | Command::PasswordSchemes
         | Command::Sieve(SieveCmd::Check { .. }) => {
             unreachable!("handled above")
         }
@@ -765,7 +872,7 @@ fn run(cli: Cli) -> anyhow::Result<Report> {
         }
         Command::Domain(cmd) => domain(c, &cfg, &rules, cmd),
         Command::AliasDomain(cmd) => alias_domain(c, &rules, cmd),
-        Command::Account(cmd) => account(c, &cfg, &rules, cmd, password_hash),
+        Command::Account(cmd) => account(c, &cfg, &rules, cmd, password_hash, random_password),
         Command::Alias(cmd) => alias(c, &rules, cmd),
         Command::Catchall(cmd) => catchall(c, &rules, cmd),
         Command::Relocated(cmd) => relocated(c, &rules, cmd),
@@ -1021,11 +1128,26 @@ fn account_json(a: &admin::Account, site_junk: bool) -> anyhow::Result<serde_jso
     Ok(v)
 }
 
+/// The services an account may log in to, as `account show` prints
+/// them: `imap pop3 smtp sieve`, `imap sieve (off: pop3 smtp)`, `none`.
+fn services_text(s: &admin::Services) -> String {
+    let (on, off): (Vec<_>, Vec<_>) = admin::Service::ALL.iter().partition(|x| x.of(s));
+    let names = |v: &[&admin::Service]| v.iter().map(|x| x.name()).collect::<Vec<_>>().join(" ");
+    match (on.is_empty(), off.is_empty()) {
+        (_, true) => names(&on),
+        (true, _) => "none (cannot log in anywhere)".to_string(),
+        _ => format!("{} (off: {})", names(&on), names(&off)),
+    }
+}
+
 fn account_text(a: &admin::Account, site_junk: bool) -> String {
     format!(
-        "account:        {}\nactive:         {}{}\nMaildir:        {}\npassword:       {}\n\
-         quota:          {} ({}), {} messages ({})\njunk:           {}\ncreated:        {}",
+        "account:        {}\nname:           {}\nactive:         {}{}\nMaildir:        {}\n\
+         password:       {}\nservices:       {}\n\
+         quota:          {} ({}), {} messages ({})\njunk:           {}\nnote:           {}\n\
+         created:        {}",
         a.address,
+        a.real_name,
         yes_no(a.active),
         if a.domain_active {
             ""
@@ -1036,6 +1158,7 @@ fn account_text(a: &admin::Account, site_junk: bool) -> String {
         a.password_scheme
             .as_deref()
             .map_or("none (cannot log in)".to_string(), |s| format!("set ({s})")),
+        services_text(&a.services),
         human_limit(a.effective_quota_bytes),
         if a.quota_bytes.is_some() {
             "own"
@@ -1049,6 +1172,7 @@ fn account_text(a: &admin::Account, site_junk: bool) -> String {
             "domain default"
         },
         junk_text(a.junk, site_junk),
+        a.note,
         a.created_at
     )
 }
@@ -1059,6 +1183,7 @@ fn account(
     rules: &vdeliver::plan::Rules,
     cmd: AccountCmd,
     password_hash: Option<String>,
+    random_password: Option<String>,
 ) -> anyhow::Result<Report> {
     match cmd {
         AccountCmd::Add {
@@ -1068,6 +1193,8 @@ fn account(
             quota_messages,
             disabled,
             reuse_maildir,
+            name,
+            note,
             ..
         } => {
             let new = admin::NewAccount {
@@ -1078,6 +1205,8 @@ fn account(
                 active: !disabled,
                 mail_root: Some(cfg.mail.root.clone()),
                 reuse_maildir,
+                real_name: name.unwrap_or_default(),
+                note: note.unwrap_or_default(),
             };
             let a = admin::account_add(c, &address, &new)?;
             Report::new(
@@ -1102,8 +1231,13 @@ fn account(
                 .iter()
                 .map(|a| {
                     format!(
-                        "{}{}  {}  quota {}/{} msgs{}\n",
+                        "{}{}{}  {}  quota {}/{} msgs{}{}{}\n",
                         a.address,
+                        if a.real_name.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" ({})", a.real_name)
+                        },
                         if a.active { "" } else { "  (disabled)" },
                         a.maildir,
                         human_limit(a.effective_quota_bytes),
@@ -1114,6 +1248,17 @@ fn account(
                             Some(true) => "  junk on",
                             Some(false) => "  junk off",
                             None => "",
+                        },
+                        // Only services turned off: all on is the default.
+                        if admin::Service::ALL.iter().all(|x| x.of(&a.services)) {
+                            String::new()
+                        } else {
+                            format!("  services {}", services_text(&a.services))
+                        },
+                        if a.note.is_empty() {
+                            String::new()
+                        } else {
+                            format!("  note: {}", a.note)
                         }
                     )
                 })
@@ -1141,10 +1286,84 @@ fn account(
         AccountCmd::Password { address, .. } => {
             let hash = password_hash.context("no password was read")?;
             let a = admin::account_password(c, &address, &hash)?;
+            match random_password {
+                // Printed once, here: it is stored only as a hash.
+                Some(pw) => Report::new(
+                    format!(
+                        "password of {a} changed ({}); the new password:\n{pw}",
+                        cfg.password.scheme
+                    ),
+                    json!({"address": a, "scheme": cfg.password.scheme, "password": pw}),
+                ),
+                None => Report::new(
+                    format!("password of {a} changed ({})", cfg.password.scheme),
+                    json!({"address": a, "scheme": cfg.password.scheme}),
+                ),
+            }
+        }
+        AccountCmd::Set {
+            address,
+            name,
+            note,
+        } => {
+            let a = admin::account_set_info(c, &address, name.as_deref(), note.as_deref())?;
             Report::new(
-                format!("password of {a} changed ({})", cfg.password.scheme),
-                json!({"address": a, "scheme": cfg.password.scheme}),
+                account_text(&a, cfg.junk.enabled),
+                account_json(&a, cfg.junk.enabled)?,
             )
+        }
+        AccountCmd::Services {
+            address,
+            imap,
+            pop3,
+            smtp,
+            sieve,
+        } => {
+            let changes: Vec<(admin::Service, bool)> = [
+                (admin::Service::Imap, imap),
+                (admin::Service::Pop3, pop3),
+                (admin::Service::Smtp, smtp),
+                (admin::Service::Sieve, sieve),
+            ]
+            .into_iter()
+            .filter_map(|(s, v)| v.map(|v| (s, matches!(v, OnOff::On))))
+            .collect();
+            let a = if changes.is_empty() {
+                admin::account_show(c, &address)?
+            } else {
+                admin::account_services(c, &address, &changes)?
+            };
+            Report::new(
+                format!("{}: {}", a.address, services_text(&a.services)),
+                json!({"address": a.address, "services": a.services}),
+            )
+        }
+        AccountCmd::Rename { old, new, force } => {
+            let r = admin::account_rename(c, rules, Some(&cfg.mail.root), &old, &new, force)?;
+            let mut text = format!("renamed account {} to {}", r.from, r.to);
+            text += &match r.moved {
+                admin::Moved::Moved => {
+                    format!("; Maildir moved from {} to {}", r.maildir_before, r.maildir)
+                }
+                admin::Moved::Resumed => format!(
+                    "; Maildir {} (moved by an interrupted rename, now finished)",
+                    r.maildir
+                ),
+                admin::Moved::NothingOnDisk => format!(
+                    "; Maildir {} (nothing on disk yet, so nothing moved)",
+                    r.maildir
+                ),
+                admin::Moved::KeptPath => format!(
+                    "; its Maildir {} keeps its path (not in the default layout \
+                     DOMAIN/LOCAL/Maildir/, so not moved)",
+                    r.maildir
+                ),
+            };
+            if !r.rewritten.is_empty() {
+                text += &format!("\npointed at {}: {}", r.to, r.rewritten.join(", "));
+            }
+            warn(&r.warnings, &mut text);
+            Report::new(text, r)
         }
         AccountCmd::Quota {
             address,
@@ -1175,6 +1394,32 @@ fn account(
             )
         }
     }
+}
+
+/// `vmailctl password-schemes`; `cfg` marks the configured scheme.
+fn password_schemes(cfg: Option<&Config>) -> anyhow::Result<Report> {
+    let configured = cfg.map(|c| c.password.scheme.name());
+    let v = password::schemes();
+    let mut t = String::from("scheme        store  verify  form / note\n");
+    for s in &v {
+        t += &format!(
+            "{:<13} {:<6} {:<7} {}{}\n              {:<6} {:<7} {}\n",
+            s.name,
+            if s.store { "yes" } else { "no" },
+            if s.verify { "yes" } else { "no" },
+            s.form,
+            if configured == Some(s.name) {
+                "  (configured)"
+            } else {
+                ""
+            },
+            "",
+            "",
+            s.note
+        );
+    }
+    let json = json!({"configured": configured, "schemes": v});
+    Report::new(t, json)
 }
 
 fn changed_text(verb: &str, what: &str, ch: &admin::Changed) -> String {

@@ -110,7 +110,7 @@ fn migrate_upgrades_a_version_3_database_keeping_every_row() {
         )
         .unwrap();
     }
-    assert_eq!(vdeliver::schema::current_version(), 4);
+    assert_eq!(vdeliver::schema::current_version(), 5);
     c.batch_execute(
         "INSERT INTO domains (name, quota_bytes) VALUES ('example.com', 1000000), ('other.org', NULL);
          INSERT INTO alias_domains (name, domain_id)
@@ -190,7 +190,7 @@ fn migrate_upgrades_a_version_3_database_keeping_every_row() {
     assert_eq!(schema["ok"], true, "{v}");
     assert_eq!(
         schema["detail"],
-        "at version 4, the current one; the lookup's copies agree"
+        "at version 5, the current one; the lookup's copies agree"
     );
     // Delivered through each layer: plain, extension, alias (one copy
     // local, one in the other domain, one remote, so vdeliver_lookup),
