@@ -61,7 +61,7 @@
 
 use super::account::maildir_user;
 use super::domain::{domain_id, names_of};
-use super::guard::{broken, outcomes, referrers};
+use super::guard::{broken, outcomes, referrers, Probe};
 use super::names::address;
 use super::purge::{open_dir_beneath, unsafe_or_io};
 use super::{as_mail_user, conflict, AdminError, Result};
@@ -165,7 +165,33 @@ pub fn account_rename(
         }
     }
     let names = names_of(client, oid, &od)?;
-    let probes = referrers(client, &names, Some(&ol), None)?;
+    let mut probes = referrers(client, &names, Some(&ol), None)?;
+    // Aliases to an extension of the old address (alice-lists@) reach the
+    // account too, and would stop delivering: probed as well.
+    for r in client.query(
+        "WITH x AS (
+           SELECT a.local_part, d.name,
+                  translate(left(a.destination, length(a.destination)
+                                 - strpos(reverse(a.destination), '@')),
+                            'ABCDEFGHIJKLMNOPQRSTUVWXYZ', 'abcdefghijklmnopqrstuvwxyz') AS loc,
+                  translate(right(a.destination, strpos(reverse(a.destination), '@') - 1),
+                            'ABCDEFGHIJKLMNOPQRSTUVWXYZ', 'abcdefghijklmnopqrstuvwxyz') AS dom
+             FROM aliases a JOIN domains d ON d.id = a.domain_id
+            WHERE strpos(a.destination, '@') > 1)
+         SELECT DISTINCT local_part, name FROM x
+          WHERE dom = ANY($1) AND starts_with(loc, $2) AND loc <> $2 ORDER BY 2, 1",
+        &[&names, &ol],
+    )? {
+        let (local, domain): (String, String) = (r.get(0), r.get(1));
+        let what = format!("alias {local}@{domain}");
+        if !probes.iter().any(|p| p.what == what) {
+            probes.push(Probe {
+                what,
+                local,
+                domain,
+            });
+        }
+    }
 
     // 1. The database change, not committed yet.
     client.batch_execute("BEGIN")?;

@@ -1,3 +1,4 @@
+mod accounts;
 mod common;
 mod delivery;
 mod dovecot_sieve;

@@ -5,10 +5,17 @@
 //! [`Dovecot::guide`] runs the README's guide: `examples/dovecot/99-vdeliver.conf`
 //! as written, except that the `mail_uid`/`mail_gid`/`first_valid_uid` lines
 //! name the user the tests deliver as, and the SQL passdb/userdb (the pgsql
-//! driver is a separate package) become a `passwd-file` holding exactly
-//! what the guide's queries (`examples/dovecot/dovecot-sql.conf.ext`)
-//! return from the site's database, with `/var/vmail` replaced by the
-//! site's mail root. IMAP and ManageSieve listen on free ports of
+//! driver is a separate package) are replaced: the userdb by a
+//! `passwd-file` holding exactly what the guide's `user_query`
+//! (`examples/dovecot/dovecot-sql.conf.ext`) returns from the site's
+//! database, with `/var/vmail` replaced by the site's mail root; the
+//! passdb by a `checkpassword` script that runs the guide's
+//! `password_query` against the site's database at every login, with
+//! Dovecot's `%Ln`, `%Ld` and `%s` (the service) bound as `psql`
+//! variables, and checks the password against the hash it returns with
+//! `doveadm pw -t`. So a change made with vmailctl after the start (a
+//! password, a disabled account or service) applies to the next login,
+//! as with the SQL passdb. IMAP and ManageSieve listen on free ports of
 //! 127.0.0.1. [`Dovecot::start_with`] takes the passdb/userdb/plugin
 //! settings from the caller instead (no listeners).
 //!
@@ -76,12 +83,26 @@ pub fn guide_queries() -> BTreeMap<String, String> {
         .collect()
 }
 
-/// Run a Dovecot SQL query the way Dovecot would for login `user`: `%Ln`
-/// and `%Ld` replaced by the lowercased, SQL-escaped local part and domain.
+/// Run a Dovecot SQL query the way Dovecot would for an IMAP login `user`:
+/// `%Ln` and `%Ld` replaced by the lowercased, SQL-escaped local part and
+/// domain, `%s` by `imap`.
 pub fn guide_sql(s: &Site, query: &str, user: &str) -> Vec<BTreeMap<String, Option<String>>> {
+    guide_sql_as(s, query, user, "imap")
+}
+
+/// [`guide_sql`] for a login to `service` (Dovecot's `%s`).
+pub fn guide_sql_as(
+    s: &Site,
+    query: &str,
+    user: &str,
+    service: &str,
+) -> Vec<BTreeMap<String, Option<String>>> {
     let (n, d) = user.rsplit_once('@').unwrap_or((user, ""));
     let esc = |v: &str| v.to_lowercase().replace('\'', "''");
-    let sql = query.replace("%Ln", &esc(n)).replace("%Ld", &esc(d));
+    let sql = query
+        .replace("%Ln", &esc(n))
+        .replace("%Ld", &esc(d))
+        .replace("%s", &esc(service));
     assert!(!sql.contains('%'), "unhandled Dovecot variable in {sql}");
     let mut c = s.db.client();
     c.simple_query(&sql)
@@ -98,6 +119,68 @@ pub fn guide_sql(s: &Site, query: &str, user: &str) -> Vec<BTreeMap<String, Opti
             _ => None,
         })
         .collect()
+}
+
+/// The guide's passdb as a `checkpassword` program (see the module doc):
+/// `query` with `'%Ln'`, `'%Ld'` and `'%s'` turned into psql's quoted
+/// variables, run with psql against the site's database for each login;
+/// no row is a refused login, the hash is checked by `doveadm pw -t`, and
+/// the query's `user` column becomes the user name (as with the SQL
+/// passdb, a login at an alias domain becomes the primary address).
+fn checkpassword_script(s: &Site, dir: &Path, query: &str) -> PathBuf {
+    let psql = super::find_in_path("psql")
+        .unwrap_or_else(|| panic!("the Dovecot tests need psql (Debian: postgresql-client)"));
+    let sql = query
+        .replace("'%Ln'", ":'ln'")
+        .replace("'%Ld'", ":'ld'")
+        .replace("'%s'", ":'svc'");
+    assert!(
+        !sql.contains('%'),
+        "unhandled Dovecot variable in the guide's password_query: {sql}"
+    );
+    let sql_file = dir.join("password_query.sql");
+    fs::write(&sql_file, format!("{sql};\n")).unwrap();
+    let sh = |p: &Path| format!("'{}'", p.display().to_string().replace('\'', "'\\''"));
+    let url = format!("'{}'", s.db.url.replace('\'', "'\\''"));
+    let script = format!(
+        r#"#!/bin/sh
+# The guide's password_query, per login (tests/it/common/dovecot.rs).
+creds=$(tr '\000' '\n' <&3)
+user=$(printf '%s\n' "$creds" | sed -n 1p)
+pass=$(printf '%s\n' "$creds" | sed -n 2p)
+case "$user" in
+  *@*) ln=${{user%@*}}; ld=${{user##*@}} ;;
+  *) ln=$user; ld= ;;
+esac
+ln=$(printf '%s' "$ln" | tr A-Z a-z)
+ld=$(printf '%s' "$ld" | tr A-Z a-z)
+row=$({psql} -X -q -A -t -F '	' -v ON_ERROR_STOP=1 -v ln="$ln" -v ld="$ld"       -v svc="$SERVICE" -f {sql} {url}) || exit 111
+row=$(printf '%s\n' "$row" | sed -n 1p)
+[ -n "$row" ] || exit 1
+name=$(printf '%s\n' "$row" | cut -f1)
+hash=$(printf '%s\n' "$row" | cut -f2)
+[ -n "$hash" ] || exit 1
+{doveadm} -c {conf} pw -t "$hash" -p "$pass" >/dev/null 2>&1 || exit 1
+# checkpassword-reply would otherwise answer the script's own uid and gid:
+# the guide's mail_uid and mail_gid instead, as the SQL passdb leaves them.
+USER=$name
+userdb_uid={uid}
+userdb_gid={gid}
+EXTRA="userdb_uid userdb_gid"
+export USER userdb_uid userdb_gid EXTRA
+exec "$@"
+"#,
+        uid = super::unpriv::unpriv_uid_gid().0,
+        gid = super::unpriv::unpriv_uid_gid().1,
+        psql = sh(&psql),
+        sql = sh(&sql_file),
+        doveadm = sh(&binary("doveadm")),
+        conf = sh(&dir.join("dovecot.conf")),
+    );
+    let path = dir.join("passdb.sh");
+    fs::write(&path, script).unwrap();
+    fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    path
 }
 
 /// Replace `from` (which must occur) by `to` everywhere in `text`.
@@ -139,7 +222,6 @@ impl Dovecot {
         let root = s.root.display().to_string();
         let mut passwd = String::new();
         for user in users {
-            let pw = guide_sql(s, &q["password_query"], user);
             let rows = guide_sql(s, &q["user_query"], user);
             assert_eq!(rows.len(), 1, "user_query for {user}: {rows:?}");
             let field = |k: &str| {
@@ -157,26 +239,28 @@ impl Dovecot {
                     extra.push(format!("userdb_{k}={v}"));
                 }
             }
-            let password = pw
-                .first()
-                .and_then(|r| r["password"].clone())
-                .unwrap_or_default();
-            assert!(!password.contains(':'), "{password:?}");
-            passwd.push_str(&format!(
-                "{user}:{password}::::{home}::{}\n",
-                extra.join(" ")
-            ));
+            // The password is the passdb's: see checkpassword_script.
+            passwd.push_str(&format!("{user}:::::{home}::{}\n", extra.join(" ")));
         }
         let dir = s.dir.path().join("dovecot");
         fs::create_dir_all(&dir).unwrap();
         let users_file = dir.join("users");
         fs::write(&users_file, passwd).unwrap();
+        let passdb = checkpassword_script(s, &dir, &q["password_query"]);
 
         let (uid, gid) = unpriv_uid_gid();
         let guide = fs::read_to_string(example("dovecot/99-vdeliver.conf")).unwrap();
         let guide = must_replace(&guide, "mail_uid = vmail", &format!("mail_uid = {uid}"));
         let guide = must_replace(&guide, "mail_gid = vmail", &format!("mail_gid = {gid}"));
         let guide = must_replace(&guide, "first_valid_uid = 5000", "first_valid_uid = 1");
+        let guide = must_replace(
+            &guide,
+            "passdb {\n  driver = sql\n  args = /etc/dovecot/dovecot-sql.conf.ext\n}",
+            &format!(
+                "passdb {{\n  driver = checkpassword\n  args = {}\n}}",
+                passdb.display()
+            ),
+        );
         let guide = must_replace(&guide, "driver = sql", "driver = passwd-file");
         let guide = must_replace(
             &guide,
@@ -324,6 +408,51 @@ impl Dovecot {
         c.command(&format!("LOGIN {} {}", quote(user), quote(password)))
             .unwrap_or_else(|e| panic!("IMAP LOGIN {user}: {e}\n{}", self.log()));
         c
+    }
+
+    /// An IMAP LOGIN as `user` with `password`: the session, or the
+    /// server's refusal.
+    pub fn try_imap(&self, user: &str, password: &str) -> Result<Imap, String> {
+        let port = self.imap_port.expect("this Dovecot has no IMAP listener");
+        let mut c = Imap::connect(port);
+        c.command(&format!("LOGIN {} {}", quote(user), quote(password)))?;
+        Ok(c)
+    }
+
+    /// A ManageSieve AUTHENTICATE PLAIN as `user`: the session, or the
+    /// server's refusal.
+    pub fn try_managesieve(&self, user: &str, password: &str) -> Result<ManageSieve, String> {
+        let port = self
+            .sieve_port
+            .expect("this Dovecot has no ManageSieve listener");
+        let mut c = ManageSieve::connect(port);
+        let creds = base64(format!("\0{user}\0{password}").as_bytes());
+        c.command(format!("AUTHENTICATE \"PLAIN\" \"{creds}\"\r\n").as_bytes())?;
+        Ok(c)
+    }
+
+    /// Whether Dovecot's passdb lets `user` log in to `service` (pop3,
+    /// smtp, …: services without a listener here) with `password`:
+    /// `doveadm auth test -x service=SERVICE`.
+    pub fn auth_test(&self, service: &str, user: &str, password: &str) -> bool {
+        let out = self.doveadm_output(
+            &[
+                "auth",
+                "test",
+                "-x",
+                &format!("service={service}"),
+                user,
+                password,
+            ],
+            b"",
+        );
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        match out.status.code() {
+            Some(0) if text.contains("succeeded") => true,
+            Some(_) if text.contains("failed") => false,
+            _ => panic!("doveadm auth test: {out:?}\n{}", self.log()),
+        }
     }
 
     /// A ManageSieve session logged in as `user` with `password`.
