@@ -7,7 +7,7 @@
 
 use super::domain::{domain_id, names_of, Deleted};
 use super::guard::{guarded, in_tx, referrers};
-use super::names::{address, check_maildir, domain_name};
+use super::names::{address, check_maildir};
 use super::{as_mail_user, conflict, usage, AdminError, Result, Usage};
 use crate::plan::Rules;
 use postgres::Client;
@@ -260,7 +260,7 @@ pub fn account_show(client: &mut Client, raw: &str) -> Result<Account> {
 
 /// Accounts, of one domain or all.
 pub fn account_list(client: &mut Client, raw_domain: Option<&str>) -> Result<Vec<Account>> {
-    let filter = raw_domain.map(domain_name).transpose()?;
+    let filter = super::names::list_filter(raw_domain, "account")?;
     if let Some(d) = &filter {
         domain_id(client, d)?;
     }
