@@ -70,8 +70,8 @@ pub use asuser::as_mail_user;
 pub use catchall::{catchall_add, catchall_delete, catchall_list, catchall_show};
 pub use check::{check, Check};
 pub use domain::{
-    domain_add, domain_add_with, domain_addresses, domain_delete, domain_list, domain_set, domain_show,
-    Deleted, Domain, DomainAddress, DomainSettings,
+    domain_add, domain_add_with, domain_addresses, domain_delete, domain_list, domain_set,
+    domain_show, Deleted, Domain, DomainAddress, DomainSettings,
 };
 pub use dryrun::{dry_run, DryRun, Target};
 pub use explain::{explain, Explained, Trip};

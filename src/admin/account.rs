@@ -76,7 +76,7 @@ const ACCOUNT_SELECT: &str = "\
 SELECT a.local_part, d.name, a.maildir, a.active, d.active, a.password_hash,
        a.quota_bytes, a.quota_messages,
        coalesce(a.quota_bytes, d.quota_bytes), coalesce(a.quota_messages, d.quota_messages),
-       a.created_at::text, a.junk
+       to_char(a.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), a.junk
   FROM accounts a JOIN domains d ON d.id = a.domain_id";
 
 fn account_row(r: &postgres::Row) -> Account {

@@ -39,11 +39,13 @@ pub struct Domain {
     pub relocated: i64,
     pub alias_domains: Vec<String>,
     pub catchalls: Vec<String>,
+    /// RFC 3339, UTC, to the second: `2026-12-01T20:51:03Z`.
     pub created_at: String,
 }
 
 const DOMAIN_SELECT: &str = "\
-SELECT d.name, d.active, d.quota_bytes, d.quota_messages, d.note, d.created_at::text,
+SELECT d.name, d.active, d.quota_bytes, d.quota_messages, d.note,
+       to_char(d.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),
        (SELECT count(*) FROM accounts a WHERE a.domain_id = d.id),
        (SELECT count(DISTINCT local_part) FROM aliases x WHERE x.domain_id = d.id),
        (SELECT count(*) FROM relocated r WHERE r.domain_id = d.id),
@@ -269,13 +271,15 @@ pub fn domain_addresses(client: &mut Client, raw: &str) -> Result<Vec<DomainAddr
         });
     }
     let rows = client.query(
-        "SELECT local_part, 0, ARRAY[]::text[] FROM accounts WHERE domain_id = $1
-         UNION ALL
-         SELECT local_part, 1, array_agg(destination ORDER BY id) FROM aliases
-          WHERE domain_id = $1 GROUP BY local_part
-         UNION ALL
-         SELECT local_part, 2, ARRAY[new_address] FROM relocated WHERE domain_id = $1
-         ORDER BY 1 COLLATE \"C\", 2",
+        "SELECT loc, kind, dests FROM (
+           SELECT local_part AS loc, 0 AS kind, ARRAY[]::text[] AS dests
+             FROM accounts WHERE domain_id = $1
+           UNION ALL
+           SELECT local_part, 1, array_agg(destination ORDER BY id) FROM aliases
+            WHERE domain_id = $1 GROUP BY local_part
+           UNION ALL
+           SELECT local_part, 2, ARRAY[new_address] FROM relocated WHERE domain_id = $1) x
+          ORDER BY loc COLLATE \"C\", kind",
         &[&id],
     )?;
     v.extend(rows.iter().map(|r| {
