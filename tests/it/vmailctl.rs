@@ -793,7 +793,7 @@ fn deletes_keep_maildirs_unless_purged() {
     deliver_one(&s, "erin@example.com", "example.com/erin/Maildir/");
     let e = fails(&s, &["domain", "delete", "example.com"], 1);
     assert!(
-        e.contains("has 2 account(s)") && e.contains("--force"),
+        e.contains("has 2 accounts") && e.contains("--force"),
         "{e}"
     );
     assert_eq!(json(&s, &["account", "list"]).as_array().unwrap().len(), 2);
