@@ -64,28 +64,28 @@ pub use account::{
     account_services, account_set_active, account_set_info, account_show, quota, Account,
     NewAccount, QuotaReport, Service, Services,
 };
-pub use alias::{alias_add, alias_delete, alias_list, Alias, Changed};
+pub use alias::{alias_add, alias_delete, alias_list, alias_show, Alias, Changed};
 pub use alias_domain::{
     alias_domain_add, alias_domain_delete, alias_domain_list, alias_domain_move, AliasDomain,
 };
 pub use asuser::as_mail_user;
-pub use catchall::{catchall_add, catchall_delete, catchall_list};
+pub use catchall::{catchall_add, catchall_delete, catchall_list, catchall_show};
 pub use check::{check, Check};
 pub use domain::{
-    domain_add, domain_add_with, domain_delete, domain_list, domain_set, domain_show, Deleted,
-    Domain, DomainSettings,
+    domain_add, domain_add_with, domain_addresses, domain_delete, domain_list, domain_set,
+    domain_show, Deleted, Domain, DomainAddress, DomainSettings,
 };
 pub use dryrun::{dry_run, DryRun, Target};
 pub use explain::{explain, Explained, Trip};
 pub use guard::{delivers, resolve_on};
 pub use migrate::{drift, migrate, resync, schema_version};
 pub use names::{
-    address, both_forms, check_maildir, destination, domain_name, local_part, unicode,
+    address, both_forms, check_maildir, destination, domain_name, list_filter, local_part, unicode,
 };
 pub use purge::{purge_maildir, Purged};
-pub use relocated::{relocated_add, relocated_delete, relocated_list, Relocated};
+pub use relocated::{relocated_add, relocated_delete, relocated_list, relocated_show, Relocated};
 pub use rename::{account_rename, Moved, Renamed};
-pub use sizes::{human_count, human_limit, human_size, parse_count, parse_size};
+pub use sizes::{count_of, human_count, human_limit, human_size, parse_count, parse_size};
 pub use usage::{usage, Usage};
 
 use crate::db;
@@ -98,8 +98,14 @@ pub enum AdminError {
     /// The input is not acceptable (a bad name, a bad size): a usage error.
     Invalid(String),
     NotFound(String),
-    /// Already there, or the change would break something.
+    /// Already there, or in the way of the change.
     Conflict(String),
+    /// The change would stop or redirect delivery (`--force` overrides).
+    WouldBreak(String),
+    /// The configuration file cannot be used.
+    Config(String),
+    /// The database cannot be reached or answered with an error.
+    Database(String),
     /// Anything else that failed: the filesystem, a lookup.
     Failed(String),
     Db(postgres::Error),
@@ -113,6 +119,21 @@ impl AdminError {
             _ => 1,
         }
     }
+
+    /// A stable name for what went wrong, for `--json` errors:
+    /// `invalid`, `not_found`, `conflict`, `would_break_delivery`,
+    /// `config`, `database` or `io`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            AdminError::Invalid(_) => "invalid",
+            AdminError::NotFound(_) => "not_found",
+            AdminError::Conflict(_) => "conflict",
+            AdminError::WouldBreak(_) => "would_break_delivery",
+            AdminError::Config(_) => "config",
+            AdminError::Database(_) | AdminError::Db(_) => "database",
+            AdminError::Failed(_) => "io",
+        }
+    }
 }
 
 impl fmt::Display for AdminError {
@@ -121,6 +142,9 @@ impl fmt::Display for AdminError {
             AdminError::Invalid(s)
             | AdminError::NotFound(s)
             | AdminError::Conflict(s)
+            | AdminError::WouldBreak(s)
+            | AdminError::Config(s)
+            | AdminError::Database(s)
             | AdminError::Failed(s) => f.write_str(s),
             AdminError::Db(e) => match e.as_db_error() {
                 Some(db) => write!(f, "database: {}", db.message()),
@@ -140,7 +164,7 @@ impl From<postgres::Error> for AdminError {
 
 impl From<db::DbError> for AdminError {
     fn from(e: db::DbError) -> AdminError {
-        AdminError::Failed(format!("database: {e}"))
+        AdminError::Database(format!("database: {e}"))
     }
 }
 

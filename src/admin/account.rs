@@ -16,7 +16,7 @@
 
 use super::domain::{domain_id, names_of, Deleted};
 use super::guard::{guarded, in_tx, referrers};
-use super::names::{address, check_maildir, domain_name};
+use super::names::{address, check_maildir};
 use super::{as_mail_user, conflict, usage, AdminError, Result, Usage};
 use crate::plan::Rules;
 use postgres::Client;
@@ -138,7 +138,8 @@ const ACCOUNT_SELECT: &str = "\
 SELECT a.local_part, d.name, a.maildir, a.active, d.active, a.password_hash,
        a.quota_bytes, a.quota_messages,
        coalesce(a.quota_bytes, d.quota_bytes), coalesce(a.quota_messages, d.quota_messages),
-       a.created_at::text, a.junk, a.real_name, a.note, a.imap, a.pop3, a.smtp, a.sieve
+       to_char(a.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), a.junk,
+       a.real_name, a.note, a.imap, a.pop3, a.smtp, a.sieve
   FROM accounts a JOIN domains d ON d.id = a.domain_id";
 
 fn account_row(r: &postgres::Row) -> Account {
@@ -355,7 +356,7 @@ pub fn account_show(client: &mut Client, raw: &str) -> Result<Account> {
 
 /// Accounts, of one domain or all.
 pub fn account_list(client: &mut Client, raw_domain: Option<&str>) -> Result<Vec<Account>> {
-    let filter = raw_domain.map(domain_name).transpose()?;
+    let filter = super::names::list_filter(raw_domain, "account")?;
     if let Some(d) = &filter {
         domain_id(client, d)?;
     }

@@ -1,12 +1,14 @@
 //! Aliases: add destinations (creating the alias), delete some or all of
-//! them, list. An alias that would not deliver afterwards, or a change that
+//! them, show one, list. An alias that would not deliver afterwards, or a change that
 //! breaks another alias pointing at it, is refused unless forced (see
 //! [`super::guard`]). Also the destination handling catch-alls share
 //! ([`Alias`], [`Changed`], [`delete_destinations`]).
 
-use super::domain::{domain_id, names_of};
-use super::guard::{broken, failure, guarded, in_tx, outcomes, referrers, say, Probe};
-use super::names::{address, destination, domain_name};
+use super::domain::{domain_id, names_of, not_there};
+use super::guard::{
+    broken, failure, guarded, in_tx, missing, outcomes, referrers, refuse_add, Probe,
+};
+use super::names::{address, destination, list_filter};
 use super::{AdminError, Result};
 use crate::plan::Rules;
 use crate::recipient::fold_local;
@@ -87,16 +89,13 @@ pub fn alias_add(
         let now = outcomes(c, &probes, rules)?;
         let mut bad = Vec::new();
         if let Some(f) = failure(&now[0]) {
-            bad.push(format!("{}: vdeliver would say {}", probes[0].what, say(f)));
+            bad.push(probes[0].said(f));
         }
         // What points at the alias gets the new destinations too: that is
         // the point of adding them, so only a failure counts.
         bad.extend(broken(&probes[1..], &before, &now[1..], false));
         if !bad.is_empty() && !force {
-            return Err(AdminError::Conflict(format!(
-                "refused, this would break delivery ({}); --force adds it anyway",
-                bad.join("; ")
-            )));
+            return Err(refuse_add(&missing(c, rules, &added)?, &bad));
         }
         Ok((added, bad))
     })?;
@@ -185,9 +184,30 @@ pub(super) fn delete_destinations(
     Ok(removed)
 }
 
+/// One alias with its destinations.
+pub fn alias_show(client: &mut Client, raw: &str) -> Result<Alias> {
+    let (local, domain) = address(raw)?;
+    let id = domain_id(client, &domain)?;
+    let dests: Vec<String> = client
+        .query(
+            "SELECT destination FROM aliases WHERE domain_id = $1 AND local_part = $2 ORDER BY id",
+            &[&id, &local],
+        )?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    if dests.is_empty() {
+        return Err(not_there(client, id, &local, &domain, "alias")?);
+    }
+    Ok(Alias {
+        address: format!("{local}@{domain}"),
+        destinations: dests,
+    })
+}
+
 /// Aliases, of one domain or all, one entry per address.
 pub fn alias_list(client: &mut Client, raw_domain: Option<&str>) -> Result<Vec<Alias>> {
-    let filter = raw_domain.map(domain_name).transpose()?;
+    let filter = list_filter(raw_domain, "alias")?;
     if let Some(d) = &filter {
         domain_id(client, d)?;
     }

@@ -58,7 +58,7 @@ pub fn alias_domain_delete(client: &mut Client, raw: &str, force: bool) -> Resul
             let what: Vec<&str> = refs.iter().map(|p| p.what.as_str()).collect();
             let w = format!("still referenced by {}", what.join(", "));
             if !force {
-                return Err(AdminError::Conflict(format!(
+                return Err(AdminError::WouldBreak(format!(
                     "refused: {alias} is {w}; --force deletes it anyway"
                 )));
             }

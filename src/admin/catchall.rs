@@ -1,13 +1,15 @@
 //! Catch-alls (where a domain's unknown addresses go): add destinations,
-//! delete some or all, list. Stored and checked like alias destinations
+//! delete some or all, show one domain's, list. Stored and checked like alias destinations
 //! ([`super::alias`]); a catch-all that would not deliver, or a delete that
 //! stops or reroutes mail delivered through it today, is refused unless
 //! forced (see [`super::guard`]).
 
 use super::alias::{delete_destinations, destinations, Alias, Changed};
 use super::domain::{domain_id, names_of};
-use super::guard::{failure, guarded, in_tx, outcomes, probe_local, referrers, say, Probe};
-use super::names::domain_name;
+use super::guard::{
+    failure, guarded, in_tx, missing, outcomes, probe_local, referrers, refuse_add, Probe,
+};
+use super::names::{domain_name, list_filter};
 use super::{AdminError, Result};
 use crate::plan::Rules;
 use postgres::Client;
@@ -50,13 +52,10 @@ pub fn catchall_add(
         let bad: Vec<String> = now
             .iter()
             .filter_map(failure)
-            .map(|f| format!("{}: vdeliver would say {}", probe.what, say(f)))
+            .map(|f| probe.said(f))
             .collect();
         if !bad.is_empty() && !force {
-            return Err(AdminError::Conflict(format!(
-                "refused, this would break delivery ({}); --force adds it anyway",
-                bad.join("; ")
-            )));
+            return Err(refuse_add(&missing(c, rules, &added)?, &bad));
         }
         Ok((added, bad))
     })?;
@@ -112,9 +111,31 @@ pub fn catchall_delete(
     })
 }
 
+/// The catch-all of one domain: its destinations (`address` is the
+/// domain). A domain without one is "not found".
+pub fn catchall_show(client: &mut Client, raw_domain: &str) -> Result<Alias> {
+    let domain = domain_name(raw_domain)?;
+    let id = domain_id(client, &domain)?;
+    let dests: Vec<String> = client
+        .query(
+            "SELECT destination FROM catchalls WHERE domain_id = $1 ORDER BY id",
+            &[&id],
+        )?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    if dests.is_empty() {
+        return Err(AdminError::NotFound(format!("{domain} has no catch-all")));
+    }
+    Ok(Alias {
+        address: domain,
+        destinations: dests,
+    })
+}
+
 /// Catch-alls, of one domain or all.
 pub fn catchall_list(client: &mut Client, raw_domain: Option<&str>) -> Result<Vec<Alias>> {
-    let filter = raw_domain.map(domain_name).transpose()?;
+    let filter = list_filter(raw_domain, "catchall")?;
     if let Some(d) = &filter {
         domain_id(client, d)?;
     }

@@ -1,5 +1,5 @@
-//! Primary domains: add, set (quotas, active, note), list, show and
-//! delete (with their alias domains, aliases, catch-alls and relocated
+//! Primary domains: add, set (quotas, active, note), list, show, list
+//! every address ([`domain_addresses`]) and delete (with their alias domains, aliases, catch-alls and relocated
 //! rows; accounts or aliases of other domains pointing in need force).
 //! Also the lookups every other entity starts from: [`domain_id`] (a
 //! primary domain's id, or a "not found" naming the primary when given an
@@ -39,11 +39,13 @@ pub struct Domain {
     pub relocated: i64,
     pub alias_domains: Vec<String>,
     pub catchalls: Vec<String>,
+    /// RFC 3339, UTC, to the second: `2026-12-01T20:51:03Z`.
     pub created_at: String,
 }
 
 const DOMAIN_SELECT: &str = "\
-SELECT d.name, d.active, d.quota_bytes, d.quota_messages, d.note, d.created_at::text,
+SELECT d.name, d.active, d.quota_bytes, d.quota_messages, d.note,
+       to_char(d.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),
        (SELECT count(*) FROM accounts a WHERE a.domain_id = d.id),
        (SELECT count(DISTINCT local_part) FROM aliases x WHERE x.domain_id = d.id),
        (SELECT count(*) FROM relocated r WHERE r.domain_id = d.id),
@@ -195,17 +197,18 @@ pub fn domain_delete(client: &mut Client, raw: &str, force: bool) -> Result<Dele
             let what: Vec<&str> = refs.iter().map(|p| p.what.as_str()).collect();
             let w = format!("still referenced by {}", what.join(", "));
             if !force {
-                return Err(AdminError::Conflict(format!(
+                return Err(AdminError::WouldBreak(format!(
                     "refused: {name} is {w}; --force deletes it anyway"
                 )));
             }
             warnings.push(w);
         }
         if !maildirs.is_empty() && !force {
-            return Err(AdminError::Conflict(format!(
-                "refused: {name} has {} account(s); --force deletes them too \
+            return Err(AdminError::WouldBreak(format!(
+                "refused: {name} has {}; --force deletes {} too \
                  (their Maildirs stay unless --purge)",
-                maildirs.len()
+                super::sizes::count_of(maildirs.len() as u64, "account", "accounts"),
+                if maildirs.len() == 1 { "it" } else { "them" }
             )));
         }
         c.execute("DELETE FROM accounts WHERE domain_id = $1", &[&id])?;
@@ -216,6 +219,111 @@ pub fn domain_delete(client: &mut Client, raw: &str, force: bool) -> Result<Dele
             warnings,
         })
     })
+}
+
+/// One entry of [`domain_addresses`].
+#[derive(Debug, Clone, Serialize)]
+pub struct DomainAddress {
+    /// `local@domain`; `@domain` for the catch-all; the alias domain's
+    /// name for an alias domain.
+    pub address: String,
+    /// `alias_domain`, `catchall`, `account`, `alias` or `relocated`.
+    pub kind: &'static str,
+    /// Where mail goes: an alias's or catch-all's destinations, the new
+    /// address of a relocated one, the primary domain of an alias domain;
+    /// empty for an account.
+    pub destinations: Vec<String>,
+}
+
+/// Every address a domain has, with its kind: the alias domains (sharing
+/// its addresses), the catch-all, then its accounts, aliases and relocated
+/// addresses, sorted by local part. An address that is both an alias and
+/// an account (the alias keeps a copy in the mailbox) is listed under both
+/// kinds, account first.
+pub fn domain_addresses(client: &mut Client, raw: &str) -> Result<Vec<DomainAddress>> {
+    let name = domain_name(raw)?;
+    let id = domain_id(client, &name)?;
+    let mut v: Vec<DomainAddress> = client
+        .query(
+            "SELECT name FROM alias_domains WHERE domain_id = $1 ORDER BY name",
+            &[&id],
+        )?
+        .iter()
+        .map(|r| DomainAddress {
+            address: r.get(0),
+            kind: "alias_domain",
+            destinations: vec![name.clone()],
+        })
+        .collect();
+    let catchall: Vec<String> = client
+        .query(
+            "SELECT destination FROM catchalls WHERE domain_id = $1 ORDER BY id",
+            &[&id],
+        )?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    if !catchall.is_empty() {
+        v.push(DomainAddress {
+            address: format!("@{name}"),
+            kind: "catchall",
+            destinations: catchall,
+        });
+    }
+    let rows = client.query(
+        "SELECT loc, kind, dests FROM (
+           SELECT local_part AS loc, 0 AS kind, ARRAY[]::text[] AS dests
+             FROM accounts WHERE domain_id = $1
+           UNION ALL
+           SELECT local_part, 1, array_agg(destination ORDER BY id) FROM aliases
+            WHERE domain_id = $1 GROUP BY local_part
+           UNION ALL
+           SELECT local_part, 2, ARRAY[new_address] FROM relocated WHERE domain_id = $1) x
+          ORDER BY loc COLLATE \"C\", kind",
+        &[&id],
+    )?;
+    v.extend(rows.iter().map(|r| {
+        let local: String = r.get(0);
+        DomainAddress {
+            address: format!("{local}@{name}"),
+            kind: match r.get::<_, i32>(1) {
+                0 => "account",
+                1 => "alias",
+                _ => "relocated",
+            },
+            destinations: r.get(2),
+        }
+    }));
+    Ok(v)
+}
+
+/// The "not found" of a show command looking for a `what` (`alias`,
+/// `relocated address`) at `local@domain`, saying what the address is
+/// instead, when it is something.
+pub(super) fn not_there(
+    client: &mut Client,
+    id: i64,
+    local: &str,
+    domain: &str,
+    what: &str,
+) -> Result<AdminError> {
+    let r = client.query_one(
+        "SELECT EXISTS (SELECT 1 FROM accounts WHERE domain_id = $1 AND local_part = $2),
+                EXISTS (SELECT 1 FROM aliases WHERE domain_id = $1 AND local_part = $2),
+                EXISTS (SELECT 1 FROM relocated WHERE domain_id = $1 AND local_part = $2)",
+        &[&id, &local],
+    )?;
+    let is: Vec<&str> = [(0, "an account"), (1, "an alias"), (2, "relocated")]
+        .into_iter()
+        .filter(|(i, _)| r.get::<_, bool>(*i))
+        .map(|(_, k)| k)
+        .collect();
+    let addr = format!("{local}@{domain}");
+    Ok(AdminError::NotFound(if is.is_empty() {
+        format!("no {what} {addr} (it is no address of {domain} at all)")
+    } else {
+        format!("no {what} {addr} (it is {})", is.join(" and "))
+    }))
 }
 
 /// The primary domain and its alias domains' names.

@@ -9,6 +9,14 @@
 //! address). Fewer destinations is not a break. With force the breakage
 //! comes back as warnings. Also [`resolve_on`], the lookup itself, and
 //! [`delivers`].
+//!
+//! A catch-all is probed with a made-up local part ([`probe_local`]); that
+//! name never reaches a message: [`Probe::said`] shows it as `*`
+//! (`alias loop: *@example.com -> …`, "any address of example.com"). When
+//! a new alias or catch-all destination in one of our domains does not
+//! exist (no account, alias or relocated address of that name, nor of a
+//! shorter name it is an extension of), the refusal says so
+//! ([`missing`]) instead of the loop or bounce that follows from it.
 
 use super::{AdminError, Result};
 use crate::outcome::{Exit, Failure};
@@ -53,12 +61,15 @@ fn recipient_of(local: &str, domain: &str) -> Recipient {
     }
 }
 
+/// What every probe's local part starts with.
+const PROBE_PREFIX: &str = "vmailctlprobe";
+
 /// A local part no one has, for probing what a domain does with unknown
 /// addresses (its catch-all). No delimiter, so no extension matches.
 pub(super) fn probe_local() -> String {
     let mut b = [0u8; 8];
     rustix::rand::getrandom(&mut b, rustix::rand::GetRandomFlags::empty()).ok();
-    format!("vmailctlprobe{:016x}", u64::from_le_bytes(b))
+    format!("{PROBE_PREFIX}{:016x}", u64::from_le_bytes(b))
 }
 
 /// An address whose delivery a change may affect, and how to name it.
@@ -68,6 +79,18 @@ pub(super) struct Probe {
     pub(super) what: String,
     pub(super) local: String,
     pub(super) domain: String,
+}
+
+impl Probe {
+    /// `what: vdeliver would say …`, the probe's made-up local part (a
+    /// catch-all's) shown as `*`.
+    pub(super) fn said(&self, f: &Failure) -> String {
+        let mut text = say(f);
+        if self.local.starts_with(PROBE_PREFIX) {
+            text = text.replace(&self.local, "*");
+        }
+        format!("{}: vdeliver would say {text}", self.what)
+    }
 }
 
 /// Where vdeliver would send mail for a probe: its destinations (sorted:
@@ -121,7 +144,7 @@ pub(super) fn broken(
         .filter_map(|(p, (b, a))| {
             let b = b.as_ref().ok()?;
             if let Some(f) = failure(a) {
-                return Some(format!("{}: vdeliver would say {}", p.what, say(f)));
+                return Some(p.said(f));
             }
             let new: Vec<&str> = match a {
                 Ok(a) if moved => a
@@ -143,7 +166,7 @@ pub(super) fn broken(
 }
 
 /// A failure as vdeliver prints it, without the newline.
-pub(super) fn say(f: &Failure) -> String {
+fn say(f: &Failure) -> String {
     format!("{} (#{}), exit {}", f.text, f.status, f.exit.code())
 }
 
@@ -163,7 +186,7 @@ pub(super) fn guarded<T>(
         let after = outcomes(c, probes, rules)?;
         let bad = broken(probes, &before, &after, true);
         if !bad.is_empty() && !force {
-            return Err(AdminError::Conflict(format!(
+            return Err(AdminError::WouldBreak(format!(
                 "refused, this would break or redirect delivery ({}); --force does it anyway",
                 bad.join("; ")
             )));
@@ -223,4 +246,63 @@ pub(super) fn referrers(
 /// Whether an exit code is a delivery (0 or 99).
 pub fn delivers(exit: Exit) -> bool {
     matches!(exit, Exit::Delivered | Exit::DeliveredStop)
+}
+
+/// The destinations among `dests` that are addresses of one of our
+/// domains (a domain or an alias domain) where nothing exists: no account,
+/// alias or relocated address of that local part, nor of a shorter one cut
+/// at a delimiter (of which it would be an extension). Mail to them falls
+/// to the catch-all or bounces. Destinations with `%` templates are not
+/// checked (they depend on the address mail comes for).
+pub(super) fn missing(client: &mut Client, rules: &Rules, dests: &[String]) -> Result<Vec<String>> {
+    let mut v = Vec::new();
+    for d in dests {
+        if d.contains('%') {
+            continue;
+        }
+        let Some((local, domain)) = d.rsplit_once('@') else {
+            continue;
+        };
+        let domain = domain.to_ascii_lowercase();
+        let cands: Vec<String> = crate::plan::candidates(local, &rules.delimiters)
+            .into_iter()
+            .map(|(c, _)| c)
+            .collect();
+        let row = client.query_one(
+            "WITH dom AS (
+               SELECT id FROM domains WHERE name = $1
+               UNION ALL SELECT domain_id FROM alias_domains WHERE name = $1)
+             SELECT EXISTS (SELECT 1 FROM dom),
+                    EXISTS (SELECT 1 FROM dom WHERE
+                               EXISTS (SELECT 1 FROM accounts a
+                                        WHERE a.domain_id = dom.id AND a.local_part = ANY($2))
+                            OR EXISTS (SELECT 1 FROM aliases a
+                                        WHERE a.domain_id = dom.id AND a.local_part = ANY($2))
+                            OR EXISTS (SELECT 1 FROM relocated r
+                                        WHERE r.domain_id = dom.id AND r.local_part = ANY($2)))",
+            &[&domain, &cands],
+        )?;
+        let (ours, exists): (bool, bool) = (row.get(0), row.get(1));
+        if ours && !exists {
+            v.push(d.clone());
+        }
+    }
+    Ok(v)
+}
+
+/// The refusal of an alias or catch-all whose new destinations do not all
+/// resolve: naming the destinations that do not exist when there are
+/// any, else what vdeliver would say (`bad`).
+pub(super) fn refuse_add(missing: &[String], bad: &[String]) -> AdminError {
+    let why = match missing {
+        [] => bad.join("; "),
+        [one] => format!("{one} does not exist (no account, alias or relocated address)"),
+        many => format!(
+            "{} do not exist (no account, alias or relocated address)",
+            many.join(", ")
+        ),
+    };
+    AdminError::WouldBreak(format!(
+        "refused, this would break delivery: {why}; --force adds it anyway"
+    ))
 }

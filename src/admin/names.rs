@@ -15,6 +15,28 @@ pub fn domain_name(raw: &str) -> Result<String> {
         .map_err(|w| AdminError::Invalid(format!("bad domain {raw:?}: {w}")))
 }
 
+/// The domain a `list` command is limited to, if any. An address given
+/// instead (`alias list team@example.com`) is refused naming the command
+/// that shows one: `vmailctl {entity} show ADDRESS` (for a catch-all, the
+/// domain).
+pub fn list_filter(raw: Option<&str>, entity: &str) -> Result<Option<String>> {
+    let Some(raw) = raw else {
+        return Ok(None);
+    };
+    if let Some((_, domain)) = raw.trim().rsplit_once('@') {
+        let shown = if entity == "catchall" {
+            domain.to_string()
+        } else {
+            raw.trim().to_string()
+        };
+        return Err(AdminError::Invalid(format!(
+            "{raw:?} is an address, and `{entity} list` takes a domain: use \
+             `vmailctl {entity} show {shown}` for one, or `vmailctl {entity} list {domain}`"
+        )));
+    }
+    domain_name(raw).map(Some)
+}
+
 /// The Unicode form of a stored (ASCII) domain, for display.
 pub fn unicode(ascii: &str) -> String {
     let (u, r) = idna::domain_to_unicode(ascii);

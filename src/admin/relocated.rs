@@ -1,11 +1,13 @@
 //! Relocated addresses (mail to them bounces #5.1.6 naming the new
-//! address): add, delete, list. An account's address cannot be relocated;
-//! a change that stops or reroutes mail of an alias or catch-all pointing
-//! at the address is refused unless forced (see [`super::guard`]).
+//! address): add, delete, show, list. An account's address cannot be
+//! relocated, nor an alias's (the alias would still decide where mail
+//! goes), and the refusal says which it is; a change that stops or
+//! reroutes mail of an alias or catch-all pointing at the address is
+//! refused unless forced (see [`super::guard`]).
 
-use super::domain::{domain_id, names_of};
+use super::domain::{domain_id, names_of, not_there};
 use super::guard::{guarded, referrers};
-use super::names::{address, domain_name};
+use super::names::{address, list_filter};
 use super::{conflict, AdminError, Result};
 use crate::plan::{self, Rules};
 use postgres::Client;
@@ -45,7 +47,35 @@ pub fn relocated_add(
     let id = domain_id(client, &domain)?;
     let names = names_of(client, id, &domain)?;
     let probes = referrers(client, &names, Some(&local), None)?;
+    let addr = format!("{local}@{domain}");
     let ((), warnings) = guarded(client, rules, &probes, force, |c| {
+        let r = c.query_one(
+            "SELECT (SELECT new_address FROM relocated WHERE domain_id = $1 AND local_part = $2),
+                    EXISTS (SELECT 1 FROM accounts WHERE domain_id = $1 AND local_part = $2),
+                    ARRAY(SELECT destination FROM aliases
+                           WHERE domain_id = $1 AND local_part = $2 ORDER BY id)",
+            &[&id, &local],
+        )?;
+        let (old, account, aliases): (Option<String>, bool, Vec<String>) =
+            (r.get(0), r.get(1), r.get(2));
+        if let Some(old) = old {
+            return Err(AdminError::Conflict(format!(
+                "{addr} is already relocated, to {old}; `vmailctl relocated delete {addr}` first \
+                 to record another address"
+            )));
+        }
+        if account {
+            return Err(AdminError::Conflict(format!(
+                "{addr} is an account; delete the account first to relocate it"
+            )));
+        }
+        if !aliases.is_empty() {
+            return Err(AdminError::Conflict(format!(
+                "{addr} is an alias (-> {}); its mail follows the alias, so relocating it \
+                 would change nothing: delete the alias first",
+                aliases.join(", ")
+            )));
+        }
         c.execute(
             "INSERT INTO relocated (domain_id, local_part, new_address) VALUES ($1, $2, $3)",
             &[&id, &local, &new],
@@ -91,9 +121,27 @@ pub fn relocated_delete(
     })
 }
 
+/// One relocated address.
+pub fn relocated_show(client: &mut Client, raw: &str) -> Result<Relocated> {
+    let (local, domain) = address(raw)?;
+    let id = domain_id(client, &domain)?;
+    let r = client.query_opt(
+        "SELECT new_address FROM relocated WHERE domain_id = $1 AND local_part = $2",
+        &[&id, &local],
+    )?;
+    match r {
+        Some(r) => Ok(Relocated {
+            address: format!("{local}@{domain}"),
+            new_address: r.get(0),
+            warnings: Vec::new(),
+        }),
+        None => Err(not_there(client, id, &local, &domain, "relocated address")?),
+    }
+}
+
 /// Relocated addresses, of one domain or all.
 pub fn relocated_list(client: &mut Client, raw_domain: Option<&str>) -> Result<Vec<Relocated>> {
-    let filter = raw_domain.map(domain_name).transpose()?;
+    let filter = list_filter(raw_domain, "relocated")?;
     if let Some(d) = &filter {
         domain_id(client, d)?;
     }

@@ -91,6 +91,13 @@ pub fn human_count(n: Option<i64>) -> String {
     }
 }
 
+/// A count with its noun in the right number: `1 message`, `2 messages`,
+/// `0 messages`.
+pub fn count_of(n: impl Into<i128>, one: &str, many: &str) -> String {
+    let n = n.into();
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

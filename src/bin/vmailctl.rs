@@ -11,7 +11,9 @@ use serde::Serialize;
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use vdeliver::admin::{self, both_forms, human_count, human_limit, AdminError, DomainSettings};
+use vdeliver::admin::{
+    self, both_forms, count_of, human_count, human_limit, AdminError, DomainSettings,
+};
 use vdeliver::config::{self, Config};
 use vdeliver::{db, deliver, password};
 
@@ -240,6 +242,22 @@ Examples:
     /// Show one domain
     #[command(after_help = "Example:\n  vmailctl domain show example.com --json")]
     Show { domain: String },
+    /// Every address of a domain with its kind: alias domains, catch-all,
+    /// accounts, aliases, relocated
+    #[command(after_help = "\
+One line per address: the alias domains (another name for every address
+below) and the catch-all first, then the addresses by local part, each with
+its kind (account, alias, relocated) and where its mail goes. An address
+that is an alias keeping a copy in its own mailbox is listed as account and
+as alias.
+
+Examples:
+  vmailctl domain addresses example.com
+  vmailctl domain addresses example.com --json")]
+    Addresses {
+        /// The domain (a primary domain, not an alias domain)
+        domain: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -532,6 +550,12 @@ Examples:
     /// List aliases (of DOMAIN, or all)
     #[command(after_help = "Example:\n  vmailctl alias list example.com --json")]
     List { domain: Option<String> },
+    /// Show one alias and its destinations
+    #[command(after_help = "Example:\n  vmailctl alias show team@example.com --json")]
+    Show {
+        /// The alias's address
+        address: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -564,6 +588,16 @@ Example:
     /// List catch-alls (of DOMAIN, or all)
     #[command(after_help = "Example:\n  vmailctl catchall list")]
     List { domain: Option<String> },
+    /// Show the catch-all destinations of one domain
+    #[command(after_help = "\
+Exit 1 when the domain has no catch-all.
+
+Example:
+  vmailctl catchall show example.com")]
+    Show {
+        /// The domain
+        domain: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -591,6 +625,12 @@ Example:
     /// List relocated addresses (of DOMAIN, or all)
     #[command(after_help = "Example:\n  vmailctl relocated list example.com")]
     List { domain: Option<String> },
+    /// Show where one relocated address has moved to
+    #[command(after_help = "Example:\n  vmailctl relocated show old@example.com")]
+    Show {
+        /// The relocated address
+        address: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -724,8 +764,36 @@ impl Report {
     }
 }
 
+/// The command line, parsed; a usage error exits 2 (clap's message on
+/// standard error, or with `--json` a JSON error of kind "usage" on
+/// standard output). Help and version are printed as clap does.
+fn parse_cli() -> Cli {
+    use clap::error::ErrorKind;
+    match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => {
+            e.exit()
+        }
+        Err(e) if std::env::args_os().skip(1).any(|a| a == "--json") => {
+            // clap's text up to its usage lines, on one line.
+            let text = e.render().to_string();
+            let message: Vec<&str> = text
+                .lines()
+                .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more"))
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .collect();
+            let message = message.join(" ");
+            let message = message.strip_prefix("error: ").unwrap_or(&message);
+            println!("{}", error_json("usage", message));
+            std::process::exit(2)
+        }
+        Err(e) => e.exit(),
+    }
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = parse_cli();
     let json = cli.json;
     match run(cli) {
         Ok(r) => {
@@ -747,13 +815,26 @@ fn main() -> ExitCode {
             ExitCode::from(r.code)
         }
         Err(e) => {
-            let code = e
-                .downcast_ref::<AdminError>()
-                .map_or(1, AdminError::exit_code);
-            eprintln!("vmailctl: {e:#}");
+            let admin = e.downcast_ref::<AdminError>();
+            let code = admin.map_or(1, AdminError::exit_code);
+            if json {
+                // Anything that is not an AdminError is a failure of
+                // vmailctl's own (reading a file, writing JSON): "io".
+                let kind = admin.map_or("io", AdminError::kind);
+                println!("{}", error_json(kind, &format!("{e:#}")));
+            } else {
+                eprintln!("vmailctl: {e:#}");
+            }
             ExitCode::from(code)
         }
     }
+}
+
+/// A failure as `--json` prints it on standard output:
+/// `{"error": {"kind": "not_found", "message": "…"}}`.
+fn error_json(kind: &str, message: &str) -> String {
+    serde_json::to_string_pretty(&json!({"error": {"kind": kind, "message": message}}))
+        .unwrap_or_default()
 }
 
 fn config_path(cli: &Option<PathBuf>) -> PathBuf {
@@ -762,7 +843,7 @@ fn config_path(cli: &Option<PathBuf>) -> PathBuf {
 }
 
 fn load(path: &Path) -> Result<Config, AdminError> {
-    config::load(path).map_err(|e| AdminError::Failed(format!("configuration: {e}")))
+    config::load(path).map_err(|e| AdminError::Config(format!("configuration: {e}")))
 }
 
 fn run(cli: Cli) -> anyhow::Result<Report> {
@@ -840,9 +921,9 @@ fn run(cli: Cli) -> anyhow::Result<Report> {
         _ => None,
     };
     let mut client = db::connect(&cfg.database, "vmailctl")
-        .map_err(|e| AdminError::Failed(format!("cannot reach the database: {e}")))?;
+        .map_err(|e| AdminError::Database(format!("cannot reach the database: {e}")))?;
     let c = &mut client;
-    let rules = deliver::rules(&cfg, None).map_err(|f| AdminError::Failed(f.text))?;
+    let rules = deliver::rules(&cfg, None).map_err(|f| AdminError::Config(f.text))?;
     match cli.command {
         Command::Check { .. }
         | Command::Resolve { .. }
@@ -903,12 +984,12 @@ fn settings(opts: DomainOpts, active: Option<bool>) -> DomainSettings {
 
 fn domain_text(d: &admin::Domain) -> String {
     let mut t = format!(
-        "domain:         {}\nactive:         {}\nquota:          {}, {} messages (account default)\n\
+        "domain:         {}\nactive:         {}\nquota:          {}, {} (account default)\n\
          accounts:       {}\naliases:        {}\nrelocated:      {}\n",
         both_forms(&d.name),
         yes_no(d.active),
         human_limit(d.quota_bytes),
-        human_count(d.quota_messages),
+        messages_limit(d.quota_messages),
         d.accounts,
         d.aliases,
         d.relocated
@@ -935,6 +1016,15 @@ fn domain_text(d: &admin::Domain) -> String {
     }
     t += &format!("created:        {}", d.created_at);
     t
+}
+
+/// A message limit with its noun: `1 message`, `50000 messages`,
+/// `unlimited messages`.
+fn messages_limit(n: Option<i64>) -> String {
+    match n {
+        Some(n) if n > 0 => count_of(n, "message", "messages"),
+        _ => format!("{} messages", human_count(n)),
+    }
 }
 
 fn yes_no(b: bool) -> &'static str {
@@ -1012,6 +1102,26 @@ fn domain(
         DomainCmd::Show { domain } => {
             let d = admin::domain_show(c, &domain)?;
             Report::new(domain_text(&d), d)
+        }
+        DomainCmd::Addresses { domain } => {
+            let v = admin::domain_addresses(c, &domain)?;
+            let width = v.iter().map(|a| a.address.len()).max().unwrap_or(0);
+            let t: String = v
+                .iter()
+                .map(|a| {
+                    let kind = a.kind.replace('_', " ");
+                    let to = match a.kind {
+                        "account" => String::new(),
+                        "alias_domain" => {
+                            format!("  (another name for {})", a.destinations.join(", "))
+                        }
+                        _ => format!("  -> {}", a.destinations.join(", ")),
+                    };
+                    let line = format!("{:<width$}  {kind:<12}{to}", a.address);
+                    format!("{}\n", line.trim_end())
+                })
+                .collect();
+            Report::new(t, v)
         }
     }
 }
@@ -1144,7 +1254,7 @@ fn account_text(a: &admin::Account, site_junk: bool) -> String {
     format!(
         "account:        {}\nname:           {}\nactive:         {}{}\nMaildir:        {}\n\
          password:       {}\nservices:       {}\n\
-         quota:          {} ({}), {} messages ({})\njunk:           {}\nnote:           {}\n\
+         quota:          {} ({}), {} ({})\njunk:           {}\nnote:           {}\n\
          created:        {}",
         a.address,
         a.real_name,
@@ -1165,7 +1275,7 @@ fn account_text(a: &admin::Account, site_junk: bool) -> String {
         } else {
             "domain default"
         },
-        human_count(a.effective_quota_messages),
+        messages_limit(a.effective_quota_messages),
         if a.quota_messages.is_some() {
             "own"
         } else {
@@ -1458,6 +1568,10 @@ fn alias(
                 .collect();
             Report::new(t, v)
         }
+        AliasCmd::Show { address } => {
+            let a = admin::alias_show(c, &address)?;
+            Report::new(format!("{} -> {}", a.address, a.destinations.join(", ")), a)
+        }
     }
 }
 
@@ -1494,6 +1608,13 @@ fn catchall(
                 .collect();
             Report::new(t, v)
         }
+        CatchallCmd::Show { domain } => {
+            let a = admin::catchall_show(c, &domain)?;
+            Report::new(
+                format!("@{} -> {}", a.address, a.destinations.join(", ")),
+                json!({"domain": a.address, "destinations": a.destinations}),
+            )
+        }
     }
 }
 
@@ -1526,6 +1647,10 @@ fn relocated(
                 .map(|r| format!("{} -> {}\n", r.address, r.new_address))
                 .collect();
             Report::new(t, v)
+        }
+        RelocatedCmd::Show { address } => {
+            let r = admin::relocated_show(c, &address)?;
+            Report::new(format!("{} has moved to {}", r.address, r.new_address), r)
         }
     }
 }
@@ -1594,9 +1719,9 @@ fn resolve(
             match &m.usage {
                 Some(u) => usage_text(u),
                 None => format!(
-                    "{}, {} messages",
+                    "{}, {}",
                     human_limit(m.quota_bytes),
-                    human_count(m.quota_messages)
+                    messages_limit(m.quota_messages)
                 ),
             }
         );
@@ -1649,9 +1774,13 @@ fn usage_text(u: &admin::Usage) -> String {
         format!("{bytes} of {}", admin::human_size(u.limit_bytes as i64))
     };
     let msgs = if u.limit_messages == 0 {
-        format!("{} messages (no limit)", u.messages)
+        format!("{} (no limit)", count_of(u.messages, "message", "messages"))
     } else {
-        format!("{} of {} messages", u.messages, u.limit_messages)
+        format!(
+            "{} of {}",
+            u.messages,
+            count_of(u.limit_messages, "message", "messages")
+        )
     };
     format!("{bytes}, {msgs} ({}%)", u.percent)
 }
@@ -1936,10 +2065,10 @@ fn sieve(
                 .iter()
                 .map(|x| {
                     format!(
-                        "{} {}  ({} bytes)\n",
+                        "{} {}  ({})\n",
                         if x.active { "*" } else { " " },
                         x.name,
-                        x.bytes
+                        count_of(x.bytes, "byte", "bytes")
                     )
                 })
                 .collect();
@@ -1966,11 +2095,11 @@ fn sieve(
             let p = s::put(root, &h, &name, &bytes)?;
             Report::new(
                 format!(
-                    "{} script {:?} of {} ({} bytes){}",
+                    "{} script {:?} of {} ({}){}",
                     if p.replaced { "replaced" } else { "stored" },
                     p.name,
                     h.address,
-                    p.bytes,
+                    count_of(p.bytes, "byte", "bytes"),
                     if p.active {
                         "; it is the active script"
                     } else {

@@ -465,3 +465,35 @@ fn issue10_resolve_looks_at_the_mail_root_as_the_mail_user() {
     assert!(r.stdout.contains("vdeliver would exit 111"), "{r:?}");
     assert_eq!(owners(&md), before, "nothing created or changed");
 }
+
+#[test]
+fn guard_never_shows_its_probe_addresses() {
+    // The catch-all goes to postmaster; deleting postmaster leaves the
+    // catch-all looping on itself. The guard probes the catch-all with a
+    // made-up address, which must not appear: it is shown as *@domain.
+    let s = routed_site();
+    let e = refused(&s, &["account", "delete", "postmaster@example.com"]);
+    assert!(
+        e.contains("catch-all of example.com") && e.contains("*@example.com"),
+        "{e}"
+    );
+    assert!(!e.contains("vmailctlprobe"), "{e}");
+    let r = s.ctl(
+        &["account", "delete", "postmaster@example.com", "--json"],
+        b"",
+    );
+    assert_eq!(r.code, Some(1), "{r:?}");
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v["error"]["kind"], "would_break_delivery", "{v}");
+    assert!(!r.stdout.contains("vmailctlprobe"), "{r:?}");
+    let out = s.ctl_ok(&["account", "delete", "postmaster@example.com", "--force"]);
+    assert!(
+        out.contains("warning (forced): catch-all of example.com")
+            && !out.contains("vmailctlprobe"),
+        "{out}"
+    );
+    // Adding a catch-all destination that does not exist names it.
+    let e = refused(&s, &["catchall", "add", "example.com", "ghost@example.com"]);
+    assert!(e.contains("ghost@example.com does not exist"), "{e}");
+    assert!(!e.contains("vmailctlprobe") && !e.contains("loop"), "{e}");
+}
