@@ -236,8 +236,6 @@ pub fn command() -> clap::Command {
 
 /// The description in [`command`]: how qmail-local runs vdeliver.
 const DESCRIPTION: &str = "\
-qmail delivery agent for PostgreSQL-backed virtual domains.
-
 qmail-local runs it once per recipient, from a line of a .qmail file (the \
 line |/usr/local/bin/vdeliver in ~vmail/.qmail-default), as the virtual mail \
 user (never root: vdeliver refuses it), with the message on standard input \
