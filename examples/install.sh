@@ -8,7 +8,8 @@
 # It CHANGES THE SYSTEM, as the README's steps do: it installs Debian's
 # postgresql and starts its cluster, creates the `vmail` user, the role and
 # database `vmail`/`mail`, a pg_hba.conf line and a pg_ident.conf map,
-# /var/vmail, /etc/vdeliver/config.toml and /usr/local/bin/{vdeliver,vmailctl}.
+# /var/vmail, /etc/vdeliver/config.toml, /usr/local/bin/{vdeliver,vmailctl},
+# their manual pages and vmailctl's shell completion under /usr/local/share.
 # Meant for a fresh (throwaway) machine; CI runs it (.ci/run). It can be run
 # again: every README step is idempotent, and the domain example.com a
 # previous run made is deleted (with its Maildirs) before the steps run.
@@ -58,7 +59,9 @@ blocks=$(grep -c '^echo "install.sh: === README block' <<<"$steps" || true)
 for need in 'cargo build --release' 'install -m 0755 target/release/vdeliver' 'apt-get install -y postgresql' \
     'CREATE ROLE vmail' 'CREATE DATABASE mail OWNER vmail' 'map=vmail' 'useradd ' \
     '/etc/vdeliver/config.toml' 'vmailctl migrate' 'vmailctl check' '/var/vmail/.qmail-default' \
-    'vmailctl domain add example.com' 'vmailctl account add alice@example.com'; do
+    'vmailctl domain add example.com' 'vmailctl account add alice@example.com' \
+    'vmailctl man vmailctl' 'vmailctl man vdeliver' '/usr/local/share/man/man8' \
+    'vmailctl completions bash' 'vmailctl completions zsh' 'vmailctl completions fish'; do
     grep -qF -- "$need" <<<"$steps" || die "the README's marked blocks no longer contain: $need"
 done
 
@@ -150,6 +153,22 @@ if (cd / && runuser -u nobody -- psql -X "host=/run/postgresql dbname=mail user=
     die "the Unix user nobody logged in to PostgreSQL as vmail: the peer map lets too much in"
 fi
 say "ok: the Unix user nobody cannot log in as vmail"
+
+# The manual pages and the completion scripts step 1 installed.
+for page in vmailctl vdeliver; do
+    f=/usr/local/share/man/man8/$page.8
+    title=$(tr '[:lower:]' '[:upper:]' <<<"$page")
+    grep -q "^\.TH $title 8 " "$f" || die "$f: not the manual page of $page"
+done
+grep -q '^\.SS "vmailctl alias add"$' /usr/local/share/man/man8/vmailctl.8 ||
+    die "vmailctl.8 does not describe vmailctl alias add"
+for f in /usr/local/share/bash-completion/completions/vmailctl \
+    /usr/local/share/zsh/site-functions/_vmailctl \
+    /usr/local/share/fish/vendor_completions.d/vmailctl.fish; do
+    grep -q 'alias-domain' "$f" || die "$f: not vmailctl's completion"
+done
+bash -n /usr/local/share/bash-completion/completions/vmailctl || die "the bash completion does not parse"
+say "ok: manual pages vmailctl(8), vdeliver(8) and completion for bash, zsh, fish installed"
 
 # vdeliver's version is the one just built and installed.
 want="vdeliver $(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -n 1)"

@@ -17,6 +17,12 @@
 //! error, so `vdeliver --help` always prints [`USAGE`] and exits 0, for
 //! root too: asking how to run it is not running it. The answer goes to
 //! standard output, as every line of vdeliver does.
+//!
+//! [`command`] describes the same command line to clap, for vdeliver's
+//! manual page only (`vmailctl man vdeliver`): vdeliver itself never builds
+//! it. The tests below hold the two together: every option the hand parser
+//! takes is in the description and nothing else is, and both accept and
+//! refuse the same command lines with the same values.
 
 use std::ffi::OsStr;
 use std::path::PathBuf;
@@ -62,6 +68,10 @@ temporary failure (qmail retries). One line on standard output says why.
 /// The line `vdeliver --version` prints.
 pub const VERSION: &str = concat!("vdeliver ", env!("CARGO_PKG_VERSION"), "\n");
 
+/// The options [`parse`] takes, each with a value (`--name VALUE` or
+/// `--name=VALUE`); `--help` and `--version` are [`info`]'s.
+pub const OPTIONS: [&str; 4] = ["--config", "--local", "--domain", "--sender"];
+
 /// A request for information rather than a delivery.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Info {
@@ -94,7 +104,7 @@ where
             b"--help" | b"-h" => return Some(Info::Help),
             b"--version" | b"-V" => return Some(Info::Version),
             // An option whose value is the next argument: skip the value.
-            b"--config" | b"--local" | b"--domain" | b"--sender" => {
+            o if OPTIONS.iter().any(|k| k.as_bytes() == o) => {
                 it.next();
             }
             _ => {}
@@ -166,9 +176,215 @@ where
     Ok(inv)
 }
 
+/// vdeliver's command line as a clap `Command`, for its manual page: the
+/// options of [`USAGE`] with the same help, the qmail-local environment in
+/// the description, the exit codes and examples after. Not used to parse
+/// (vdeliver starts once per message and carries no argument parser).
+pub fn command() -> clap::Command {
+    use clap::{Arg, ArgAction, Command};
+    let value = |name: &'static str, value_name: &'static str, help: &'static str| {
+        Arg::new(name)
+            .long(name)
+            .value_name(value_name)
+            .action(ArgAction::Set)
+            .help(help)
+    };
+    Command::new("vdeliver")
+        .version(env!("CARGO_PKG_VERSION"))
+        .about("qmail delivery agent for PostgreSQL-backed virtual domains")
+        .long_about(DESCRIPTION)
+        .override_usage(
+            "vdeliver\n\
+             vdeliver '' FALLBACK\n\
+             vdeliver --local LOCAL --domain DOMAIN [--sender SENDER] [--config PATH]\n\
+             vdeliver --help | --version",
+        )
+        // A repeated option: the last one counts, as in `parse`.
+        .args_override_self(true)
+        .arg(value(
+            "local",
+            "LOCAL",
+            "The recipient's local part; required with --domain",
+        ))
+        .arg(value(
+            "domain",
+            "DOMAIN",
+            "The recipient's domain; required with --local",
+        ))
+        .arg(value(
+            "sender",
+            "SENDER",
+            "The envelope sender (\"\" for a bounce); required when SENDER is not in the environment",
+        ))
+        .arg(value(
+            "config",
+            "PATH",
+            "The configuration [default: $VDELIVER_CONFIG, else /etc/vdeliver/config.toml]",
+        ))
+        .arg(
+            Arg::new("fallback")
+                .num_args(2)
+                .value_names(["''", "FALLBACK"])
+                .help(
+                    "For an address that exists nowhere, as vpopmail's vdelivermail takes it \
+                     (the first argument is ignored): bounce-no-mailbox (the default), delete, \
+                     an address to forward to, or a Maildir beneath mail.root",
+                ),
+        )
+        .after_help(AFTER_HELP)
+}
+
+/// The description in [`command`]: how qmail-local runs vdeliver.
+const DESCRIPTION: &str = "\
+qmail-local runs it once per recipient, from a line of a .qmail file (the \
+line |/usr/local/bin/vdeliver in ~vmail/.qmail-default), as the virtual mail \
+user (never root: vdeliver refuses it), with the message on standard input \
+and the recipient in the environment: the domain is HOST, the local part is \
+EXT less a leading \"HOST-\" (control/virtualdomains gives \
+EXT=example.com-alice for alice@example.com), else DEFAULT; the envelope \
+sender is SENDER (and RPLINE). Under qmail-local no argument is needed.
+
+It looks the recipient up in PostgreSQL (accounts, aliases, catch-alls, \
+relocated addresses and alias domains, as vmailctl keeps them), writes each \
+Maildir copy durably (on disk and linked into new/ before it says \
+delivered), keeps the Maildir++ quota, runs the account's Sieve script, and \
+forwards through qmail-queue.";
+
+/// What closes [`command`]'s help: exit codes and examples.
+const AFTER_HELP: &str = "\
+Exit codes, as qmail-local reads them: 0 delivered; 99 delivered, skip the
+following .qmail lines; 100 permanent failure (the message bounces); 111
+temporary failure (qmail retries). One line on standard output says why.
+
+Examples:
+  |/usr/local/bin/vdeliver              the line of ~vmail/.qmail-default
+  |/usr/local/bin/vdeliver '' delete    the same, dropping mail to unknown addresses
+  vdeliver --local alice --domain example.com --sender bob@remote.example < message.eml";
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The options of the clap description, `--help` and `--version` aside.
+    fn described_options() -> Vec<String> {
+        let mut cmd = command();
+        cmd.build();
+        cmd.get_arguments()
+            .filter_map(|a| a.get_long())
+            .filter(|l| !matches!(*l, "help" | "version"))
+            .map(|l| format!("--{l}"))
+            .collect()
+    }
+
+    #[test]
+    fn the_description_has_the_options_of_the_hand_parser_and_no_other() {
+        let mut described = described_options();
+        described.sort();
+        let mut taken = OPTIONS.map(String::from).to_vec();
+        taken.sort();
+        assert_eq!(described, taken);
+        // Each is what `parse` takes (with its value) and `info` skips.
+        for o in OPTIONS {
+            assert!(parse([o, "v"]).is_ok(), "{o}");
+            assert!(parse([format!("{o}=v")]).is_ok(), "{o}=");
+            assert_eq!(info([o, "--help"]), None, "{o}");
+        }
+        // And the hand parser takes nothing beside them.
+        for o in [
+            "--user",
+            "--maildir",
+            "--fallback",
+            "--configs",
+            "--loca",
+            "--help",
+        ] {
+            assert!(parse([o, "v"]).is_err(), "{o}");
+        }
+        // --help and --version are described as `info` answers them.
+        let mut cmd = command();
+        cmd.build();
+        for (id, short, long) in [("help", 'h', "help"), ("version", 'V', "version")] {
+            let a = cmd.get_arguments().find(|a| a.get_id() == id).unwrap();
+            assert_eq!((a.get_short(), a.get_long()), (Some(short), Some(long)));
+            assert!(info([format!("-{short}")]).is_some());
+            assert!(info([format!("--{long}")]).is_some());
+        }
+        // The usage text names every option too.
+        for o in OPTIONS {
+            assert!(USAGE.contains(o), "{o}");
+        }
+    }
+
+    /// The clap description's reading of `args`, as `parse` would give it.
+    fn clap_parse(args: &[&str]) -> Result<Invocation, String> {
+        let m = command()
+            .try_get_matches_from(std::iter::once("vdeliver").chain(args.iter().copied()))
+            .map_err(|e| e.to_string())?;
+        let get = |id: &str| m.get_one::<String>(id).cloned();
+        Ok(Invocation {
+            config: get("config").map(PathBuf::from),
+            local: get("local"),
+            domain: get("domain"),
+            sender: get("sender"),
+            fallback: m
+                .get_many::<String>("fallback")
+                .and_then(|mut v| v.nth(1).cloned()),
+        })
+    }
+
+    #[test]
+    fn the_description_and_the_hand_parser_read_command_lines_alike() {
+        let lines: &[&[&str]] = &[
+            &[],
+            &["", "bounce-no-mailbox"],
+            &["", "delete"],
+            &["ignored", "alice@example.org"],
+            &["--local", "alice", "--domain", "example.com"],
+            &["--local=alice", "--domain=example.com", "--sender="],
+            &[
+                "--sender", "", "--local", "a", "--domain", "b", "--config", "/c",
+            ],
+            &["--config", "/a", "--config", "/b"],
+            &["--local", "a", "", "/var/vmail/catch/Maildir/"],
+            &["--", "", "--odd"],
+            &["--local"],
+            &["--bogus", "x"],
+            &["delete"],
+            &["a", "b", "c"],
+            &["--domain", "x", "one"],
+        ];
+        for args in lines {
+            let hand = parse(args.iter().copied());
+            let clap = clap_parse(args);
+            match (&hand, &clap) {
+                (Ok(h), Ok(c)) => assert_eq!(h, c, "{args:?}"),
+                (Err(_), Err(_)) => {}
+                _ => panic!("{args:?}: by hand {hand:?}, by clap {clap:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn the_description_is_complete_and_its_page_renders() {
+        assert_eq!(crate::manual::help_gaps(&command()), Vec::<String>::new());
+        let page = crate::manual::page(command(), &["vmailctl(8)"]).unwrap();
+        let page = String::from_utf8(page).unwrap();
+        assert!(page.contains(".TH VDELIVER 8"), "{page}");
+        for want in [
+            "\\fB\\-\\-local\\fR",
+            "\\fB\\-\\-domain\\fR",
+            "\\fB\\-\\-sender\\fR",
+            "\\fB\\-\\-config\\fR",
+            "FALLBACK",
+            "\\fBvdeliver\\fR \\-\\-local LOCAL \\-\\-domain DOMAIN [\\-\\-sender SENDER]",
+            "required with \\-\\-domain",
+            "qmail\\-local runs it once per recipient",
+            "111",
+            "vmailctl(8)",
+        ] {
+            assert!(page.contains(want), "no {want:?} in\n{page}");
+        }
+    }
 
     #[test]
     fn forms() {

@@ -23,7 +23,8 @@
 //! [`openfiles`]. [`deliver`] reads top to bottom as the data path:
 //! environment → recipient → plan
 //! (one database answer) → write → quota decision → link → outcome.
-//! [`admin`] and [`schema`] serve `vmailctl`.
+//! [`admin`] and [`schema`] serve `vmailctl`; [`manual`] makes both
+//! programs' manual pages from their clap descriptions.
 
 // `deny`, not `forbid`: `deadline` alone allows it, for its signal
 // handler and timer (each block carries its `SAFETY:` argument).
@@ -43,6 +44,7 @@ pub mod input;
 pub mod invocation;
 pub mod maildir;
 pub mod maildirsize;
+pub mod manual;
 pub mod names;
 pub mod openfiles;
 pub mod outcome;

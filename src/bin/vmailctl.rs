@@ -53,22 +53,68 @@ enum Command {
     #[command(after_help = "Example:\n  vmailctl migrate")]
     Migrate,
     /// Domains: add, delete, list, show, set
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "\
+Each command has its own --help with more examples.
+
+Examples:
+  vmailctl domain add example.com --quota-bytes 2G --quota-messages 50000
+  vmailctl domain list
+  vmailctl domain show example.com"
+    )]
     Domain(DomainCmd),
     /// Alias domains (another name for a domain, sharing its addresses)
-    #[command(subcommand, name = "alias-domain")]
+    #[command(
+        subcommand,
+        name = "alias-domain",
+        after_help = "\
+Mail to alice@example.net is delivered as mail to alice@example.com once
+example.net is an alias domain of example.com.
+
+Examples:
+  vmailctl alias-domain add example.net example.com
+  vmailctl alias-domain list example.com"
+    )]
     AliasDomain(AliasDomainCmd),
     /// Accounts (mailboxes)
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "\
+Each command has its own --help with more examples.
+
+Examples:
+  vmailctl account add alice@example.com --password
+  vmailctl account list example.com
+  vmailctl account quota alice@example.com --bytes 5G"
+    )]
     Account(AccountCmd),
     /// Aliases: an address delivered to other addresses
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "\
+Examples:
+  vmailctl alias add team@example.com alice@example.com bob@remote.org
+  vmailctl alias list example.com"
+    )]
     Alias(AliasCmd),
     /// Catch-all destinations of a domain (for addresses that exist nowhere else)
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "\
+Examples:
+  vmailctl catchall add example.com postmaster@example.com
+  vmailctl catchall list example.com"
+    )]
     Catchall(CatchallCmd),
     /// Addresses that have moved (mail to them bounces naming the new one, #5.1.6)
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "\
+Examples:
+  vmailctl relocated add old@example.com new@example.org
+  vmailctl relocated list example.com"
+    )]
     Relocated(RelocatedCmd),
     /// Dry run: what vdeliver would do with mail to ADDRESS, writing nothing
     #[command(after_help = "\
@@ -86,6 +132,7 @@ Examples:
   vmailctl resolve nobody@example.com --fallback delete
   vmailctl resolve alice@example.com --message mail.eml")]
     Resolve {
+        /// The recipient address (local@domain)
         address: String,
         /// Envelope sender [default: <>]
         #[arg(long, value_name = "ADDRESS")]
@@ -109,20 +156,31 @@ sent, then the plans of the statements inside the functions it calls
 
 Example:
   vmailctl explain alice@example.com")]
-    Explain { address: String },
+    Explain {
+        /// The recipient address (local@domain)
+        address: String,
+    },
     /// Quota usage of an account against its limits, from maildirsize
     #[command(after_help = "\
 Examples:
   vmailctl quota alice@example.com
   vmailctl quota alice@example.com --recalc")]
     Quota {
+        /// The account's address (local@domain)
         address: String,
         /// Recount the Maildir and rewrite maildirsize first
         #[arg(long)]
         recalc: bool,
     },
     /// Sieve scripts of an account (ManageSieve's layout), and checking a script
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "\
+Examples:
+  vmailctl sieve check filters.sieve
+  vmailctl sieve put alice@example.com filters filters.sieve
+  vmailctl sieve activate alice@example.com filters"
+    )]
     Sieve(SieveCmd),
     /// An out-of-office reply that keeps the account's own Sieve filters running
     #[command(after_help = "\
@@ -170,6 +228,78 @@ Examples:
         #[arg(long, value_name = "USER")]
         user: Option<String>,
     },
+    /// Shell completion for vmailctl (bash, zsh or fish), on standard output
+    #[command(after_help = "\
+Made from vmailctl's own definition of its commands, so it knows every
+command and option of this version. Needs no configuration or database.
+
+Examples:
+  vmailctl completions bash > /usr/local/share/bash-completion/completions/vmailctl
+  vmailctl completions zsh > /usr/local/share/zsh/site-functions/_vmailctl
+  vmailctl completions fish > /usr/local/share/fish/vendor_completions.d/vmailctl.fish")]
+    Completions {
+        /// The shell to complete for
+        #[arg(value_enum)]
+        shell: CompletionShell,
+    },
+    /// A manual page (roff, section 8), vmailctl's or vdeliver's, on standard output
+    #[command(after_help = "\
+Made from the same definitions as the programs' --help: vmailctl's page has
+every command with its arguments and examples. Needs no configuration or
+database.
+
+Examples:
+  vmailctl man vmailctl > /usr/local/share/man/man8/vmailctl.8
+  vmailctl man vdeliver | man -l -")]
+    Man {
+        /// Whose page
+        #[arg(value_enum)]
+        page: ManPage,
+    },
+}
+
+/// The shells `vmailctl completions` writes for.
+#[derive(Clone, Copy, ValueEnum)]
+enum CompletionShell {
+    Bash,
+    Zsh,
+    Fish,
+}
+
+/// The pages `vmailctl man` prints.
+#[derive(Clone, Copy, ValueEnum)]
+enum ManPage {
+    Vmailctl,
+    Vdeliver,
+}
+
+/// What `completions` and `man` print: made from the clap definitions,
+/// before any configuration is read.
+fn generated(command: &Command) -> Option<anyhow::Result<Vec<u8>>> {
+    use clap::CommandFactory as _;
+    match command {
+        Command::Completions { shell } => {
+            let shell = match shell {
+                CompletionShell::Bash => clap_complete::Shell::Bash,
+                CompletionShell::Zsh => clap_complete::Shell::Zsh,
+                CompletionShell::Fish => clap_complete::Shell::Fish,
+            };
+            let mut out = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "vmailctl", &mut out);
+            Some(Ok(out))
+        }
+        Command::Man { page } => Some(
+            match page {
+                ManPage::Vmailctl => vdeliver::manual::page(Cli::command(), &["vdeliver(8)"]),
+                ManPage::Vdeliver => vdeliver::manual::page(
+                    vdeliver::invocation::command(),
+                    &["vmailctl(8)", "qmail-local(8)"],
+                ),
+            }
+            .context("rendering the manual page"),
+        ),
+        _ => None,
+    }
 }
 
 #[derive(Args)]
@@ -194,6 +324,7 @@ Examples:
   vmailctl domain add bücher.example --quota-bytes 2G --quota-messages 50000 --note 'Books Ltd'
   vmailctl domain add example.org --disabled")]
     Add {
+        /// The domain (an IDN in Unicode or as xn--)
         domain: String,
         #[command(flatten)]
         opts: DomainOpts,
@@ -207,12 +338,14 @@ Examples:
   vmailctl domain set example.com --quota-bytes 5G
   vmailctl domain set example.com --disable")]
     Set {
+        /// The domain
         domain: String,
         #[command(flatten)]
         opts: DomainOpts,
         /// Mail to the domain bounces (#5.2.1)
         #[arg(long, conflicts_with = "enable")]
         disable: bool,
+        /// Mail to the domain is delivered again
         #[arg(long)]
         enable: bool,
         /// Disable it even when aliases elsewhere that deliver today point into it
@@ -228,6 +361,7 @@ Examples:
   vmailctl domain delete example.org
   vmailctl domain delete example.com --force --purge")]
     Delete {
+        /// The domain
         domain: String,
         /// Delete its accounts too, and ignore aliases elsewhere pointing into it
         #[arg(long)]
@@ -241,7 +375,10 @@ Examples:
     List,
     /// Show one domain
     #[command(after_help = "Example:\n  vmailctl domain show example.com --json")]
-    Show { domain: String },
+    Show {
+        /// The domain
+        domain: String,
+    },
     /// Every address of a domain with its kind: alias domains, catch-all,
     /// accounts, aliases, relocated
     #[command(after_help = "\
@@ -264,10 +401,16 @@ Examples:
 enum AliasDomainCmd {
     /// Make ALIAS another name for DOMAIN
     #[command(after_help = "Example:\n  vmailctl alias-domain add example.net example.com")]
-    Add { alias: String, domain: String },
+    Add {
+        /// The new name (a domain not otherwise known)
+        alias: String,
+        /// The domain it stands for
+        domain: String,
+    },
     /// Remove an alias domain
     #[command(after_help = "Example:\n  vmailctl alias-domain delete example.net")]
     Delete {
+        /// The alias domain
         alias: String,
         /// Even while aliases point into it
         #[arg(long)]
@@ -281,14 +424,20 @@ then fail or deliver to other mailboxes, unless --force.
 Example:
   vmailctl alias-domain move example.net example.org")]
     Move {
+        /// The alias domain
         alias: String,
+        /// The domain it is to stand for
         domain: String,
+        /// Even when aliases pointing into it would then fail or deliver elsewhere
         #[arg(long)]
         force: bool,
     },
     /// List alias domains (of DOMAIN, or all)
     #[command(after_help = "Example:\n  vmailctl alias-domain list example.com")]
-    List { domain: Option<String> },
+    List {
+        /// Only this domain's [default: every domain]
+        domain: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -307,6 +456,7 @@ Examples:
   printf '%s\\n' \"$pw\" | vmailctl account add bob@example.com --password-stdin --quota-bytes 1G
   vmailctl account add carol@example.com --maildir example.com/c/carol/Maildir/")]
     Add {
+        /// The new account's address (local@domain)
         address: String,
         /// Maildir path relative to mail.root [default: DOMAIN/LOCAL/Maildir/]
         #[arg(long)]
@@ -346,7 +496,9 @@ Examples:
   vmailctl account delete alice@example.com
   vmailctl account delete alice@example.com --purge")]
     Delete {
+        /// The account's address (local@domain)
         address: String,
+        /// Even when an alias or catch-all would stop delivering
         #[arg(long)]
         force: bool,
         /// Also remove the Maildir from disk (beneath mail.root only, never through a symlink)
@@ -355,10 +507,16 @@ Examples:
     },
     /// List accounts (of DOMAIN, or all)
     #[command(after_help = "Example:\n  vmailctl account list example.com --json")]
-    List { domain: Option<String> },
+    List {
+        /// Only this domain's [default: every domain]
+        domain: Option<String>,
+    },
     /// Show one account
     #[command(after_help = "Example:\n  vmailctl account show alice@example.com --json")]
-    Show { address: String },
+    Show {
+        /// The account's address (local@domain)
+        address: String,
+    },
     /// Set the password (from the terminal, --password-stdin, or --random)
     #[command(after_help = "\
 The new password is asked for twice on the terminal with echo off, read from
@@ -372,6 +530,7 @@ Examples:
   printf '%s\\n' \"$pw\" | vmailctl account password alice@example.com --password-stdin
   vmailctl account password alice@example.com --random")]
     Password {
+        /// The account's address (local@domain)
         address: String,
         /// Read the password from the first line of standard input
         #[arg(long, conflicts_with = "random")]
@@ -387,6 +546,7 @@ Examples:
   vmailctl account set alice@example.com --note 'Sales; laptop and phone'
   vmailctl account set alice@example.com --note ''")]
     Set {
+        /// The account's address (local@domain)
         address: String,
         /// The holder's real name (one line)
         #[arg(long, value_name = "TEXT", required_unless_present = "note")]
@@ -407,9 +567,12 @@ Examples:
   vmailctl account services alice@example.com --sieve on
   vmailctl account services alice@example.com")]
     Services {
+        /// The account's address (local@domain)
         address: String,
+        /// IMAP logins
         #[arg(long, value_enum, value_name = "on|off")]
         imap: Option<OnOff>,
+        /// POP3 logins
         #[arg(long, value_enum, value_name = "on|off")]
         pop3: Option<OnOff>,
         /// SMTP AUTH (Dovecot's smtp and submission services)
@@ -434,7 +597,9 @@ Examples:
   vmailctl account rename alice@example.com alice.smith@example.com
   vmailctl account rename bob@example.com bob@example.org")]
     Rename {
+        /// The account's address now (local@domain)
         old: String,
+        /// Its new address (local@domain, in any domain here)
         new: String,
         /// Also when an alias or catch-all would stop delivering
         #[arg(long)]
@@ -447,9 +612,12 @@ Examples:
   vmailctl account quota alice@example.com --bytes unlimited
   vmailctl account quota alice@example.com --inherit")]
     Quota {
+        /// The account's address (local@domain)
         address: String,
+        /// Quota: bytes or 500M, 2G, … (binary units); 0 or unlimited = none
         #[arg(long, value_name = "SIZE", value_parser = parse_size, conflicts_with = "inherit")]
         bytes: Option<i64>,
+        /// Message limit; 0 or unlimited = none
         #[arg(long, value_name = "N", value_parser = parse_count, conflicts_with = "inherit")]
         messages: Option<i64>,
         /// Use the domain's defaults
@@ -464,13 +632,18 @@ would then defer), unless --force.
 Example:
   vmailctl account disable alice@example.com")]
     Disable {
+        /// The account's address (local@domain)
         address: String,
+        /// Even when an alias or catch-all pointing at it delivers today
         #[arg(long)]
         force: bool,
     },
     /// Deliver to a disabled account again
     #[command(after_help = "Example:\n  vmailctl account enable alice@example.com")]
-    Enable { address: String },
+    Enable {
+        /// The account's address (local@domain)
+        address: String,
+    },
     /// Junk routing for this account: on, off, or the site's default
     #[command(after_help = "\
 With Junk routing on, a message the spam scanner's verdict header marks as
@@ -483,7 +656,9 @@ Examples:
   vmailctl account junk alice@example.com off
   vmailctl account junk alice@example.com default")]
     Junk {
+        /// The account's address (local@domain)
         address: String,
+        /// on, off, or default (follow the site's junk.enabled)
         #[arg(value_enum)]
         setting: JunkSetting,
     },
@@ -530,9 +705,12 @@ Examples:
   vmailctl alias add alice@example.com alice@example.com alice@home.example
   vmailctl alias add %n@example.net %n@example.com")]
     Add {
+        /// The alias (local@domain; %n@domain for every local part)
         address: String,
+        /// Where its mail goes: addresses here or elsewhere
         #[arg(required = true)]
         destinations: Vec<String>,
+        /// Even when the alias would not deliver (no such destination, a loop)
         #[arg(long)]
         force: bool,
     },
@@ -542,14 +720,20 @@ Examples:
   vmailctl alias delete team@example.com bob@remote.org
   vmailctl alias delete team@example.com")]
     Delete {
+        /// The alias
         address: String,
+        /// The destinations to remove [default: all of them]
         destinations: Vec<String>,
+        /// Even when an alias or catch-all that delivers through it would stop delivering
         #[arg(long)]
         force: bool,
     },
     /// List aliases (of DOMAIN, or all)
     #[command(after_help = "Example:\n  vmailctl alias list example.com --json")]
-    List { domain: Option<String> },
+    List {
+        /// Only this domain's [default: every domain]
+        domain: Option<String>,
+    },
     /// Show one alias and its destinations
     #[command(after_help = "Example:\n  vmailctl alias show team@example.com --json")]
     Show {
@@ -566,9 +750,12 @@ Examples:
   vmailctl catchall add example.com postmaster@example.com
   vmailctl catchall add example.com %n@legacy.example")]
     Add {
+        /// The domain
         domain: String,
+        /// Where mail to its unknown addresses goes (%n stands for the local part)
         #[arg(required = true)]
         destinations: Vec<String>,
+        /// Even when the catch-all would not deliver (no such destination, a loop)
         #[arg(long)]
         force: bool,
     },
@@ -580,14 +767,20 @@ would stop delivering or deliver elsewhere, unless --force.
 Example:
   vmailctl catchall delete example.com postmaster@example.com")]
     Delete {
+        /// The domain
         domain: String,
+        /// The destinations to remove [default: all of them]
         destinations: Vec<String>,
+        /// Even when mail delivered through it today would stop or go elsewhere
         #[arg(long)]
         force: bool,
     },
     /// List catch-alls (of DOMAIN, or all)
     #[command(after_help = "Example:\n  vmailctl catchall list")]
-    List { domain: Option<String> },
+    List {
+        /// Only this domain's [default: every domain]
+        domain: Option<String>,
+    },
     /// Show the catch-all destinations of one domain
     #[command(after_help = "\
 Exit 1 when the domain has no catch-all.
@@ -610,21 +803,29 @@ then defer), unless --force.
 Example:
   vmailctl relocated add old@example.com new@example.org")]
     Add {
+        /// The old address (local@domain)
         address: String,
+        /// Where its owner can be reached now (named in the bounce)
         new_address: String,
+        /// Even when an alias or catch-all pointing at ADDRESS delivers today
         #[arg(long)]
         force: bool,
     },
     /// Forget a relocated address
     #[command(after_help = "Example:\n  vmailctl relocated delete old@example.com")]
     Delete {
+        /// The relocated address
         address: String,
+        /// Even when mail to it would then be delivered elsewhere or fail
         #[arg(long)]
         force: bool,
     },
     /// List relocated addresses (of DOMAIN, or all)
     #[command(after_help = "Example:\n  vmailctl relocated list example.com")]
-    List { domain: Option<String> },
+    List {
+        /// Only this domain's [default: every domain]
+        domain: Option<String>,
+    },
     /// Show where one relocated address has moved to
     #[command(after_help = "Example:\n  vmailctl relocated show old@example.com")]
     Show {
@@ -655,12 +856,20 @@ ManageSieve keeps them.
 
 Example:
   vmailctl sieve list alice@example.com --json")]
-    List { address: String },
+    List {
+        /// The account's address (local@domain)
+        address: String,
+    },
     /// Print a script
     #[command(
         after_help = "Example:\n  vmailctl sieve get alice@example.com roundcube > roundcube.sieve"
     )]
-    Get { address: String, name: String },
+    Get {
+        /// The account's address (local@domain)
+        address: String,
+        /// The script's name (without .sieve)
+        name: String,
+    },
     /// Store a script (compiled first; a script that does not compile is refused)
     #[command(after_help = "\
 Reads FILE, or standard input when FILE is '-' or not given. A script that
@@ -671,7 +880,9 @@ Examples:
   vmailctl sieve put alice@example.com filters filters.sieve
   vmailctl sieve put alice@example.com filters - < filters.sieve")]
     Put {
+        /// The account's address (local@domain)
         address: String,
+        /// The script's name (without .sieve)
         name: String,
         /// The script ('-' or absent: standard input)
         file: Option<PathBuf>,
@@ -683,21 +894,31 @@ Refused when the script does not exist or does not compile, or when
 
 Example:
   vmailctl sieve activate alice@example.com filters")]
-    Activate { address: String, name: String },
+    Activate {
+        /// The account's address (local@domain)
+        address: String,
+        /// The script's name (without .sieve)
+        name: String,
+    },
     /// Run no script (removes the .dovecot.sieve symlink)
     #[command(after_help = "\
 A regular file .dovecot.sieve is refused: it is not a managed script.
 
 Example:
   vmailctl sieve deactivate alice@example.com")]
-    Deactivate { address: String },
+    Deactivate {
+        /// The account's address (local@domain)
+        address: String,
+    },
     /// Delete a script (the active one only with --force)
     #[command(after_help = "\
 Examples:
   vmailctl sieve delete alice@example.com old
   vmailctl sieve delete alice@example.com filters --force")]
     Delete {
+        /// The account's address (local@domain)
         address: String,
+        /// The script's name (without .sieve)
         name: String,
         /// Delete the active script too, deactivating it (no script runs)
         #[arg(long)]
@@ -707,6 +928,7 @@ Examples:
 
 #[derive(Args)]
 struct VacationArgs {
+    /// The account's address (local@domain)
     address: String,
     /// on, off, or status [default: status]
     #[arg(value_enum)]
@@ -794,6 +1016,21 @@ fn parse_cli() -> Cli {
 
 fn main() -> ExitCode {
     let cli = parse_cli();
+    if let Some(out) = generated(&cli.command) {
+        return match out.and_then(|bytes| {
+            use std::io::Write as _;
+            let mut stdout = std::io::stdout().lock();
+            stdout.write_all(&bytes)?;
+            stdout.flush()?;
+            Ok(())
+        }) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("vmailctl: {e:#}");
+                ExitCode::from(1)
+            }
+        };
+    }
     let json = cli.json;
     match run(cli) {
         Ok(r) => {
@@ -926,6 +1163,8 @@ fn run(cli: Cli) -> anyhow::Result<Report> {
     let rules = deliver::rules(&cfg, None).map_err(|f| AdminError::Config(f.text))?;
     match cli.command {
         Command::Check { .. }
+        | Command::Completions { .. }
+        | Command::Man { .. }
         | Command::Resolve { .. }
         | Command::Explain { .. }
         | Command::PasswordSchemes
@@ -2152,5 +2391,90 @@ fn sieve(
                 json!({"address": h.address, "deleted": d}),
             )
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory as _;
+
+    /// Every command and group, those added later included: one-line
+    /// purpose, help on every argument, an example of itself.
+    #[test]
+    fn every_command_has_help_on_every_argument_and_an_example() {
+        Cli::command().debug_assert();
+        let gaps = vdeliver::manual::help_gaps(&Cli::command());
+        assert!(
+            gaps.is_empty(),
+            "--help is incomplete:\n{}",
+            gaps.join("\n")
+        );
+    }
+
+    fn text(command: Command) -> String {
+        String::from_utf8(generated(&command).unwrap().unwrap()).unwrap()
+    }
+
+    #[test]
+    fn completions_know_the_commands() {
+        for shell in [
+            CompletionShell::Bash,
+            CompletionShell::Zsh,
+            CompletionShell::Fish,
+        ] {
+            let script = text(Command::Completions { shell });
+            for want in [
+                "vmailctl",
+                "alias-domain",
+                "account",
+                "relocated",
+                "vacation",
+                "completions",
+                "quota-bytes",
+                "password-stdin",
+            ] {
+                assert!(script.contains(want), "no {want:?} in\n{script}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_page_has_every_command_with_its_options_and_examples() {
+        let page = text(Command::Man {
+            page: ManPage::Vmailctl,
+        });
+        assert!(page.starts_with(".ie"), "{page}");
+        assert!(page.contains(".TH VMAILCTL 8"), "{page}");
+        // Every command path, walked from the definition.
+        fn paths(cmd: &clap::Command, prefix: &str, out: &mut Vec<String>) {
+            for sub in cmd.get_subcommands() {
+                let path = format!("{prefix} {}", sub.get_name());
+                out.push(path.clone());
+                paths(sub, &path, out);
+            }
+        }
+        let mut all = Vec::new();
+        paths(&Cli::command(), "vmailctl", &mut all);
+        assert!(all.len() > 40, "{all:?}");
+        for path in all {
+            let heading = format!(".SS \"{path}\"\n");
+            assert!(page.contains(&heading), "no {heading:?} in\n{page}");
+        }
+        for want in [
+            "\\fB\\-\\-config\\fR",
+            "\\fB\\-\\-json\\fR",
+            "\\fB\\-\\-quota\\-bytes\\fR",
+            "\\fB\\-\\-password\\-stdin\\fR",
+            "vmailctl alias add team@example.com alice@example.com bob@remote.org",
+            "vdeliver(8)",
+        ] {
+            assert!(page.contains(want), "no {want:?} in\n{page}");
+        }
+        let page = text(Command::Man {
+            page: ManPage::Vdeliver,
+        });
+        assert!(page.contains(".TH VDELIVER 8"), "{page}");
+        assert!(page.contains("\\fB\\-\\-local\\fR"), "{page}");
     }
 }

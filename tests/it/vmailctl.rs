@@ -115,6 +115,66 @@ fn usage_errors_exit_2_and_help_has_examples() {
     }
 }
 
+/// What users see: `vmailctl PATH --help` for every command path, found by
+/// following the "Commands:" lists of the binary's own help (so commands
+/// added later are walked too), shows an example of that command; and
+/// `man` and `completions` need no configuration.
+#[test]
+fn every_commands_help_shows_an_example_and_man_pages_need_no_config() {
+    let run = |args: &[&str]| {
+        let out = Command::new(bin("vmailctl"))
+            .args(args)
+            .env("VDELIVER_CONFIG", "/nonexistent/vdeliver.toml")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "vmailctl {args:?}: {out:?}");
+        assert!(out.stderr.is_empty(), "vmailctl {args:?}: {out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let mut todo = vec![Vec::<String>::new()];
+    let mut seen = 0;
+    while let Some(path) = todo.pop() {
+        let mut args: Vec<&str> = path.iter().map(String::as_str).collect();
+        args.push("--help");
+        let help = run(&args);
+        seen += 1;
+        let shown = format!("vmailctl {}", path.join(" "));
+        let shown = shown.trim_end();
+        let examples = help
+            .split_once("\nExample")
+            .unwrap_or_else(|| panic!("{shown} --help has no example:\n{help}"))
+            .1;
+        assert!(
+            examples.lines().any(|l| {
+                let l = l.trim_start();
+                l == shown || l.starts_with(&format!("{shown} "))
+            }),
+            "{shown} --help has no example of itself:\n{help}"
+        );
+        if let Some((_, commands)) = help.split_once("\nCommands:\n") {
+            for line in commands.lines().take_while(|l| !l.trim().is_empty()) {
+                let name = line.split_whitespace().next().unwrap();
+                if name != "help" {
+                    let mut sub = path.clone();
+                    sub.push(name.to_string());
+                    todo.push(sub);
+                }
+            }
+        }
+    }
+    assert!(seen > 45, "only {seen} command paths");
+    let page = run(&["man", "vmailctl"]);
+    assert!(page.contains(".TH VMAILCTL 8"), "{page}");
+    assert!(page.contains(".SS \"vmailctl account add\""), "{page}");
+    let page = run(&["man", "vdeliver"]);
+    assert!(page.contains(".TH VDELIVER 8"), "{page}");
+    for shell in ["bash", "zsh", "fish"] {
+        let script = run(&["completions", shell]);
+        assert!(script.contains("alias-domain"), "{shell}: {script}");
+    }
+}
+
 #[test]
 fn domains_add_set_list_show_with_units_and_idn() {
     let s = Site::new();
@@ -792,10 +852,7 @@ fn deletes_keep_maildirs_unless_purged() {
     deliver_one(&s, "dave@example.com", "example.com/dave/Maildir/");
     deliver_one(&s, "erin@example.com", "example.com/erin/Maildir/");
     let e = fails(&s, &["domain", "delete", "example.com"], 1);
-    assert!(
-        e.contains("has 2 accounts") && e.contains("--force"),
-        "{e}"
-    );
+    assert!(e.contains("has 2 accounts") && e.contains("--force"), "{e}");
     assert_eq!(json(&s, &["account", "list"]).as_array().unwrap().len(), 2);
     s.ctl_ok(&["domain", "delete", "example.com", "--force"]);
     assert!(json(&s, &["domain", "list"]).as_array().unwrap().is_empty());
