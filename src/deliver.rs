@@ -367,7 +367,7 @@ fn store(
     let mut namer = Namer::new();
 
     // One copy written, scanned and fsynced: now its stored size is known.
-    let first = write_first(boxes[0], &mut namer, msg, over, None)?;
+    let first = write_first(boxes[0], &mut namer, msg, over, None, 0)?;
 
     // Quota, before anything else exists or is visible.
     let copies_at: Vec<Copy<'_>> = (0..boxes.len())
@@ -509,8 +509,16 @@ fn store_filtered(
     let over = cfg.quota.over_quota;
     let fail = |e: MaildirError| maildir_failure(over, e);
     let mut namer = Namer::new();
+    // The scripts see the whole message; Junk routing alone needs only the
+    // top of the header (the verdict is its topmost instance), so a site
+    // with Junk routing and no scripts copies no body into memory.
     let mut raw = Vec::new();
-    let first = write_first(t.boxes[0], &mut namer, msg, over, Some(&mut raw))?;
+    let keep = if filters.iter().any(|f| f.scripts) {
+        filter::MAX_MESSAGE as usize
+    } else {
+        JUNK_HEADER_BYTES
+    };
+    let first = write_first(t.boxes[0], &mut namer, msg, over, Some(&mut raw), keep)?;
     let whole = first.size() - msg.return_path.len() as u64 <= filter::MAX_MESSAGE;
     let parsed = crate::sieve::message::Message::parse(&raw);
     let spam = filter::spam_verdict(&parsed, &cfg.junk);
@@ -833,6 +841,10 @@ fn store_filtered(
     })
 }
 
+/// What Junk routing alone keeps of a message in memory: the top of its
+/// header, where a scanner puts its verdict.
+const JUNK_HEADER_BYTES: usize = 64 << 10;
+
 /// The Maildir descriptors of the budget not spent on the plan's own
 /// Maildirs: for folders a script opens.
 struct SpareFds(u64);
@@ -922,13 +934,14 @@ fn check_quota<'m>(
 /// Write the first copy: tmp/, scanning the header on the way, then the
 /// loop verdict, then fsync. The file is still only in `tmp/`.
 /// With `keep`, what follows the Return-Path line is also collected there,
-/// up to [`crate::filter::MAX_MESSAGE`] bytes (for the Sieve scripts).
+/// up to `max` bytes (for the Sieve scripts and the Junk verdict).
 fn write_first<'m>(
     md: &'m Maildir,
     namer: &mut Namer,
     msg: &Message<'_>,
     over: OverQuota,
     mut keep: Option<&mut Vec<u8>>,
+    max: usize,
 ) -> Result<TmpFile<'m>, Failure> {
     let fail = |e: MaildirError| maildir_failure(over, e);
     let mut tmp = TmpFile::create(md, namer).map_err(fail)?;
@@ -936,7 +949,6 @@ fn write_first<'m>(
     tmp.write_all(msg.return_path)
         .and_then(|()| tmp.write_all(dt.as_bytes()))
         .map_err(fail)?;
-    let max = filter::MAX_MESSAGE as usize;
     if let Some(k) = keep.as_deref_mut() {
         k.extend_from_slice(dt.as_bytes());
     }
