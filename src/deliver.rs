@@ -566,8 +566,16 @@ fn store_filtered(
         // Too large for the scripts: kept as without them (Junk still
         // applies: the header is whole).
         let unfiltered = !f.active || (!whole && f.scripts);
+        let junk = (f.junk && spam).then_some(cfg.junk.folder.as_str());
         let mut d = if unfiltered {
-            filter::Decision::keep()
+            let mut k = filter::Decision::keep(junk);
+            if f.active && f.scripts {
+                k.notes.push(format!(
+                    "larger than {} bytes: kept without running the Sieve scripts",
+                    filter::MAX_MESSAGE
+                ));
+            }
+            k
         } else {
             filter::decide(filter::Run {
                 cfg,
@@ -577,23 +585,11 @@ fn store_filtered(
                 msg: &parsed,
                 env: env.clone(),
                 via: &mb.via,
-                to_junk: f.junk && spam,
+                to_junk: junk.is_some(),
                 redirects_left: &mut redirects_left,
                 dry: false,
             })
         };
-        if unfiltered && f.active {
-            if f.scripts {
-                d.notes.push(format!(
-                    "larger than {} bytes: kept without running the Sieve scripts",
-                    filter::MAX_MESSAGE
-                ));
-            }
-            if f.junk && spam {
-                d.copies[0].folder = Some(cfg.junk.folder.clone());
-                d.copies[0].create = true;
-            }
-        }
         log_errors(home.as_ref(), &mut d);
         drop(home);
         homes.push(home_rel);
@@ -607,7 +603,11 @@ fn store_filtered(
         let reason = decisions[0].reject.clone().unwrap_or_default();
         return Err(Failure::sieve_rejected(&reason));
     }
-    for d in &mut decisions {
+    // Mailboxes whose scripts kept nothing (and did not reject): named in
+    // the line when others took the message (else the whole line says
+    // "discarded").
+    let mut kept_nothing: Vec<usize> = Vec::new();
+    for (i, d) in decisions.iter_mut().enumerate() {
         if d.reject.take().is_some() {
             d.copies.clear();
             d.redirects.clear();
@@ -615,13 +615,8 @@ fn store_filtered(
                 "rejected by sieve; not bounced, since other recipients of the message took it"
                     .into(),
             );
-        }
-        if d.copies.is_empty()
-            && d.redirects.is_empty()
-            && d.reject.is_none()
-            && d.errors.is_empty()
-        {
-            d.notes.push("discarded by sieve".into());
+        } else if d.copies.is_empty() && d.redirects.is_empty() {
+            kept_nothing.push(i);
         }
     }
 
@@ -829,12 +824,10 @@ fn store_filtered(
             })
             .collect(),
         forwarded: remote.len(),
-        notes: if discarded {
-            notes
-                .into_iter()
-                .filter(|x| !x.ends_with("discarded by sieve"))
-                .collect()
-        } else {
+        notes: {
+            if !discarded && n > 1 {
+                notes.extend(kept_nothing.iter().map(|&i| shown(i, "discarded by sieve")));
+            }
             notes
         },
         discarded: discarded.then(|| "by sieve".to_string()),

@@ -147,17 +147,24 @@ pub struct DuplicateId {
 }
 
 impl Decision {
-    /// The decision without a script: one copy where it always went.
-    pub fn keep() -> Decision {
+    /// The decision without a script: one copy where it always went, or
+    /// into `junk` (the Junk folder, made when missing) when given.
+    pub fn keep(junk: Option<&str>) -> Decision {
         Decision {
-            copies: vec![Copy {
-                folder: None,
-                flags: Vec::new(),
-                create: false,
-                implicit: true,
-            }],
+            copies: vec![keep_copy(junk, Vec::new(), true)],
             ..Decision::default()
         }
+    }
+}
+
+/// A keep (implicit or explicit): where a delivery without a script puts
+/// the message, or the Junk folder.
+fn keep_copy(junk: Option<&str>, flags: Vec<String>, implicit: bool) -> Copy {
+    Copy {
+        folder: junk.map(str::to_string),
+        flags,
+        create: junk.is_some(),
+        implicit,
     }
 }
 
@@ -185,6 +192,7 @@ pub struct Run<'a> {
 
 /// Run the scripts for one mailbox and decide.
 pub fn decide(r: Run<'_>) -> Decision {
+    let junk = r.to_junk.then_some(r.cfg.junk.folder.as_str());
     let mut d = Decision::default();
     let mut host = DeliveryHost {
         inbox: r.inbox,
@@ -271,14 +279,10 @@ pub fn decide(r: Run<'_>) -> Decision {
     }
     if !d.errors.is_empty() {
         // Nothing of the run stands: the message is kept.
-        let mut k = Decision::keep();
+        let mut k = Decision::keep(junk);
         k.errors = std::mem::take(&mut d.errors);
         k.notes = std::mem::take(&mut d.notes);
         k.ran = d.ran;
-        if r.to_junk {
-            k.copies[0].folder = Some(r.cfg.junk.folder.clone());
-            k.copies[0].create = true;
-        }
         return k;
     }
     d.duplicates = host.asked;
@@ -302,20 +306,8 @@ pub fn decide(r: Run<'_>) -> Decision {
                 keep,
             } => {
                 let is_keep = implicit || keep;
-                let copy = if is_keep && r.to_junk {
-                    Copy {
-                        folder: Some(r.cfg.junk.folder.clone()),
-                        flags,
-                        create: true,
-                        implicit,
-                    }
-                } else if is_keep {
-                    Copy {
-                        folder: None,
-                        flags,
-                        create: false,
-                        implicit,
-                    }
+                let copy = if is_keep {
+                    keep_copy(junk, flags, implicit)
                 } else {
                     Copy {
                         folder: Some(folder),

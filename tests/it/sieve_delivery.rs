@@ -497,19 +497,32 @@ fn a_reject_in_a_fan_out_does_not_bounce_what_others_took() {
     let s = Site::new();
     s.account("alice@example.com");
     s.account("bob@example.com");
+    s.account("carol@example.com");
     s.ctl_ok(&[
         "alias",
         "add",
         "team@example.com",
         "alice@example.com",
         "bob@example.com",
+        "carol@example.com",
     ]);
     script(
         &s,
         "alice@example.com",
         "require \"reject\"; reject \"no\";",
     );
+    script(&s, "carol@example.com", "discard;");
     let r = deliver(&s, "team@example.com", "x@remote.org", &msg("t", ""));
+    assert!(
+        r.stdout.contains("carol@example.com: discarded by sieve"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        !r.stdout.contains("alice@example.com: discarded"),
+        "{}",
+        r.stdout
+    );
     assert_eq!(r.code, Some(0), "{r:?}");
     assert!(
         r.stdout
