@@ -11,8 +11,9 @@
 # /var/vmail, /etc/vdeliver/config.toml, /usr/local/bin/{vdeliver,vmailctl},
 # their manual pages and vmailctl's shell completion under /usr/local/share.
 # Meant for a fresh (throwaway) machine; CI runs it (.ci/run). It can be run
-# again: every README step is idempotent, and the domain example.com a
-# previous run made is deleted (with its Maildirs) before the steps run.
+# again: what a previous run made that the steps would find (the database
+# `mail`, /var/vmail/example.com, /etc/vdeliver/config.toml) is removed
+# first, and every other README step is idempotent.
 # The test suite's own clusters are not touched: they are separate
 # `initdb` directories with their own sockets and ports.
 #
@@ -82,12 +83,24 @@ SH
     chmod 0755 /var/qmail/bin/qmail-queue.tmp
     mv /var/qmail/bin/qmail-queue.tmp /var/qmail/bin/qmail-queue
 fi
-# A previous run's domain (its account and Maildirs with it), so that the
-# README's `domain add` and `account add` run again for real.
-if [ -x /usr/local/bin/vmailctl ] && [ -e /etc/vdeliver/config.toml ] &&
-    /usr/local/bin/vmailctl domain show example.com >/dev/null 2>&1; then
-    say "removing example.com left by a previous run"
-    /usr/local/bin/vmailctl domain delete example.com --force --purge
+# What a previous run left (on a machine reused for CI the files survive
+# but the cluster is stopped): its database `mail`, its Maildirs and its
+# configuration go, so that every README step runs again for real against
+# this checkout's code -- `migrate` from an empty database, `domain add` and
+# `account add` on a fresh one, the example configuration as it is now.
+# This is done with Debian's own tools, not with a vmailctl a previous run
+# installed: that one may be older than this checkout, and it cannot reach
+# a stopped cluster.
+if dpkg-query -W -f='${Status}' postgresql 2>/dev/null | grep -q 'ok installed'; then
+    service postgresql start >/dev/null || die "service postgresql start failed"
+    if [ "$(cd / && runuser -u postgres -- psql -X -tAc "SELECT 1 FROM pg_database WHERE datname = 'mail'")" = 1 ]; then
+        say "dropping the database mail left by a previous run"
+        (cd / && runuser -u postgres -- dropdb --force mail)
+    fi
+fi
+if [ -e /var/vmail/example.com ] || [ -e /etc/vdeliver/config.toml ]; then
+    say "removing /var/vmail/example.com and /etc/vdeliver/config.toml left by a previous run"
+    rm -rf /var/vmail/example.com /etc/vdeliver/config.toml
 fi
 
 # --- The README, verbatim -------------------------------------------------
