@@ -64,6 +64,7 @@ pub fn check(path: &Path, user: Option<&str>) -> Vec<Check> {
                 "delivery user",
                 "mail root",
                 "qmail-queue",
+                "renames",
             ] {
                 out.push(fail(
                     name,
@@ -109,6 +110,7 @@ pub fn check(path: &Path, user: Option<&str>) -> Vec<Check> {
         Some(why) => fail("configuration file", why),
         None => config_file(path, &cfg),
     });
+    let mut db_client = None;
     match db::connect(&cfg.database, "vmailctl") {
         Err(e) => {
             out.push(fail("database", format!("cannot connect: {e}")));
@@ -147,6 +149,7 @@ pub fn check(path: &Path, user: Option<&str>) -> Vec<Check> {
                 ),
                 Err(e) => fail("schema", e.to_string()),
             });
+            db_client = Some(client);
         }
     }
     if let (Some(u), None) = (user, delivery) {
@@ -180,7 +183,64 @@ pub fn check(path: &Path, user: Option<&str>) -> Vec<Check> {
         (c, Some(_)) if !c.ok => c,
         (_, Some(why)) => fail("qmail-queue", why),
     });
+    out.push(renames(root, db_client.as_mut()));
     out
+}
+
+/// Markers an interrupted `account rename` left in homes under the mail
+/// root (see [`super::rename`]): each is mail split between two places, or
+/// about to be, until the rename is finished. With the database, the line
+/// says which of the two addresses is the account now, and so what to do.
+fn renames(root: &Path, mut client: Option<&mut postgres::Client>) -> Check {
+    const NAME: &str = "renames";
+    if !root.is_dir() {
+        return fail(NAME, "not checked: mail.root is not a directory".into());
+    }
+    let found = match super::rename::interrupted(root) {
+        Ok(f) => f,
+        Err(e) => return fail(NAME, format!("not checked: {e}")),
+    };
+    if found.is_empty() {
+        return pass(
+            NAME,
+            format!("no interrupted account rename under {}", root.display()),
+        );
+    }
+    let mut is_account = |a: &str| -> Option<bool> {
+        match super::account_show(client.as_deref_mut()?, a) {
+            Ok(_) => Some(true),
+            Err(super::AdminError::NotFound(_)) => Some(false),
+            Err(_) => None,
+        }
+    };
+    let each: Vec<String> = found
+        .iter()
+        .map(|m| {
+            let path = m.path();
+            let Some((from, to)) = &m.pair else {
+                return format!(
+                    "{path} is a rename marker naming no pair of addresses: look at {}, then \
+                     remove the file",
+                    m.dir
+                );
+            };
+            match (is_account(from), is_account(to)) {
+                (Some(true), Some(false)) => format!(
+                    "{path}: the rename of {from} to {to} was interrupted (the database still \
+                     says {from}): run `vmailctl account rename {from} {to}` again to finish it"
+                ),
+                (Some(false), Some(true)) => format!(
+                    "{path}: the rename of {from} to {to} finished but left its marker: remove \
+                     the file"
+                ),
+                _ => format!(
+                    "{path}: a rename of {from} to {to} was interrupted: see `vmailctl account \
+                     show` of both, then run the rename again or remove the file"
+                ),
+            }
+        })
+        .collect();
+    fail(NAME, each.join("; "))
 }
 
 /// As `user`, try what delivery needs: read the configuration, search and

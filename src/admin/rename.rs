@@ -46,7 +46,8 @@
 //! leaves the database at the old address and the directory at the new
 //! path, with the marker in it: running the same `rename OLD NEW` again
 //! finds the old home gone and the new one holding that marker, and
-//! finishes (the database change; nothing more to move). A COMMIT whose
+//! finishes (the database change; nothing more to move); `vmailctl check`
+//! finds such a marker ([`interrupted`]) and names that command. A COMMIT whose
 //! outcome is unknown (the connection lost) is the same: run it again,
 //! which finishes or answers that OLD is no longer an account (then it
 //! had committed and all is in place). The directory is never moved back
@@ -494,4 +495,69 @@ fn after_move(root: &Path, old: [&str; 2], new: [&str; 2]) -> Result<Vec<String>
         ));
     }
     Ok(w)
+}
+
+/// A marker an interrupted rename left behind, found by [`interrupted`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Interrupted {
+    /// The home holding it, relative to the mail root (`example.com/al/`).
+    pub dir: String,
+    /// The pair it names (`None` when its content is not a pair).
+    pub pair: Option<(String, String)>,
+}
+
+impl Interrupted {
+    /// The marker's path relative to the mail root.
+    pub fn path(&self) -> String {
+        format!("{}{MARKER}", self.dir)
+    }
+}
+
+/// Every marker under `root`, in the only place a rename puts one: a home
+/// `DOMAIN/LOCAL/`, two levels down. Symlinks are not followed; sorted by
+/// path. An unreadable directory is an error (the answer would be
+/// incomplete), naming it.
+pub(super) fn interrupted(root: &Path) -> std::result::Result<Vec<Interrupted>, String> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let dirs = |p: &Path| -> std::result::Result<Vec<String>, String> {
+        let mut out = Vec::new();
+        let rd = std::fs::read_dir(p).map_err(|e| format!("cannot read {}: {e}", p.display()))?;
+        for entry in rd {
+            let entry = entry.map_err(|e| format!("cannot read {}: {e}", p.display()))?;
+            let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+            if let (true, Some(name)) = (is_dir, entry.file_name().to_str()) {
+                out.push(name.to_owned());
+            }
+        }
+        out.sort();
+        Ok(out)
+    };
+    let mut found = Vec::new();
+    for domain in dirs(root)? {
+        for local in dirs(&root.join(&domain))? {
+            let marker = root.join(&domain).join(&local).join(MARKER);
+            let file = match std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(&marker)
+            {
+                Ok(f) => f,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(format!("cannot read {}: {e}", marker.display())),
+            };
+            let mut text = String::new();
+            let _ = file.take(1024).read_to_string(&mut text);
+            let pair = text
+                .trim_end_matches('\n')
+                .split_once(' ')
+                .filter(|(f, t)| f.contains('@') && t.contains('@') && !t.contains(' '))
+                .map(|(f, t)| (f.to_owned(), t.to_owned()));
+            found.push(Interrupted {
+                dir: format!("{domain}/{local}/"),
+                pair,
+            });
+        }
+    }
+    Ok(found)
 }

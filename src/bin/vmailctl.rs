@@ -216,7 +216,7 @@ Example:
   vmailctl password-schemes --json"
     )]
     PasswordSchemes,
-    /// Check the installation: configuration, database, schema, mail root, qmail-queue
+    /// Check the installation: configuration, database, schema, mail root, qmail-queue, renames
     #[command(after_help = "\
 One line per check; exit 1 if any fails.
 

@@ -539,6 +539,81 @@ fn rename_interrupted_after_the_move_is_finished_by_a_rerun() {
     assert_eq!(subjects(&s, "example.com/bob/Maildir/"), ["b1"]);
 }
 
+/// `vmailctl check`'s "renames" line: ok when no marker is left, and for
+/// each marker what to do, decided by which address is the account now.
+fn renames_line(s: &Site) -> (bool, String) {
+    let r = s.ctl(&["check", "--json"], b"");
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let c = v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "renames")
+        .unwrap_or_else(|| panic!("no renames line: {v}"))
+        .clone();
+    (c["ok"] == true, c["detail"].as_str().unwrap().to_owned())
+}
+
+/// A crash between the move and the COMMIT leaves mail for the old
+/// address to land in a recreated Maildir: `check` says so and names the
+/// command that finishes it; a marker a finished rename failed to remove
+/// is told apart (remove the file), and so is one naming no pair.
+#[test]
+fn check_reports_a_marker_left_by_an_interrupted_rename() {
+    let s = Site::new();
+    s.account(ALICE);
+    delivered(&s, ALICE, "old mail");
+    let (ok, d) = renames_line(&s);
+    assert!(ok, "{d}");
+    assert!(d.starts_with("no interrupted account rename under "), "{d}");
+    // Interrupted after the move: the database still says alice.
+    let old = s.root.join("example.com/alice");
+    let new = s.root.join("example.com/al");
+    fs::write(
+        old.join(".vmailctl-rename"),
+        "alice@example.com al@example.com\n",
+    )
+    .unwrap();
+    fs::rename(&old, &new).unwrap();
+    let (ok, d) = renames_line(&s);
+    assert!(!ok);
+    assert_eq!(
+        d,
+        "example.com/al/.vmailctl-rename: the rename of alice@example.com to al@example.com \
+         was interrupted (the database still says alice@example.com): run `vmailctl account \
+         rename alice@example.com al@example.com` again to finish it"
+    );
+    // The command it names finishes, and the line is ok again.
+    let r = s.ctl_json(&["account", "rename", ALICE, "al@example.com"]);
+    assert_eq!(r["moved"], "resumed");
+    let (ok, d) = renames_line(&s);
+    assert!(ok, "{d}");
+    // A finished rename whose marker stayed (its removal failed).
+    fs::write(
+        new.join(".vmailctl-rename"),
+        "alice@example.com al@example.com\n",
+    )
+    .unwrap();
+    // And a marker naming no pair, in another domain's home.
+    fs::create_dir_all(s.root.join("example.org/x")).unwrap();
+    fs::write(s.root.join("example.org/x/.vmailctl-rename"), "garbage").unwrap();
+    // A symlinked home is not followed (a marker through it is not read).
+    std::os::unix::fs::symlink(&new, s.root.join("example.org/y")).unwrap();
+    let (ok, d) = renames_line(&s);
+    assert!(!ok);
+    assert_eq!(
+        d,
+        "example.com/al/.vmailctl-rename: the rename of alice@example.com to al@example.com \
+         finished but left its marker: remove the file; example.org/x/.vmailctl-rename is a \
+         rename marker naming no pair of addresses: look at example.org/x/, then remove the file"
+    );
+    // Both gone: clean again.
+    fs::remove_file(new.join(".vmailctl-rename")).unwrap();
+    fs::remove_dir_all(s.root.join("example.org")).unwrap();
+    let (ok, _) = renames_line(&s);
+    assert!(ok);
+}
+
 fn stored_hash(s: &Site, address: &str) -> String {
     let (l, d) = address.split_once('@').unwrap();
     let mut c = s.db.client();

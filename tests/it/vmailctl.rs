@@ -1232,12 +1232,13 @@ fn check_reports_each_problem() {
             "schema",
             "delivery user",
             "mail root",
-            "qmail-queue"
+            "qmail-queue",
+            "renames"
         ]
     );
     let v = json(&s, &["check"]);
     assert_eq!(v["ok"], true);
-    assert_eq!(v["checks"].as_array().unwrap().len(), 7);
+    assert_eq!(v["checks"].as_array().unwrap().len(), 8);
 
     let failed = |s: &Site, args: &[&str]| -> Vec<String> {
         let mut a = vec!["check", "--json"];
