@@ -521,7 +521,11 @@ fn store_filtered(
     let first = write_first(t.boxes[0], &mut namer, msg, over, Some(&mut raw), keep)?;
     let whole = first.size() - msg.return_path.len() as u64 <= filter::MAX_MESSAGE;
     let parsed = crate::sieve::message::Message::parse(&raw);
-    let spam = filter::spam_verdict(&parsed, &cfg.junk);
+    // The verdict routes a keep to Junk (where routing is on) and, for
+    // every account, holds back vacation replies: a spam's sender is most
+    // likely forged, and a reply to it is backscatter.
+    let spam_by = filter::spam_verdict_by(&parsed, &cfg.junk);
+    let spam = spam_by.is_some();
     let n = t.mailboxes.len();
     let shown = |i: usize, note: &str| {
         if n > 1 {
@@ -782,7 +786,12 @@ fn store_filtered(
             }
             continue;
         };
-        if let Some(v) = &d.vacation {
+        if let (Some(_), Some(by)) = (&d.vacation, &spam_by) {
+            let skipped = crate::sieve::vacation::Response::Skipped(
+                crate::sieve::vacation::Reason::Spam(by.clone()),
+            );
+            notes.push(shown(i, &skipped.to_string()));
+        } else if let Some(v) = &d.vacation {
             let cx = crate::sieve::vacation::Context {
                 msg_headers: headers,
                 envelope_sender: msg.sender,

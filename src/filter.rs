@@ -93,16 +93,24 @@ pub fn personal(root: &MailRoot, maildir_rel: &str) -> Personal {
 /// `,` or `;`. Only the topmost counts: a sender may add its own copy of
 /// the header further down, the scanner's is added on top.
 pub fn spam_verdict(msg: &Message, junk: &Junk) -> bool {
-    junk.verdicts().any(|(name, word)| {
-        msg.header_raw(name).next().is_some_and(|v| {
-            let v = v.trim_start();
-            let first = v
-                .split(|c: char| c.is_whitespace() || c == ',' || c == ';')
-                .next()
-                .unwrap_or("");
-            first.eq_ignore_ascii_case(word)
+    spam_verdict_by(msg, junk).is_some()
+}
+
+/// [`spam_verdict`], naming the verdict that said spam (`X-Spam-Flag:
+/// YES`, as configured) for the notes.
+pub fn spam_verdict_by(msg: &Message, junk: &Junk) -> Option<String> {
+    junk.verdicts()
+        .find(|&(name, word)| {
+            msg.header_raw(name).next().is_some_and(|v| {
+                let v = v.trim_start();
+                let first = v
+                    .split(|c: char| c.is_whitespace() || c == ',' || c == ';')
+                    .next()
+                    .unwrap_or("");
+                first.eq_ignore_ascii_case(word)
+            })
         })
-    })
+        .map(|(name, word)| format!("{name}: {word}"))
 }
 
 /// One copy a mailbox's decision stores.

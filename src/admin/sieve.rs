@@ -771,8 +771,11 @@ pub fn dry_run(
             lines.push(format!("reject: {r}"));
         }
         if let Some(v) = &d.vacation {
+            let held = filter::spam_verdict_by(&msg, &cfg.junk).map_or(String::new(), |by| {
+                format!(" (not sent: the message is marked as spam ({by}))")
+            });
             lines.push(format!(
-                "vacation reply{}",
+                "vacation reply{}{held}",
                 v.subject
                     .as_deref()
                     .map_or(String::new(), |s| format!(" {s:?}"))

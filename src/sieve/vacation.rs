@@ -168,6 +168,10 @@ pub enum Reason {
     NotAddressed,
     /// Already answered within the period (from the memory).
     AlreadyReplied,
+    /// The site's Junk verdict marks the message as spam (the verdict, as
+    /// configured): its sender is most likely forged, and a reply would be
+    /// backscatter. Decided by delivery, not by [`decide`].
+    Spam(String),
 }
 
 impl fmt::Display for Reason {
@@ -188,6 +192,7 @@ impl fmt::Display for Reason {
             Reason::NotAddressed => {
                 write!(f, "none of the user's addresses is in To/Cc/Bcc/Resent-*")
             }
+            Reason::Spam(v) => write!(f, "the message is marked as spam ({v})"),
             Reason::AlreadyReplied => write!(f, "already replied to this sender in the period"),
         }
     }

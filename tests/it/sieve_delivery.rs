@@ -301,6 +301,92 @@ fn vacation_replies_once_also_through_an_alias() {
     assert_eq!(messages(&s, "").len(), 3);
 }
 
+/// No vacation reply to mail the site's Junk verdict marks as spam (its
+/// sender is most likely forged: a reply is backscatter), whether or not
+/// the account routes it to Junk; the message itself is stored as always,
+/// and the reply memory is not touched, so the sender's next real message
+/// is answered. Only the topmost verdict counts, as for Junk routing.
+#[test]
+fn no_vacation_reply_to_mail_the_verdict_marks_as_spam() {
+    let s = Site::new();
+    s.account("alice@example.com");
+    script(
+        &s,
+        "alice@example.com",
+        "require \"vacation\"; vacation :days 2 :subject \"Away\" \"Back on Monday.\";",
+    );
+    let spam = msg("cheap", "X-Spam-Flag: YES\n");
+    let r = deliver(&s, "alice@example.com", "bob@remote.org", &spam);
+    assert_eq!(r.code, Some(0), "{r:?}");
+    assert_eq!(
+        r.stdout,
+        format!(
+            "delivered to {ALICE}; vacation skipped: the message is marked as spam \
+             (X-Spam-Flag: YES)\n"
+        )
+    );
+    assert!(s.queued().is_empty(), "no reply queued");
+    assert_eq!(
+        messages(&s, "").len(),
+        1,
+        "the message is kept (junk off: INBOX)"
+    );
+    // The same verdict by another configured header, any case.
+    let r = deliver(
+        &s,
+        "alice@example.com",
+        "bob@remote.org",
+        &msg("c2", "X-Spam-Status: yes, score=12\n"),
+    );
+    assert!(
+        r.stdout.contains("marked as spam (X-Spam-Status: Yes)"),
+        "{}",
+        r.stdout
+    );
+    assert!(s.queued().is_empty());
+    // A verdict below the scanner's is the sender's own: not spam, replied.
+    let forged = b"X-Spam-Flag: NO\nFrom: bob@remote.org\nTo: alice@example.com\nX-Spam-Flag: YES\nSubject: real\n\nx\n";
+    let r = deliver(&s, "alice@example.com", "bob@remote.org", forged);
+    assert!(
+        r.stdout.contains("vacation reply sent to bob@remote.org"),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(s.queued().len(), 1);
+    assert_eq!(messages(&s, "").len(), 3);
+    // With Junk routing on, the spam goes to Junk and is not answered.
+    let j = Site::with_config("[junk]\nenabled = true\n");
+    j.account("alice@example.com");
+    script(
+        &j,
+        "alice@example.com",
+        "require \"vacation\"; vacation :days 2 \"Away.\";",
+    );
+    let r = deliver(&j, "alice@example.com", "bob@remote.org", &spam);
+    assert_eq!(r.code, Some(0), "{r:?}");
+    assert!(
+        r.stdout.starts_with(&format!(
+            "delivered to {ALICE}.Junk/; vacation skipped: the message is marked as spam"
+        )),
+        "{}",
+        r.stdout
+    );
+    assert!(j.queued().is_empty());
+    // vmailctl resolve --message says the same.
+    let file = j.dir.path().join("m.eml");
+    fs::write(&file, &spam).unwrap();
+    let out = j.ctl_ok(&[
+        "resolve",
+        "alice@example.com",
+        "--message",
+        &file.display().to_string(),
+    ]);
+    assert!(
+        out.contains("vacation reply (not sent: the message is marked as spam (X-Spam-Flag: YES))"),
+        "{out}"
+    );
+}
+
 #[test]
 fn junk_routing_by_the_topmost_verdict_and_fileinto_wins() {
     let s = Site::with_config("[junk]\nenabled = true\n");
