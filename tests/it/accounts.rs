@@ -236,6 +236,134 @@ fn dovecot_refuses_a_service_turned_off() {
     assert!(!d.auth_test("pop3", ALICE, PASSWORD));
 }
 
+/// The fenced block of the README whose first line is `first` (the first
+/// such block of kind `fence`), without the list item's indentation.
+fn readme_block(fence: &str, first: &str) -> String {
+    let readme =
+        fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+            .unwrap();
+    let lines: Vec<&str> = readme.lines().collect();
+    for (i, l) in lines.iter().enumerate() {
+        if l.trim() != format!("```{fence}") || lines.get(i + 1).map(|n| n.trim()) != Some(first) {
+            continue;
+        }
+        let indent = l.len() - l.trim_start().len();
+        let body: Vec<&str> = lines[i + 1..]
+            .iter()
+            .take_while(|b| b.trim() != "```")
+            .map(|b| b.get(indent..).unwrap_or(""))
+            .collect();
+        return body.join("\n") + "\n";
+    }
+    panic!("README.md has no ```{fence} block beginning with {first:?}");
+}
+
+/// The migration guide's SMTP AUTH wrapper (vchkpw's replacement: a
+/// checkpassword program asking Dovecot's auth service), exactly as the
+/// README prints it, with the README's auth listener, run the way
+/// qmail-smtpd's AUTH patch runs it: as qmail-smtpd's user, `user NUL
+/// password NUL timestamp NUL` on descriptor 3, the program to run on
+/// success as its arguments, stdout the client's connection. Only the
+/// socket's directory and the listener's user differ (this Dovecot's base
+/// directory, the tests' unprivileged user instead of qmaild).
+#[test]
+fn the_guides_smtp_auth_wrapper_logs_in_refuses_and_defers() {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+    let s = Site::new();
+    add_with_password(&s, ALICE);
+    let uid = if crate::common::unpriv::is_root() {
+        crate::common::unpriv::unpriv_uid_gid().0
+    } else {
+        nix::unistd::getuid().as_raw()
+    };
+    let me = nix::unistd::User::from_uid(uid.into())
+        .unwrap()
+        .expect("the test user has a name")
+        .name;
+    let listener = readme_block("text", "service auth {");
+    assert!(listener.contains("user = qmaild"), "{listener}");
+    let d = Dovecot::guide_with(
+        &s,
+        &[ALICE],
+        &listener.replace("user = qmaild", &format!("user = {me}")),
+    );
+    let socket = d.dir.join("run/auth-qmail");
+    let script = readme_block("sh", "#!/bin/bash");
+    assert!(script.contains("checkpassword interface"), "{script}");
+    assert!(script.contains("/run/dovecot/auth-qmail"), "{script}");
+    let path = s.dir.path().join("checkpassword-dovecot");
+    fs::write(
+        &path,
+        script.replace("/run/dovecot/auth-qmail", &socket.display().to_string()),
+    )
+    .unwrap();
+    fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+
+    // (exit code, stdout) of one login from `rip`; `fd3` is what
+    // qmail-smtpd writes. Each refused login comes from another address:
+    // Dovecot delays an address's logins more after each failure.
+    let login_from = |rip: &str, fd3: &[u8]| -> (Option<i32>, String) {
+        let (reader, mut writer) = std::io::pipe().unwrap();
+        std::io::Write::write_all(&mut writer, fd3).unwrap();
+        drop(writer);
+        let raw = reader.as_raw_fd();
+        let mut cmd = crate::common::unpriv::command_as_unprivileged(&path);
+        cmd.args(["/bin/sh", "-c", "echo \"authenticated, in $PWD\""])
+            .current_dir("/")
+            .env("TCPREMOTEIP", rip)
+            .stdin(std::process::Stdio::null());
+        // SAFETY: dup2 and fcntl are async-signal-safe; nothing else runs in the child.
+        unsafe {
+            cmd.pre_exec(move || {
+                // dup2 onto itself keeps close-on-exec: clear it after.
+                if libc::dup2(raw, 3) < 0 || libc::fcntl(3, libc::F_SETFD, 0) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let out = cmd.output().unwrap();
+        drop(reader);
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let login = |fd3: &[u8]| login_from("192.0.2.7", fd3);
+    let creds = |user: &str, pass: &str| format!("{user}\0{pass}\01796163094\0").into_bytes();
+    let ok = (Some(0), "authenticated, in /\n".to_string());
+    let refused = (Some(1), String::new());
+
+    assert_eq!(login(&creds(ALICE, PASSWORD)), ok, "{}", d.log());
+    // A wrong password or user is refused, and nothing of doveadm's
+    // report reaches the client.
+    assert_eq!(login_from("192.0.2.8", &creds(ALICE, "wrong")), refused);
+    // Dovecot's passdb saw the service smtp and the client's address.
+    assert!(
+        d.logins().contains(&format!("smtp 192.0.2.8 {ALICE}")),
+        "{:?}",
+        d.logins()
+    );
+    assert_eq!(
+        login_from("192.0.2.9", &creds("nobody@example.com", PASSWORD)),
+        refused
+    );
+    assert_eq!(login(&creds("-x", PASSWORD)), refused);
+    // Nothing on descriptor 3: try later.
+    assert_eq!(login(b""), (Some(111), String::new()));
+    // The smtp flag decides, and only it.
+    s.ctl_ok(&["account", "services", ALICE, "--smtp", "off"]);
+    assert_eq!(login_from("192.0.2.10", &creds(ALICE, PASSWORD)), refused);
+    s.ctl_ok(&[
+        "account", "services", ALICE, "--smtp", "on", "--imap", "off", "--pop3", "off",
+    ]);
+    assert_eq!(login(&creds(ALICE, PASSWORD)), ok);
+    // Dovecot down: a temporary error, never "wrong password".
+    drop(d);
+    assert_eq!(login(&creds(ALICE, PASSWORD)), (Some(111), String::new()));
+}
+
 #[test]
 fn rename_moves_the_maildir_and_the_aliases_follow() {
     let s = Site::new();

@@ -155,6 +155,8 @@ esac
 ln=$(printf '%s' "$ln" | tr A-Z a-z)
 ld=$(printf '%s' "$ld" | tr A-Z a-z)
 row=$({psql} -X -q -A -t -F '	' -v ON_ERROR_STOP=1 -v ln="$ln" -v ld="$ld"       -v svc="$SERVICE" -f {sql} {url}) || exit 111
+# What Dovecot passed: the service and the client's address, for the tests.
+printf '%s %s %s\n' "$SERVICE" "${{TCPREMOTEIP-}}" "$user" >> {logins} 2>/dev/null
 row=$(printf '%s\n' "$row" | sed -n 1p)
 [ -n "$row" ] || exit 1
 name=$(printf '%s\n' "$row" | cut -f1)
@@ -176,7 +178,12 @@ exec "$@"
         sql = sh(&sql_file),
         doveadm = sh(&binary("doveadm")),
         conf = sh(&dir.join("dovecot.conf")),
+        logins = sh(&dir.join("logins")),
     );
+    // Written by whichever user Dovecot runs the script as.
+    let logins = dir.join("logins");
+    fs::write(&logins, "").unwrap();
+    fs::set_permissions(&logins, std::os::unix::fs::PermissionsExt::from_mode(0o666)).unwrap();
     let path = dir.join("passdb.sh");
     fs::write(&path, script).unwrap();
     fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
@@ -216,6 +223,12 @@ impl Dovecot {
     /// (primary addresses; each must have a password to log in over IMAP
     /// or ManageSieve).
     pub fn guide(s: &Site, users: &[&str]) -> Dovecot {
+        Dovecot::guide_with(s, users, "")
+    }
+
+    /// [`Dovecot::guide`] with `extra` settings after the guide's (a
+    /// listener the README adds for one purpose, say).
+    pub fn guide_with(s: &Site, users: &[&str], extra: &str) -> Dovecot {
         need_service("imap", "dovecot-imapd");
         need_service("managesieve", "dovecot-managesieved");
         let q = guide_queries();
@@ -271,7 +284,7 @@ impl Dovecot {
             let (imap, sieve) = (free_port(), free_port());
             // Debian's 10-mail.conf and the listeners conf.d would give.
             let body = format!(
-                "namespace inbox {{\n  inbox = yes\n}}\n{guide}\n\
+                "namespace inbox {{\n  inbox = yes\n}}\n{guide}\n{extra}\n\
                  service imap-login {{\n  inet_listener imap {{\n    address = 127.0.0.1\n    \
                  port = {imap}\n  }}\n  inet_listener imaps {{\n    port = 0\n  }}\n}}\n\
                  service managesieve-login {{\n  inet_listener sieve {{\n    \
@@ -364,6 +377,16 @@ impl Dovecot {
             "dovecot did not start its auth service:\n{}",
             d.log()
         ))
+    }
+
+    /// One line per login the guide's passdb was asked about: `SERVICE
+    /// CLIENT-ADDRESS USER` (the address empty when Dovecot had none).
+    pub fn logins(&self) -> Vec<String> {
+        fs::read_to_string(self.dir.join("logins"))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect()
     }
 
     pub fn log(&self) -> String {
