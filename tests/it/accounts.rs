@@ -364,6 +364,70 @@ fn the_guides_smtp_auth_wrapper_logs_in_refuses_and_defers() {
     assert_eq!(login(&creds(ALICE, PASSWORD)), (Some(111), String::new()));
 }
 
+/// The migration guide's POP3 settings, exactly as the README prints
+/// them, on the guide's Dovecot: UIDL gives each message the id
+/// qmail-pop3d gave it (its file name after `new/` or `cur/`, up to the
+/// `:`), so clients that leave mail on the server download nothing twice
+/// after the switch; vchkpw's `alice%example.com` still logs in; the
+/// `pop3` flag refuses POP3 and only POP3.
+#[test]
+fn the_guides_pop3_settings_keep_qmail_pop3d_uidls_and_logins() {
+    let s = Site::new();
+    add_with_password(&s, ALICE);
+    delivered(&s, ALICE, "one");
+    delivered(&s, ALICE, "two");
+    delivered(&s, ALICE, "three");
+    let md = s.root.join("example.com/alice/Maildir");
+    // One message qmail-pop3d had already listed and left: in cur/, ":2,".
+    let first = fs::read_dir(md.join("new"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .file_name()
+        .into_string()
+        .unwrap();
+    fs::rename(
+        md.join("new").join(&first),
+        md.join("cur").join(format!("{first}:2,S")),
+    )
+    .unwrap();
+    // qmail-pop3d's UIDL of each file.
+    let mut want: Vec<String> = ["new", "cur"]
+        .iter()
+        .flat_map(|sub| fs::read_dir(md.join(sub)).unwrap())
+        .map(|e| {
+            let name = e.unwrap().file_name().into_string().unwrap();
+            name.split(':').next().unwrap().to_owned()
+        })
+        .collect();
+    want.sort();
+    assert_eq!(want.len(), 3);
+
+    let settings = readme_block("text", "protocols = imap pop3 sieve");
+    assert!(settings.contains("pop3_uidl_format = %f"), "{settings}");
+    let d = Dovecot::guide_with(&s, &[ALICE], &settings);
+    let mut c = d
+        .try_pop3(ALICE, PASSWORD)
+        .unwrap_or_else(|e| panic!("{e}\n{}", d.log()));
+    let mut got: Vec<String> = c.uidl().into_iter().map(|(_, id)| id).collect();
+    got.sort();
+    assert_eq!(got, want, "{}", d.log());
+    c.command("QUIT").unwrap();
+    // vchkpw's form of the address.
+    d.try_pop3("alice%example.com", PASSWORD)
+        .unwrap_or_else(|e| panic!("alice%example.com: {e}\n{}", d.log()));
+    assert!(d.try_pop3(ALICE, "wrong").is_err());
+    s.ctl_ok(&["account", "services", ALICE, "--pop3", "off"]);
+    let e = d
+        .try_pop3(ALICE, PASSWORD)
+        .err()
+        .expect("pop3 off must refuse");
+    assert!(e.starts_with("-ERR"), "{e}");
+    d.try_imap(ALICE, PASSWORD)
+        .unwrap_or_else(|e| panic!("IMAP with only pop3 off: {e}"));
+}
+
 #[test]
 fn rename_moves_the_maildir_and_the_aliases_follow() {
     let s = Site::new();

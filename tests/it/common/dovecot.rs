@@ -1,6 +1,6 @@
 //! A private, real Dovecot (Debian's `dovecot-core`, `dovecot-imapd`,
-//! `dovecot-sieve`, `dovecot-managesieved`) for one test, and tiny IMAP and
-//! ManageSieve clients to talk to it.
+//! `dovecot-pop3d`, `dovecot-sieve`, `dovecot-managesieved`) for one test,
+//! and tiny IMAP, POP3 and ManageSieve clients to talk to it.
 //!
 //! [`Dovecot::guide`] runs the README's guide: `examples/dovecot/99-vdeliver.conf`
 //! as written, except that the `mail_uid`/`mail_gid`/`first_valid_uid` lines
@@ -216,6 +216,9 @@ pub struct Dovecot {
     pub imap_port: Option<u16>,
     /// ManageSieve on 127.0.0.1 ([`Dovecot::guide`] only).
     pub sieve_port: Option<u16>,
+    /// POP3 on 127.0.0.1 ([`Dovecot::guide_with`] settings that add `pop3`
+    /// to `protocols`).
+    pub pop3_port: Option<u16>,
 }
 
 impl Dovecot {
@@ -281,7 +284,7 @@ impl Dovecot {
             &format!("args = {}", users_file.display()),
         );
         for _attempt in 0..3 {
-            let (imap, sieve) = (free_port(), free_port());
+            let (imap, sieve, pop3) = (free_port(), free_port(), free_port());
             // Debian's 10-mail.conf and the listeners conf.d would give.
             let body = format!(
                 "namespace inbox {{\n  inbox = yes\n}}\n{guide}\n{extra}\n\
@@ -289,7 +292,8 @@ impl Dovecot {
                  port = {imap}\n  }}\n  inet_listener imaps {{\n    port = 0\n  }}\n}}\n\
                  service managesieve-login {{\n  inet_listener sieve {{\n    \
                  address = 127.0.0.1\n    port = {sieve}\n  }}\n}}\n\
-                 service pop3-login {{\n  inet_listener pop3 {{\n    port = 0\n  }}\n  \
+                 service pop3-login {{\n  inet_listener pop3 {{\n    address = 127.0.0.1\n    \
+                 port = {pop3}\n  }}\n  \
                  inet_listener pop3s {{\n    port = 0\n  }}\n}}\n\
                  service lmtp {{\n  unix_listener lmtp {{\n    mode = 0\n  }}\n}}\n"
             );
@@ -297,6 +301,8 @@ impl Dovecot {
                 Ok(mut d) => {
                     d.imap_port = Some(imap);
                     d.sieve_port = Some(sieve);
+                    // Serving only when `extra` adds pop3 to `protocols`.
+                    d.pop3_port = Some(pop3);
                     return d;
                 }
                 // A port taken in between: again with others.
@@ -360,6 +366,7 @@ impl Dovecot {
             master,
             imap_port: None,
             sieve_port: None,
+            pop3_port: None,
         };
         // Ready when the auth service listens (or the master has died).
         let socket = d.dir.join("run/auth-userdb");
@@ -476,6 +483,17 @@ impl Dovecot {
             Some(_) if text.contains("failed") => false,
             _ => panic!("doveadm auth test: {out:?}\n{}", self.log()),
         }
+    }
+
+    /// A POP3 session logged in as `user` with `password` (USER/PASS), or
+    /// the server's `-ERR` line.
+    pub fn try_pop3(&self, user: &str, password: &str) -> Result<Pop3, String> {
+        need_service("pop3", "dovecot-pop3d");
+        let port = self.pop3_port.expect("this Dovecot has no POP3 listener");
+        let mut c = Pop3::connect(port);
+        c.command(&format!("USER {user}"))?;
+        c.command(&format!("PASS {password}"))?;
+        Ok(c)
     }
 
     /// A ManageSieve session logged in as `user` with `password`.
@@ -726,5 +744,45 @@ impl ManageSieve {
             .collect();
         v.sort();
         v
+    }
+}
+
+/// Enough POP3 (RFC 1939) to log in and list unique ids.
+pub struct Pop3 {
+    r: BufReader<TcpStream>,
+    w: TcpStream,
+}
+
+impl Pop3 {
+    fn connect(port: u16) -> Pop3 {
+        let (mut r, w) = connect(port);
+        let greeting = read_response_line(&mut r);
+        assert!(greeting.starts_with("+OK"), "POP3 greeting {greeting:?}");
+        Pop3 { r, w }
+    }
+
+    /// One command; its `+OK` line, or the `-ERR` line as the error.
+    pub fn command(&mut self, cmd: &str) -> Result<String, String> {
+        self.w.write_all(format!("{cmd}\r\n").as_bytes()).unwrap();
+        let line = read_response_line(&mut self.r).trim_end().to_owned();
+        if line.starts_with("+OK") {
+            Ok(line)
+        } else {
+            Err(line)
+        }
+    }
+
+    /// `UIDL`: (message number, unique id) for each message.
+    pub fn uidl(&mut self) -> Vec<(u32, String)> {
+        self.command("UIDL").unwrap();
+        let mut out = Vec::new();
+        loop {
+            let line = read_response_line(&mut self.r).trim_end().to_owned();
+            if line == "." {
+                return out;
+            }
+            let (n, id) = line.split_once(' ').expect("UIDL line");
+            out.push((n.parse().unwrap(), id.to_owned()));
+        }
     }
 }
