@@ -146,7 +146,8 @@ pub(super) fn open_dir_beneath(root: &OwnedFd, comps: &[&str]) -> rustix::io::Re
     }
 }
 
-fn names(dir: BorrowedFd<'_>) -> rustix::io::Result<Vec<CString>> {
+/// The names in `dir`, `.` and `..` left out.
+pub(super) fn names(dir: BorrowedFd<'_>) -> rustix::io::Result<Vec<CString>> {
     let mut d = rfs::Dir::read_from(dir)?;
     let mut v = Vec::new();
     while let Some(entry) = d.read() {

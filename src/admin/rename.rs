@@ -64,7 +64,7 @@ use super::account::maildir_user;
 use super::domain::{domain_id, names_of};
 use super::guard::{broken, outcomes, referrers, Probe};
 use super::names::address;
-use super::purge::{open_dir_beneath, unsafe_or_io};
+use super::purge::{names, open_dir_beneath, unsafe_or_io};
 use super::{as_mail_user, conflict, AdminError, Result};
 use crate::maildir::{retry, DIR_FLAGS};
 use crate::plan::Rules;
@@ -72,7 +72,7 @@ use postgres::Client;
 use rustix::fs::{self as rfs, AtFlags, Mode, OFlags, RenameFlags};
 use rustix::io::Errno;
 use serde::Serialize;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
 
 /// The marker an interrupted rename leaves in the moved home.
@@ -341,17 +341,21 @@ fn open_opt(dir: Option<&OwnedFd>, name: &str) -> rustix::io::Result<Option<Owne
     }
 }
 
-/// The marker in `home`, when there is one.
+/// The marker in `home`, when there is one: a regular file (never through
+/// a symlink, and a FIFO put there cannot block the read), its first KB.
 fn marker_of(home: &OwnedFd) -> Option<String> {
     let fd = retry(|| {
         rfs::openat(
             home,
             MARKER,
-            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
             Mode::empty(),
         )
     })
     .ok()?;
+    if rfs::FileType::from_raw_mode(rfs::fstat(&fd).ok()?.st_mode) != rfs::FileType::RegularFile {
+        return None;
+    }
     let mut buf = vec![0u8; 1024];
     let n = retry(|| rustix::io::read(&fd, &mut buf[..])).ok()?;
     String::from_utf8(buf[..n].to_vec()).ok()
@@ -514,45 +518,46 @@ impl Interrupted {
 }
 
 /// Every marker under `root`, in the only place a rename puts one: a home
-/// `DOMAIN/LOCAL/`, two levels down. Symlinks are not followed; sorted by
-/// path. An unreadable directory is an error (the answer would be
-/// incomplete), naming it.
+/// `DOMAIN/LOCAL/`, two levels down. Directories are opened one beneath
+/// the other without following symlinks (run as root, a symlink a user
+/// swapped in cannot lead the read elsewhere), three descriptors at a
+/// time; sorted by path. A directory that cannot be read is an error (the
+/// answer would be incomplete), naming it.
 pub(super) fn interrupted(root: &Path) -> std::result::Result<Vec<Interrupted>, String> {
-    use std::io::Read;
-    use std::os::unix::fs::OpenOptionsExt;
-    let dirs = |p: &Path| -> std::result::Result<Vec<String>, String> {
-        let mut out = Vec::new();
-        let rd = std::fs::read_dir(p).map_err(|e| format!("cannot read {}: {e}", p.display()))?;
-        for entry in rd {
-            let entry = entry.map_err(|e| format!("cannot read {}: {e}", p.display()))?;
-            let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
-            if let (true, Some(name)) = (is_dir, entry.file_name().to_str()) {
-                out.push(name.to_owned());
+    let err = |what: &str, e: Errno| format!("cannot read {}/{what}: {e}", root.display());
+    let root_fd = retry(|| rfs::open(root, DIR_FLAGS.difference(OFlags::NOFOLLOW), Mode::empty()))
+        .map_err(|e| err("", e))?;
+    // The subdirectories of `dir` (symlinks and other files passed over).
+    let subdirs =
+        |dir: &OwnedFd, shown: &str| -> std::result::Result<Vec<(String, OwnedFd)>, String> {
+            let mut out = Vec::new();
+            for name in names(dir.as_fd()).map_err(|e| err(shown, e))? {
+                let Ok(name) = name.into_string() else {
+                    continue;
+                };
+                match retry(|| rfs::openat(dir, name.as_str(), DIR_FLAGS, Mode::empty())) {
+                    Ok(fd) => out.push((name, fd)),
+                    Err(Errno::NOTDIR | Errno::LOOP | Errno::NOENT) => {}
+                    Err(e) => return Err(err(&format!("{shown}{name}"), e)),
+                }
             }
-        }
-        out.sort();
-        Ok(out)
-    };
+            out.sort_by(|a, b| a.0.cmp(&b.0));
+            Ok(out)
+        };
     let mut found = Vec::new();
-    for domain in dirs(root)? {
-        for local in dirs(&root.join(&domain))? {
-            let marker = root.join(&domain).join(&local).join(MARKER);
-            let file = match std::fs::OpenOptions::new()
-                .read(true)
-                .custom_flags(libc::O_NOFOLLOW)
-                .open(&marker)
-            {
-                Ok(f) => f,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(format!("cannot read {}: {e}", marker.display())),
-            };
-            let mut text = String::new();
-            let _ = file.take(1024).read_to_string(&mut text);
-            let pair = text
-                .trim_end_matches('\n')
-                .split_once(' ')
-                .filter(|(f, t)| f.contains('@') && t.contains('@') && !t.contains(' '))
-                .map(|(f, t)| (f.to_owned(), t.to_owned()));
+    for (domain, dfd) in subdirs(&root_fd, "")? {
+        let homes = subdirs(&dfd, &format!("{domain}/"))?;
+        for (local, home) in homes {
+            match rfs::statat(&home, MARKER, AtFlags::SYMLINK_NOFOLLOW) {
+                Err(Errno::NOENT) => continue,
+                Err(e) => return Err(err(&format!("{domain}/{local}/{MARKER}"), e)),
+                Ok(_) => {}
+            }
+            let pair = marker_of(&home).and_then(|text| {
+                let (f, t) = text.trim_end_matches('\n').split_once(' ')?;
+                (f.contains('@') && t.contains('@') && !t.contains(' '))
+                    .then(|| (f.to_owned(), t.to_owned()))
+            });
             found.push(Interrupted {
                 dir: format!("{domain}/{local}/"),
                 pair,

@@ -789,6 +789,13 @@ fn check_reports_a_marker_left_by_an_interrupted_rename() {
     // And a marker naming no pair, in another domain's home.
     fs::create_dir_all(s.root.join("example.org/x")).unwrap();
     fs::write(s.root.join("example.org/x/.vmailctl-rename"), "garbage").unwrap();
+    // A FIFO where the marker would be cannot hang the check.
+    fs::create_dir_all(s.root.join("example.org/z")).unwrap();
+    nix::unistd::mkfifo(
+        &s.root.join("example.org/z/.vmailctl-rename"),
+        nix::sys::stat::Mode::from_bits_truncate(0o600),
+    )
+    .unwrap();
     // A symlinked home is not followed (a marker through it is not read).
     std::os::unix::fs::symlink(&new, s.root.join("example.org/y")).unwrap();
     let (ok, d) = renames_line(&s);
@@ -797,7 +804,9 @@ fn check_reports_a_marker_left_by_an_interrupted_rename() {
         d,
         "example.com/al/.vmailctl-rename: the rename of alice@example.com to al@example.com \
          finished but left its marker: remove the file; example.org/x/.vmailctl-rename is a \
-         rename marker naming no pair of addresses: look at example.org/x/, then remove the file"
+         rename marker naming no pair of addresses: look at example.org/x/, then remove the \
+         file; example.org/z/.vmailctl-rename is a rename marker naming no pair of addresses: \
+         look at example.org/z/, then remove the file"
     );
     // Both gone: clean again.
     fs::remove_file(new.join(".vmailctl-rename")).unwrap();
